@@ -1,0 +1,42 @@
+# The two commands of the README, and the steps they need. Each target installs what it
+# uses, so a fresh machine needs only python3 (3.11+), make and, for the browser test,
+# Debian's apt (chromium) and npm (wrangler, for the deploy dry-run).
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: lab test lint bench install browser-deps clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e ".[dev,bench]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## JupyterLab on the quickstart notebook (offline model unless ANTHROPIC_API_KEY is set).
+lab: $(STAMP)
+	$(BIN)/jupyter lab notebooks/quickstart.ipynb
+
+## Chromium for the browser test, wrangler for the deploy dry-run.
+browser-deps:
+	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@test -x .ci/node/node_modules/.bin/wrangler || npm install --silent --prefix .ci/node wrangler@4.86.0 >/dev/null
+
+lint: $(STAMP)
+	$(BIN)/ruff check helix_lab tests benchmarks
+
+## Every test: unit, end to end, browser, and the notebooks under nbval.
+test: $(STAMP) browser-deps lint
+	HELIX_WRANGLER=$(CURDIR)/.ci/node/node_modules/.bin/wrangler \
+	  $(BIN)/pytest tests -q
+	$(BIN)/pytest --nbval notebooks --sanitize-with notebooks/sanitize.cfg -q -p no:randomly
+
+bench: $(STAMP)
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .ci/node .helix artifacts

@@ -1,0 +1,6 @@
+"""Client handles: start, watch and steer agent sessions on either backend."""
+
+from .backend import Backend, LocalBackend, RemoteBackend, poll_until
+from .handle import AgentHandle, RunInterrupted
+
+__all__ = ["AgentHandle", "Backend", "LocalBackend", "RemoteBackend", "RunInterrupted", "poll_until"]

@@ -1,0 +1,160 @@
+"""``AgentHandle``: one session, seen from the notebook, with every control a user needs.
+
+A handle is cheap: it is a backend and a session id, plus the run id it was made for.
+``resume``, ``retry`` and ``send`` return a new handle for the new run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any, Literal
+
+from ..errors import RunError, UserError
+
+if TYPE_CHECKING:
+    from .backend import Backend
+
+__all__ = ["AgentHandle", "RunInterrupted"]
+
+
+class RunInterrupted(RunError):
+    """``result()`` of a run that was interrupted; resume it to get a result."""
+
+
+class AgentHandle:
+    """Controls and observes one session through a :class:`~helix_lab.client.Backend`."""
+
+    def __init__(self, backend: Backend, session_id: str, run_id: str | None = None,
+                 agent_type: str | None = None) -> None:
+        self.backend = backend
+        self.session_id = session_id
+        self.run_id = run_id
+        self.agent_type = agent_type
+
+    def __repr__(self) -> str:
+        return f"<AgentHandle session={self.session_id!r} run={self.run_id!r}>"
+
+    async def _call(self, method: str, endpoint: str, json: Any = None,
+                    params: dict[str, Any] | None = None) -> Any:
+        return await self.backend.request(self.session_id, method, endpoint, json=json,
+                                          params=params)
+
+    def _next(self, body: dict[str, Any]) -> AgentHandle:
+        return AgentHandle(self.backend, self.session_id, body.get("runId"), self.agent_type)
+
+    # -- observing -------------------------------------------------------------------------
+
+    def stream(self, from_sequence: int = 0, *, follow: bool = False
+               ) -> AsyncIterator[dict[str, Any]]:
+        """Chunks after ``from_sequence``, in order and without duplicates.
+
+        Ends when the session stops executing, unless ``follow`` keeps it open across runs.
+        """
+        return self.backend.stream(self.session_id, from_sequence, follow=follow)
+
+    async def status(self) -> dict[str, Any]:
+        return await self._call("GET", "/status")
+
+    async def result(self) -> Any:
+        """Wait for the session to stop; the output, or :class:`RunError`."""
+        status = await self.status()
+        if status["isExecuting"]:
+            async for _ in self.stream(status.get("lastSequence", 0)):
+                pass
+            status = await self.status()
+        if status["status"] == "completed":
+            return status.get("output")
+        if status["status"] == "interrupted":
+            raise RunInterrupted(f"Session {self.session_id!r} was interrupted at step "
+                                 f"{status['stepCount']}; call resume() to go on.")
+        if status["status"] == "failed":
+            raise RunError(status.get("error") or "the run failed")
+        raise RunError(f"Session {self.session_id!r} is {status['status']}.")
+
+    async def get_state(self) -> Any:
+        return (await self._call("GET", "/snapshot"))["state"]
+
+    async def messages(self, checkpoint_id: str | None = None) -> list[dict[str, Any]]:
+        params = {"checkpointId": checkpoint_id} if checkpoint_id else None
+        return (await self._call("GET", "/messages", params=params))["messages"]
+
+    async def snapshot(self) -> dict[str, Any]:
+        return await self._call("GET", "/snapshot")
+
+    async def checkpoints(self) -> list[dict[str, Any]]:
+        """Every checkpoint of every branch, oldest first."""
+        return (await self._call("GET", "/checkpoints"))["checkpoints"]
+
+    async def checkpoint(self, checkpoint_id: str) -> dict[str, Any]:
+        """One checkpoint with its full state."""
+        return await self._call("GET", f"/checkpoints/{checkpoint_id}")
+
+    async def history(self, from_sequence: int = 0, limit: int = 1000) -> dict[str, Any]:
+        return await self._call("GET", "/history",
+                                params={"fromSequence": from_sequence, "limit": limit})
+
+    async def usage(self) -> dict[str, Any]:
+        return await self._call("GET", "/usage")
+
+    # -- controlling -----------------------------------------------------------------------
+
+    async def interrupt(self, reason: str = "interrupted") -> dict[str, Any]:
+        """Soft stop at the next safe point; resumable. Returns the new status."""
+        return await self._call("POST", "/interrupt", json={"reason": reason})
+
+    async def abort(self, reason: str = "aborted") -> dict[str, Any]:
+        """Hard stop; the session becomes failed and cannot be resumed."""
+        return await self._call("POST", "/abort", json={"reason": reason})
+
+    async def can_resume(self) -> bool:
+        return bool((await self.status()).get("canResume"))
+
+    async def resume(
+        self,
+        mode: Literal["continue", "with_message", "from_checkpoint"] = "continue",
+        *,
+        message: str | None = None,
+        checkpoint_id: str | None = None,
+        modify_state: Any = None,
+    ) -> AgentHandle:
+        """Go on after an interrupt, optionally with a message, or fork from a checkpoint.
+
+        ``from_checkpoint`` with ``modify_state`` (an object merged into the state, or a
+        JSON patch) starts a new branch; the original history stays as it was.
+        """
+        options: dict[str, Any] = {"mode": "continue"}
+        if mode == "with_message":
+            if not message:
+                raise UserError("resume(mode='with_message') needs message=...")
+            options["appendMessages"] = [{"role": "user", "content": message}]
+        elif mode == "from_checkpoint":
+            if not checkpoint_id:
+                raise UserError("resume(mode='from_checkpoint') needs checkpoint_id=...")
+            options = {"mode": "branch", "checkpointId": checkpoint_id}
+            if message:
+                options["appendMessages"] = [{"role": "user", "content": message}]
+        elif mode != "continue":
+            raise UserError(f"Unknown resume mode {mode!r}: use 'continue', 'with_message' "
+                            "or 'from_checkpoint'.")
+        if modify_state is not None:
+            options["modifyState"] = modify_state
+        body = await self._call("POST", "/resume",
+                                json={"agentType": self.agent_type, "options": options})
+        return self._next(body)
+
+    async def retry(self, mode: Literal["from_checkpoint", "from_start"] = "from_checkpoint",
+                    *, message: str | None = None) -> AgentHandle:
+        """Run again from the last checkpoint, or from the very start (a new branch)."""
+        options: dict[str, Any] = {"mode": mode}
+        if message is not None:
+            options["message"] = message
+        body = await self._call("POST", "/retry",
+                                json={"agentType": self.agent_type, "options": options})
+        return self._next(body)
+
+    async def send(self, message: str) -> AgentHandle:
+        """A follow-up message in the same session, after the last run ended."""
+        agent_type = self.agent_type or (await self.status()).get("agentType")
+        body = await self._call("POST", "/start", json={
+            "agentType": agent_type, "sessionId": self.session_id, "input": {"message": message}})
+        return self._next(body)

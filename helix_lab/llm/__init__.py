@@ -1,0 +1,62 @@
+"""LLM adapters, all speaking the streaming protocol of :mod:`helix_lab.llm.base`.
+
+- ``AnthropicAdapter``: the real ``anthropic`` SDK (``base_url`` overridable)
+- ``OpenAICompatAdapter``: any OpenAI-compatible server, over httpx
+- ``ScriptedLLM``: deterministic turns written in Python
+- ``OfflineLLM``: the keyless default that still uses tools and thinks aloud
+- ``RecordingLLM`` / ``ReplayLLM``: record a run once, replay it byte for byte
+
+Vendor SDKs load only when an adapter that needs them is used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+from .base import LLMAdapter, LLMError, LLMEvent, LLMRequest, Message, ToolSpec
+
+_LAZY = {
+    "AnthropicAdapter": "helix_lab.llm.anthropic",
+    "OpenAICompatAdapter": "helix_lab.llm.openai_compat",
+    "ScriptedLLM": "helix_lab.llm.scripted",
+    "Turn": "helix_lab.llm.scripted",
+    "call": "helix_lab.llm.scripted",
+    "OfflineLLM": "helix_lab.llm.offline",
+    "RecordingLLM": "helix_lab.llm.cassette",
+    "ReplayLLM": "helix_lab.llm.cassette",
+}
+
+__all__ = [
+    "AnthropicAdapter",
+    "LLMAdapter",
+    "LLMError",
+    "LLMEvent",
+    "LLMRequest",
+    "Message",
+    "OfflineLLM",
+    "OpenAICompatAdapter",
+    "RecordingLLM",
+    "ReplayLLM",
+    "ScriptedLLM",
+    "ToolSpec",
+    "Turn",
+    "call",
+]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'helix_lab.llm' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+if TYPE_CHECKING:
+    from .anthropic import AnthropicAdapter
+    from .cassette import RecordingLLM, ReplayLLM
+    from .offline import OfflineLLM
+    from .openai_compat import OpenAICompatAdapter
+    from .scripted import ScriptedLLM, Turn, call

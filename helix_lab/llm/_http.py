@@ -1,0 +1,50 @@
+"""HTTP details the network adapters share: which failures are transient, and Retry-After.
+
+Kept free of any HTTP library so that importing an adapter module stays cheap.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
+
+__all__ = ["is_transient_status", "redact", "retry_after_seconds"]
+
+
+def is_transient_status(status: int) -> bool:
+    """Whether a retry of the same request may succeed: timeouts, conflicts, 429, 5xx (529 too)."""
+    return status in (408, 409, 429) or status >= 500
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """The server's requested wait in seconds, or ``None`` if it did not say.
+
+    ``headers`` should be case-insensitive (``httpx.Headers`` is). ``retry-after-ms`` wins
+    because it is more precise; ``retry-after`` may be seconds or an HTTP date.
+    """
+    millis = headers.get("retry-after-ms")
+    if millis is not None:
+        try:
+            return max(float(millis) / 1000, 0.0)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def redact(text: str, secret: str | None) -> str:
+    """``text`` with every occurrence of ``secret`` masked, so keys never reach an error."""
+    if secret and secret in text:
+        return text.replace(secret, "***")
+    return text

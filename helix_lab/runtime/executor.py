@@ -1,0 +1,548 @@
+"""The step loop: one ``Execution`` is one run of an agent, as a task on the event loop.
+
+A step is one model call and the tool calls it asked for. Nothing a step does is
+committed until it ends: its messages, state change, usage, checkpoint and the chunks
+still queued all go to storage in one transaction. So a run that dies mid-step is found
+at its previous checkpoint, with nothing half-written.
+
+Stopping:
+
+- ``interrupt`` is soft. During the model call the call is cut (nothing of the step is
+  committed); during tools the step finishes first. Either way an ``interrupted``
+  checkpoint is written and the run can be resumed.
+- ``abort`` is hard: the task is cancelled wherever it is, tools see ``abort_signal``,
+  the session becomes ``failed`` and cannot be resumed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+import json
+import random
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pydantic
+
+from ..agent import FINISH_TOOL, Agent
+from ..errors import RunError, ToolError
+from ..llm.base import LLMAdapter, LLMError, LLMRequest
+from ..tools import AbortSignal, ToolContext
+from .http import Request
+from .jsonpatch import JsonPatchError, apply_patch, make_patch
+from .sse import iter_sse_chunks
+from .state_store import Checkpoint, checkpoint_id
+
+if TYPE_CHECKING:
+    from .server import AgentServer
+
+__all__ = ["Execution", "RetryPolicy"]
+
+
+@dataclass
+class RetryPolicy:
+    """Backoff for transient model errors (429, 529, 5xx, dropped connections)."""
+
+    max_attempts: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, attempt: int, retry_after: float | None) -> float:
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        backoff = self.base_delay * 2 ** (attempt - 1)
+        return min(backoff * (0.75 + random.random() / 2), self.max_delay)
+
+
+@dataclass
+class _ModelTurn:
+    text: str = ""
+    thinking: str = ""
+    signature: str | None = None
+    tool_calls: list[dict[str, Any]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)
+    stop_reason: str = "end_turn"
+
+    def message(self) -> dict[str, Any]:
+        content: list[dict[str, Any]] = []
+        if self.thinking or self.signature:
+            block: dict[str, Any] = {"type": "thinking", "thinking": self.thinking}
+            if self.signature:
+                block["signature"] = self.signature
+            content.append(block)
+        if self.text:
+            content.append({"type": "text", "text": self.text})
+        for call in self.tool_calls:
+            content.append({"type": "tool_use", **call})
+        if not content:
+            content.append({"type": "text", "text": ""})
+        return {"role": "assistant", "content": content}
+
+
+async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
+    """Call a sync or async hook."""
+    if hook is None:
+        return None
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class Execution:
+    """One run of ``agent`` in the server's session. Also the hooks' execution handle."""
+
+    def __init__(
+        self,
+        server: AgentServer,
+        agent: Agent,
+        llm: LLMAdapter,
+        *,
+        run_id: str,
+        head: Checkpoint,
+        state: dict[str, Any],
+        messages: list[dict[str, Any]],
+    ) -> None:
+        self.server = server
+        self.agent = agent
+        self.llm = llm
+        self.session_id = server.session_id
+        self.run_id = run_id
+        self.head = head
+        self.committed_state = state
+        self.working: Any = agent.load_state(copy.deepcopy(state))
+        self.messages = messages
+        self.abort_signal = AbortSignal()
+        self.interrupt_reason: str | None = None
+        self.status = "running"
+        self.output: Any = None
+        self.error: str | None = None
+        self.done = False
+        self.task: asyncio.Task[None] | None = None
+        self._llm_task: asyncio.Task[_ModelTurn] | None = None
+        self._in_llm = False
+        self._usage: list[dict[str, Any]] = []
+        self._children: list[Any] = []
+        self._finished = asyncio.Event()
+        self._step = head.step
+
+    # -- the handle ------------------------------------------------------------------------
+
+    @property
+    def is_executing(self) -> bool:
+        return not self.done
+
+    def start(self) -> None:
+        self.task = self.server.spawn(self._run())
+
+    async def result(self) -> Any:
+        """Wait for the run to end; its output, or :class:`RunError`."""
+        await self._finished.wait()
+        if self.status == "failed":
+            raise RunError(self.error or "the run failed")
+        return self.output
+
+    async def wait(self) -> None:
+        await self._finished.wait()
+
+    async def interrupt(self, reason: str = "interrupted") -> None:
+        """Stop softly at the next safe point and wait until the run has stopped."""
+        if self.done:
+            return
+        if self.interrupt_reason is None:
+            self.interrupt_reason = reason
+        if self._in_llm and self._llm_task is not None:
+            self._llm_task.cancel()
+        for stub in list(self._children):
+            await stub.fetch(Request("POST", "/interrupt", json={"reason": reason}))
+        await self._finished.wait()
+
+    async def abort(self, reason: str = "aborted") -> None:
+        """Stop at once; the session becomes ``failed`` and cannot be resumed."""
+        if self.done:
+            return
+        self.abort_signal.abort(reason)
+        for stub in list(self._children):
+            await stub.fetch(Request("POST", "/abort", json={"reason": reason}))
+        if self.task is not None:
+            self.task.cancel()
+        await self._finished.wait()
+
+    # -- what a ToolContext calls ----------------------------------------------------------
+
+    def get_state(self) -> Any:
+        return self.working
+
+    def update_state(self, change: Any) -> None:
+        agent = self.agent
+        if isinstance(change, list):
+            try:
+                patched = apply_patch(self._dump_state(), change)
+            except JsonPatchError as exc:
+                raise ToolError(f"The state patch does not apply: {exc}") from None
+            new: Any = patched
+        elif callable(change):
+            result = change(self.working)
+            new = self.working if result is None else result
+        else:
+            raise ToolError("update_state() takes a function or a JSON patch (a list of ops).")
+        try:
+            self.working = agent.load_state(agent.validate_state(new))
+        except pydantic.ValidationError as exc:
+            raise ToolError(f"The state change does not fit the state schema: {exc}") from None
+
+    async def emit(self, chunk: dict[str, Any]) -> None:
+        self._emit(chunk, self._step)
+
+    def record_usage(self, entry: dict[str, Any]) -> None:
+        self._usage.append({**entry, "runId": self.run_id, "step": self._step})
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _emit(self, chunk: dict[str, Any], step: int | None = None) -> dict[str, Any]:
+        return self.server.stream.write(chunk, run_id=self.run_id,
+                                        step=self._step if step is None else step)
+
+    def _dump_state(self) -> dict[str, Any]:
+        return copy.deepcopy(self.agent.validate_state(self.working))
+
+    async def _run(self) -> None:
+        try:
+            # Loaded here, not when the run is requested, so that starting or resuming
+            # answers in constant time however long the history is.
+            if not self.messages:
+                self.messages = self.server.store.load_messages(self.head.message_head)
+            steps_this_run = 0
+            while True:
+                if self.interrupt_reason is not None:
+                    self._finish_interrupted()
+                    return
+                steps_this_run += 1
+                outcome = await self._step_once(self.head.step + 1, steps_this_run)
+                if outcome == "continue":
+                    continue
+                return
+        except asyncio.CancelledError:
+            if not self.abort_signal.aborted:
+                raise  # the host is shutting down: recovery will find the run interrupted
+            self._finish_failed(f"Aborted: {self.abort_signal.reason}", aborted=True)
+        except RunError as exc:
+            self._finish_failed(str(exc))
+        except Exception as exc:  # a bug in user code or ours: fail the run, keep the session
+            self.server.log("error", "run failed", exc)
+            self._finish_failed(f"{type(exc).__name__}: {exc}")
+
+    async def _step_once(self, step: int, steps_this_run: int) -> str:
+        agent = self.agent
+        self._step = step
+        at_limit = steps_this_run >= agent.max_steps
+        force_finish = agent.output_schema is not None and (
+            at_limit or self._must_finish(self.messages))
+        self._emit({"type": "step_started"})
+        config = agent.llm_config
+        request = LLMRequest(
+            model=config.model, system=agent.system_prompt, messages=self.messages,
+            tools=agent.tool_specs(),  # type: ignore[arg-type]
+            tool_choice=FINISH_TOOL if force_finish else None, max_tokens=config.max_tokens,
+            temperature=config.temperature, thinking_budget=config.thinking_budget,
+        )
+        turn = await self._call_model(request)
+        if turn is None:  # cut by interrupt: the step never happened
+            self._finish_interrupted()
+            return "stopped"
+        self._usage.append({"kind": "llm", "model": config.model, "runId": self.run_id,
+                            "step": step, "inputTokens": turn.usage.get("input_tokens", 0),
+                            "outputTokens": turn.usage.get("output_tokens", 0),
+                            "cacheReadTokens": turn.usage.get("cache_read_input_tokens", 0),
+                            "cacheWriteTokens": turn.usage.get("cache_creation_input_tokens", 0)})
+        self._emit({"type": "usage", "model": config.model, **turn.usage})
+        new_messages = [turn.message()]
+        finish: dict[str, Any] | None = None
+        if turn.tool_calls:
+            blocks = []
+            for call in turn.tool_calls:
+                block, final = await self._run_tool(call)
+                blocks.append(block)
+                if final is not None:
+                    finish = final
+            new_messages.append({"role": "user", "content": blocks})
+        if finish is not None:
+            self._commit(new_messages, status="completed", output=finish["output"])
+            return "stopped"
+        if not turn.tool_calls and agent.output_schema is None:
+            self._commit(new_messages, status="completed", output=turn.text)
+            return "stopped"
+        if force_finish:
+            self._commit(new_messages, status="running")
+            raise RunError(
+                f"Agent {agent.name!r} was required to call {FINISH_TOOL} with its output at "
+                f"max_steps={agent.max_steps} and did not; check the model and the output schema."
+            )
+        if at_limit:
+            self._commit(new_messages, status="running")
+            raise RunError(
+                f"Agent {agent.name!r} reached max_steps={agent.max_steps} without a final "
+                "answer. Raise max_steps, or give the agent an output_schema so that it is "
+                "made to answer at the limit."
+            )
+        self._commit(new_messages, status="running")
+        return "continue"
+
+    @staticmethod
+    def _must_finish(messages: list[dict[str, Any]]) -> bool:
+        """An agent with an output schema answered in prose last time: make it finish."""
+        last = messages[-1] if messages else None
+        if not last or last.get("role") != "assistant":
+            return False
+        content = last.get("content")
+        return isinstance(content, list) and not any(
+            b.get("type") == "tool_use" for b in content if isinstance(b, dict))
+
+    async def _call_model(self, request: LLMRequest) -> _ModelTurn | None:
+        policy = self.server.retry
+        attempt = 0
+        while True:
+            attempt += 1
+            if self.interrupt_reason is not None:
+                return None
+            self._llm_task = asyncio.ensure_future(self._consume(request))
+            self._in_llm = True
+            try:
+                await asyncio.wait({self._llm_task})
+            except asyncio.CancelledError:
+                # Aborted, or the host is shutting down: asyncio.wait does not cancel what
+                # it waits for, and a model call outliving its run would stream deltas
+                # after the run's final chunk.
+                self._llm_task.cancel()
+                raise
+            finally:
+                self._in_llm = False
+            task, self._llm_task = self._llm_task, None
+            if task.cancelled():
+                return None
+            exc = task.exception()
+            if exc is None:
+                return task.result()
+            if isinstance(exc, LLMError) and exc.retryable and attempt < policy.max_attempts:
+                delay = policy.delay(attempt, exc.retry_after)
+                self._emit({"type": "llm_retry", "attempt": attempt,
+                            "maxAttempts": policy.max_attempts, "delayMs": int(delay * 1000),
+                            "status": exc.status, "error": exc.message})
+                await asyncio.sleep(delay)
+                continue
+            if isinstance(exc, LLMError):
+                tries = f" after {attempt} attempts" if exc.retryable else ""
+                raise RunError(f"The model call failed{tries}: {exc.message}")
+            raise RunError(f"The model adapter raised {type(exc).__name__}: {exc}")
+
+    async def _consume(self, request: LLMRequest) -> _ModelTurn:
+        turn = _ModelTurn()
+        text: list[str] = []
+        thinking: list[str] = []
+        async for event in self.llm.stream(request):
+            kind = event.get("type") if isinstance(event, dict) else None
+            if kind == "text_delta" and isinstance(event.get("delta"), str):
+                text.append(event["delta"])
+                self._emit({"type": "text_delta", "delta": event["delta"]})
+            elif kind == "thinking_delta" and isinstance(event.get("delta", ""), str):
+                if event.get("delta"):
+                    thinking.append(event["delta"])
+                    self._emit({"type": "thinking", "delta": event["delta"]})
+                if event.get("signature"):
+                    turn.signature = event["signature"]
+            elif (kind == "tool_call" and isinstance(event.get("id"), str)
+                  and isinstance(event.get("name"), str) and isinstance(event.get("input"), dict)):
+                turn.tool_calls.append({"id": event["id"], "name": event["name"],
+                                        "input": event["input"]})
+            elif kind == "usage":
+                turn.usage.update({k: int(v) for k, v in event.items()
+                                   if k != "type" and isinstance(v, int)})
+            elif kind == "finish":
+                turn.stop_reason = str(event.get("stop_reason", "end_turn"))
+            else:
+                raise LLMError(f"The model adapter sent a malformed event: {event!r:.200}")
+        turn.text, turn.thinking = "".join(text), "".join(thinking)
+        return turn
+
+    async def _run_tool(self, call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """Run one tool call with its hooks; returns its tool_result block, and the final
+        output when the call was a valid ``__finish__``."""
+        agent = self.agent
+        name = call["name"]
+        ctx = ToolContext(self, session_id=self.session_id, run_id=self.run_id, step=self._step,
+                          agent_type=agent.name, tool_call_id=call["id"],
+                          abort_signal=self.abort_signal)
+        self._emit({"type": "tool_start", "toolCallId": call["id"], "toolName": name,
+                    "input": call["input"]})
+        await call_hook(agent.hooks.before_tool, ctx, call)
+        before = self._dump_state()
+        final = None
+        try:
+            if name == FINISH_TOOL and agent.output_schema is not None:
+                output = agent.output_schema.model_validate(call["input"]).model_dump(mode="json")
+                final = {"output": output}
+                result: dict[str, Any] = {"output": "Final answer recorded."}
+            else:
+                result = {"output": await self._execute(name, call, ctx)}
+        except pydantic.ValidationError as exc:
+            result = {"error": f"The final answer does not match the output schema: {exc}"}
+        except ToolError as exc:
+            result = {"error": str(exc)}
+        except TimeoutError:
+            tool = agent.find_tool(name)
+            timeout = tool.timeout if tool else None
+            result = {"error": f"Tool {name!r} timed out after {timeout:g} s."}
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.server.log("warning", f"tool {name} raised", exc)
+            result = {"error": f"Tool {name!r} raised {type(exc).__name__}: {exc}"}
+        self._emit({"type": "tool_end", "toolCallId": call["id"], "toolName": name, **result})
+        after = self._dump_state()
+        if after != before:
+            await call_hook(agent.hooks.on_state_change, ctx, before, after)
+        content = result.get("output", result.get("error"))
+        block = {"type": "tool_result", "tool_use_id": call["id"],
+                 "content": content if isinstance(content, str) else json.dumps(content),
+                 "is_error": "error" in result}
+        await call_hook(agent.hooks.on_message, ctx, {"role": "user", "content": [block]})
+        await call_hook(agent.hooks.after_tool, ctx, call, result)
+        return block, final
+
+    async def _execute(self, name: str, call: dict[str, Any], ctx: ToolContext) -> Any:
+        sub = self.agent.find_subagent(name)
+        if sub is not None:
+            return await self._run_subagent(sub, call)
+        tool = self.agent.find_tool(name)
+        if tool is None:
+            available = ", ".join(s["name"] for s in self.agent.tool_specs()) or "none"
+            raise ToolError(f"There is no tool named {name!r}. Available tools: {available}.")
+        call_task = tool.call(call["input"], ctx)
+        if tool.timeout is None:
+            return await call_task
+        return await asyncio.wait_for(call_task, tool.timeout)
+
+    async def _run_subagent(self, sub: Agent, call: dict[str, Any]) -> Any:
+        namespace = self.server.namespace
+        if namespace is None:
+            raise ToolError("Sub-agents need the server to know its namespace; none is bound.")
+        message = call["input"].get("message")
+        if not isinstance(message, str) or not message:
+            raise ToolError(f"subagent call to {sub.name!r} needs a non-empty 'message'.")
+        child_id = f"{self.session_id}--{sub.name}-s{self._step}-{secrets.token_hex(2)}"
+        stub = namespace.get(namespace.id_from_name("session:" + child_id))
+        self._emit({"type": "subagent_start", "toolCallId": call["id"],
+                    "childSessionId": child_id, "agentType": sub.name})
+        started = await stub.fetch(Request("POST", "/start", json={
+            "agentType": sub.name, "sessionId": child_id, "input": {"message": message},
+            "metadata": {"parentSessionId": self.session_id, "parentAgentType": self.agent.name},
+        }))
+        if not started.ok:
+            error = started.json().get("error", {}).get("message", f"HTTP {started.status}")
+            self._emit({"type": "subagent_end", "toolCallId": call["id"],
+                        "childSessionId": child_id, "error": error})
+            raise ToolError(f"Sub-agent {sub.name!r} did not start: {error}")
+        self._children.append(stub)
+        try:
+            stream = await stub.fetch(Request("GET", "/sse?fromSequence=0"))
+            if stream.stream is not None:
+                async for _event, _data in iter_sse_chunks(stream.stream):
+                    pass  # the child's own stream is for its own viewers; we wait for its end
+            status = (await stub.fetch(Request("GET", "/status"))).json()
+        finally:
+            self._children.remove(stub)
+        end = {"type": "subagent_end", "toolCallId": call["id"], "childSessionId": child_id,
+               "status": status.get("status")}
+        if status.get("status") != "completed":
+            error = status.get("error") or f"the sub-agent ended {status.get('status')}"
+            self._emit({**end, "error": error})
+            raise ToolError(f"Sub-agent {sub.name!r} failed: {error}")
+        self._emit({**end, "output": status.get("output")})
+        return status.get("output")
+
+    # -- committing ------------------------------------------------------------------------
+
+    def _commit(self, new_messages: list[dict[str, Any]], *, status: str,
+                output: Any = None) -> None:
+        """Store one finished step, and end the run when ``status`` says so."""
+        server = self.server
+        state = self._dump_state()
+        patch = make_patch(self.committed_state, state)
+        if patch:
+            self._emit({"type": "state_patch", "patch": patch})
+        cp_id = checkpoint_id(self.session_id, self._step)
+        cp_chunk = self._emit({"type": "checkpoint", "checkpointId": cp_id, "step": self._step,
+                               "branch": self.head.branch})
+        if status == "completed":
+            self._emit({"type": "run_completed", "output": output, "checkpointId": cp_id})
+        usage, self._usage = self._usage, []
+
+        def write() -> tuple[Checkpoint, list[dict[str, Any]]]:
+            head = server.store.append_messages(self.head.message_head, new_messages)
+            for entry in usage:
+                server.usage.record_sync({**entry, "sessionId": self.session_id})
+            cp = server.store.save_checkpoint(
+                session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
+                state=state, run_id=self.run_id, step=self._step, branch=self.head.branch,
+                message_head=head, message_count=self.head.message_count + len(new_messages),
+                status=status, sequence=cp_chunk["sequence"], output=output, cp_id=cp_id)
+            server.store.update_session(status=status, head_checkpoint=cp.id, output=output,
+                                        error=None)
+            return cp, server.stream.take_pending()
+
+        self.head, chunks = server.sql.transaction(write)
+        self.messages = self.messages + new_messages
+        self.committed_state = state
+        if status == "completed":
+            self.output = output
+            self._end("completed")
+        server.stream.broadcast(chunks)
+        server.after_commit(usage)
+
+    def _finish_interrupted(self) -> None:
+        server = self.server
+        reason = self.interrupt_reason or "interrupted"
+        cp_id = checkpoint_id(self.session_id, self.head.step)
+        cp_chunk = self._emit({"type": "checkpoint", "checkpointId": cp_id,
+                               "step": self.head.step, "branch": self.head.branch},
+                              self.head.step)
+        self._emit({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id},
+                   self.head.step)
+
+        def write() -> tuple[Checkpoint, list[dict[str, Any]]]:
+            cp = server.store.save_checkpoint(
+                session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
+                state=self.committed_state, run_id=self.run_id, step=self.head.step,
+                branch=self.head.branch, message_head=self.head.message_head,
+                message_count=self.head.message_count, status="interrupted",
+                sequence=cp_chunk["sequence"], cp_id=cp_id)
+            server.store.update_session(status="interrupted", head_checkpoint=cp.id)
+            return cp, server.stream.take_pending()
+
+        self.head, chunks = server.sql.transaction(write)
+        self._end("interrupted")
+        server.stream.broadcast(chunks)
+
+    def _finish_failed(self, error: str, *, aborted: bool = False) -> None:
+        server = self.server
+        self.error = error
+        self._emit({"type": "run_failed", "error": error, "aborted": aborted})
+
+        def write() -> list[dict[str, Any]]:
+            server.store.update_session(status="failed", error=error)
+            return server.stream.take_pending()
+
+        chunks = server.sql.transaction(write)
+        self._end("failed")
+        server.stream.broadcast(chunks)
+
+    def _end(self, status: str) -> None:
+        self.status = status
+        self.done = True
+        self._finished.set()
+        self.server.on_execution_end(self)
+

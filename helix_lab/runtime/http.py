@@ -1,0 +1,122 @@
+"""Host-agnostic ``Request`` and ``Response``: what ``AgentServer.fetch`` takes and returns.
+
+These are deliberately small: a Durable Object's ``fetch`` sees a method, a path with a
+query, headers and a body. Hosts convert at their edge (the Worker bundle from the
+``workers`` SDK, ``LocalNamespace`` and the client transport from plain Python).
+
+A response body is either bytes or an async iterator of bytes (SSE). A WebSocket upgrade
+carries the host's socket on the request (``request.websocket``) and answers 101.
+"""
+
+from __future__ import annotations
+
+import json as _json
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+from urllib.parse import parse_qsl, urlsplit
+
+__all__ = [
+    "BadRequest",
+    "Request",
+    "Response",
+    "WebSocketLike",
+    "error_response",
+    "json_response",
+]
+
+_UNSET: Any = object()
+
+
+class WebSocketLike(Protocol):
+    """The host's accepted server-side socket, as the runtime uses it."""
+
+    def send(self, text: str) -> None: ...
+
+    def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+class BadRequest(Exception):
+    """Raised while reading a request; becomes a 400 naming the field."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+
+
+class Request:
+    """An HTTP request as a Durable Object sees it."""
+
+    def __init__(
+        self,
+        method: str,
+        url: str,
+        *,
+        json: Any = _UNSET,
+        body: bytes | str = b"",
+        headers: dict[str, str] | None = None,
+        websocket: WebSocketLike | None = None,
+    ) -> None:
+        self.method = method.upper()
+        self.url = url
+        parts = urlsplit(url)
+        self.path = parts.path or "/"
+        self.query: dict[str, str] = dict(parse_qsl(parts.query, keep_blank_values=True))
+        self.headers: dict[str, str] = {k.lower(): v for k, v in (headers or {}).items()}
+        if json is not _UNSET:
+            body = _json.dumps(json)
+            self.headers.setdefault("content-type", "application/json")
+        self.body = body.encode() if isinstance(body, str) else body
+        self.websocket = websocket
+
+    def json(self) -> Any:
+        """The body as JSON; a :class:`BadRequest` (400) when it is not."""
+        if not self.body:
+            raise BadRequest("The request body is empty; send a JSON object.")
+        try:
+            return _json.loads(self.body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+        except RecursionError:  # json's decoder recurses per level: absurd nesting is a 400
+            raise BadRequest("The request body is nested too deeply to be read.") from None
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.url}>"
+
+
+class Response:
+    """An HTTP response; ``stream`` is set for streaming bodies such as SSE."""
+
+    def __init__(
+        self,
+        body: bytes | str = b"",
+        *,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+        stream: AsyncIterator[bytes] | None = None,
+    ) -> None:
+        self.status = status
+        self.headers = {k.lower(): v for k, v in (headers or {}).items()}
+        self.body = body.encode() if isinstance(body, str) else body
+        self.stream = stream
+
+    def json(self) -> Any:
+        return _json.loads(self.body)
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 400
+
+    def __repr__(self) -> str:
+        kind = "stream" if self.stream is not None else f"{len(self.body)} bytes"
+        return f"<Response {self.status} {kind}>"
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    merged = {"content-type": "application/json", **(headers or {})}
+    return Response(_json.dumps(data, default=str), status=status, headers=merged)
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
+    """The one error body of the wire: ``{"error": {"code", "message", ...}}``."""
+    return json_response({"error": {"code": code, "message": message, **extra}}, status=status)

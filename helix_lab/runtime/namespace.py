@@ -1,0 +1,134 @@
+"""``LocalNamespace``: Durable Object semantics in the kernel, on sqlite files.
+
+What it keeps of a real Durable Object namespace:
+
+- ``id_from_name(name)`` is deterministic, so the same name reaches the same object;
+- one live instance per id;
+- an input gate: requests to one object run one at a time (a streaming body, once
+  returned, is read outside the gate, as on Cloudflare);
+- storage that outlives the process: one sqlite file per object under ``storage``
+  (``.helix/`` by default), or a private in-memory database with ``":memory:"``.
+
+Constructing an object runs its recovery, so a run whose kernel died is found
+``interrupted`` the first time its session is touched again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from .http import Request, Response
+from .server import AgentServer
+from .sql import SqliteStorage
+
+__all__ = ["LocalNamespace", "LocalStub", "ObjectId"]
+
+DEFAULT_STORAGE = ".helix"
+
+
+class ObjectId(str):
+    """A Durable Object id: 64 hex characters derived from a name."""
+
+    __slots__ = ()
+
+
+class _LocalHost:
+    """The :class:`~helix_lab.runtime.server.HostContext` of one in-kernel object."""
+
+    def __init__(self, object_id: ObjectId, sql: SqliteStorage, namespace: LocalNamespace) -> None:
+        self.id = object_id
+        self.sql = sql
+        self.namespace = namespace
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        return self.namespace._spawn(coro)
+
+
+class LocalStub:
+    """The handle to one object; ``await stub.fetch(request)`` goes through its input gate."""
+
+    def __init__(self, namespace: LocalNamespace, object_id: ObjectId) -> None:
+        self._namespace = namespace
+        self.id = object_id
+
+    async def fetch(self, request: Request | str) -> Response:
+        if isinstance(request, str):
+            request = Request("GET", request)
+        server, gate = self._namespace._instance(self.id)
+        async with gate:
+            return await server.fetch(request)
+
+    def __repr__(self) -> str:
+        return f"<LocalStub {self.id[:12]}>"
+
+
+class LocalNamespace:
+    """A namespace of ``server_class`` objects living in this process."""
+
+    def __init__(self, server_class: type[AgentServer], env: Any = None,
+                 storage: str | os.PathLike[str] = DEFAULT_STORAGE) -> None:
+        self.server_class = server_class
+        self.env = env if env is not None else {}
+        self.storage = str(storage)
+        self._objects: dict[ObjectId, tuple[AgentServer, asyncio.Lock, SqliteStorage]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_memory(self) -> bool:
+        return self.storage == ":memory:"
+
+    def id_from_name(self, name: str) -> ObjectId:
+        return ObjectId(hashlib.sha256(name.encode()).hexdigest())
+
+    def get(self, object_id: ObjectId | str) -> LocalStub:
+        return LocalStub(self, ObjectId(object_id))
+
+    def _path(self, object_id: ObjectId) -> str:
+        if self.in_memory:
+            return ":memory:"
+        return str(Path(self.storage) / f"{object_id}.sqlite3")
+
+    def _instance(self, object_id: ObjectId) -> tuple[AgentServer, asyncio.Lock]:
+        entry = self._objects.get(object_id)
+        if entry is None:
+            sql = SqliteStorage(self._path(object_id))
+            server = self.server_class(_LocalHost(object_id, sql, self), self.env)
+            entry = (server, asyncio.Lock(), sql)
+            self._objects[object_id] = entry
+        return entry[0], entry[1]
+
+    def instance(self, object_id: ObjectId | str) -> AgentServer:
+        """The live object itself, for inspection in tests and benchmarks."""
+        return self._instance(ObjectId(object_id))[0]
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)  # keep a strong reference until it ends
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def stored_ids(self) -> list[ObjectId]:
+        """Ids of every object with storage on disk (or live, in memory)."""
+        ids = set(self._objects)
+        if not self.in_memory and os.path.isdir(self.storage):
+            ids.update(ObjectId(p.stem) for p in Path(self.storage).glob("*.sqlite3"))
+        return sorted(ids)
+
+    async def aclose(self) -> None:
+        """Stop running tasks (as a host shutdown would) and close every database."""
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for server, _, sql in self._objects.values():
+            server.stream.close_all()
+            sql.close()
+        self._objects.clear()
+
+    def __repr__(self) -> str:
+        return f"LocalNamespace({self.server_class.__name__}, storage={self.storage!r})"

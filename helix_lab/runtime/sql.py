@@ -1,0 +1,97 @@
+"""The storage seam: ``SqlStorage.exec(sql, *params)``, as a Durable Object's ``ctx.storage.sql``.
+
+Everything the runtime persists goes through this protocol. In the kernel it is bound to
+a ``sqlite3`` connection (:class:`SqliteStorage`); in a Python Worker, to the Durable
+Object's own SQLite (see ``helix_lab.worker_bundle``). Rows come back as plain dicts.
+
+``transaction(fn)`` runs ``fn`` atomically, like ``ctx.storage.transactionSync``: either
+every write inside it lands or none does. That is what makes a step's checkpoint, its
+state, its messages and its chunks commit together.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+__all__ = ["SqlStorage", "SqliteStorage"]
+
+T = TypeVar("T")
+Row = dict[str, Any]
+
+
+@runtime_checkable
+class SqlStorage(Protocol):
+    """What the runtime needs from a SQL database."""
+
+    def exec(self, sql: str, *params: Any) -> list[Row]:
+        """Run one statement and return its rows (empty for writes)."""
+        ...
+
+    def transaction(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` so that all of its writes commit together, or none do."""
+        ...
+
+
+class SqliteStorage:
+    """:class:`SqlStorage` on a ``sqlite3`` file (or ``":memory:"``).
+
+    WAL with ``synchronous=NORMAL``: a committed transaction survives the process being
+    killed (the log is in the OS before ``commit`` returns); only a power cut can lose the
+    last few transactions, the same promise a Durable Object's storage makes per region.
+    """
+
+    def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        import sqlite3  # not in every Pyodide build; only this binding needs it
+
+        # isolation_level=None: we issue BEGIN/COMMIT ourselves, so autocommit otherwise.
+        self._conn = sqlite3.connect(self.path, isolation_level=None)
+        self._conn.row_factory = sqlite3.Row
+        self._depth = 0
+        if self.path != ":memory:":
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+
+    def exec(self, sql: str, *params: Any) -> list[Row]:
+        cursor = self._conn.execute(sql, params)
+        return [dict(row) for row in cursor.fetchall()]
+
+    def executemany(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        """Bulk insert; an optimisation the runtime uses when the storage offers it."""
+        self._conn.executemany(sql, rows)
+
+    def iter_rows(self, sql: str, *params: Any) -> Iterator[Row]:
+        """Stream a large result without materialising it."""
+        cursor = self._conn.execute(sql, params)
+        for row in cursor:
+            yield dict(row)
+
+    def transaction(self, fn: Callable[[], T]) -> T:
+        if self._depth:  # nested: the outer transaction commits
+            self._depth += 1
+            try:
+                return fn()
+            finally:
+                self._depth -= 1
+        self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = 1
+        try:
+            result = fn()
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        finally:
+            self._depth = 0
+        self._conn.execute("COMMIT")
+        return result
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __repr__(self) -> str:
+        return f"SqliteStorage({self.path!r})"

@@ -1,0 +1,68 @@
+"""Server-sent events: encode chunks on the server, decode them in clients.
+
+Each chunk is one event whose ``id`` is its sequence, so a client reconnects with the
+last id it saw. A clean end of stream is an explicit ``end`` event; a stream that stops
+without one was dropped, and the client reconnects.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+__all__ = ["END_EVENT", "SSEDecoder", "encode_chunk", "encode_end", "iter_sse_chunks"]
+
+END_EVENT = "end"
+HEARTBEAT = b": ping\n\n"
+
+
+def encode_chunk(chunk: dict[str, Any]) -> bytes:
+    return f"id: {chunk['sequence']}\nevent: chunk\ndata: {json.dumps(chunk)}\n\n".encode()
+
+
+def encode_end(reason: str = "idle") -> bytes:
+    return f"event: {END_EVENT}\ndata: {json.dumps({'reason': reason})}\n\n".encode()
+
+
+class SSEDecoder:
+    """Incremental decoder: feed text, get ``(event, data)`` pairs for complete events."""
+
+    def __init__(self) -> None:
+        self._buffer = ""
+        self._event = "message"
+        self._data: list[str] = []
+
+    def feed(self, text: str) -> list[tuple[str, str]]:
+        self._buffer += text
+        events: list[tuple[str, str]] = []
+        while True:
+            newline = self._buffer.find("\n")
+            if newline < 0:
+                return events
+            line = self._buffer[:newline].rstrip("\r")
+            self._buffer = self._buffer[newline + 1:]
+            if not line:
+                if self._data:
+                    events.append((self._event, "\n".join(self._data)))
+                self._event, self._data = "message", []
+            elif line.startswith(":"):
+                continue
+            else:
+                name, _, value = line.partition(":")
+                value = value[1:] if value.startswith(" ") else value
+                if name == "event":
+                    self._event = value
+                elif name == "data":
+                    self._data.append(value)
+
+
+async def iter_sse_chunks(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Any]]:
+    """Decode a byte stream into ``("chunk", dict)`` and ``("end", dict)`` items."""
+    decoder = SSEDecoder()
+    utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may span two reads
+    async for piece in lines:
+        text = utf8.decode(piece) if isinstance(piece, bytes) else piece
+        for event, data in decoder.feed(text):
+            yield event, json.loads(data)

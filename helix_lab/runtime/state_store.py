@@ -1,0 +1,256 @@
+"""``DOStateStore``: the session, its messages and its checkpoints, on ``SqlStorage``.
+
+Layout, chosen so that a step costs the same whatever the history's length:
+
+- Messages are append-only rows with a ``parent_id``. A checkpoint names the last
+  message of its prefix (``message_head``), so forking never copies or rewrites history:
+  a branch just appends rows whose parent is the fork point. The messages form a tree.
+- A checkpoint stores the state as a JSON patch against its parent checkpoint, with a
+  full copy every :data:`SNAPSHOT_EVERY` links, so loading any checkpoint reads a bounded
+  number of rows and storage grows with what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from .jsonpatch import apply_patch, make_patch
+from .sql import SqlStorage
+
+__all__ = ["SNAPSHOT_EVERY", "Checkpoint", "DOStateStore", "checkpoint_id"]
+
+SNAPSHOT_EVERY = 32
+SCHEMA_VERSION = "1"
+
+_SCHEMA = [
+    """CREATE TABLE IF NOT EXISTS helix_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS helix_session (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        session_id TEXT NOT NULL, agent_type TEXT NOT NULL, user_id TEXT,
+        tags TEXT NOT NULL DEFAULT '[]', metadata TEXT NOT NULL DEFAULT '{}',
+        status TEXT NOT NULL, run_id TEXT, head_checkpoint TEXT,
+        output TEXT, error TEXT, branches INTEGER NOT NULL DEFAULT 0,
+        created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS helix_messages (
+        id INTEGER PRIMARY KEY, parent_id INTEGER, message TEXT NOT NULL)""",
+    """CREATE TABLE IF NOT EXISTS helix_checkpoints (
+        n INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, parent_id TEXT, run_id TEXT NOT NULL,
+        step INTEGER NOT NULL, branch INTEGER NOT NULL, message_head INTEGER,
+        message_count INTEGER NOT NULL, state_full TEXT, state_patch TEXT,
+        depth INTEGER NOT NULL, status TEXT NOT NULL, sequence INTEGER NOT NULL,
+        output TEXT, created_at INTEGER NOT NULL)""",
+]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def checkpoint_id(session_id: str, step: int, ms: int | None = None) -> str:
+    """``cpv1-{sessionId}-s{step}-t{ms}-{6hex}``."""
+    return f"cpv1-{session_id}-s{step}-t{ms if ms is not None else now_ms()}-{secrets.token_hex(3)}"
+
+
+@dataclass
+class Checkpoint:
+    """A checkpoint's metadata. Its state is loaded separately (:meth:`DOStateStore.state_at`)."""
+
+    id: str
+    parent_id: str | None
+    run_id: str
+    step: int
+    branch: int
+    message_head: int | None
+    message_count: int
+    status: str
+    sequence: int
+    created_at: int
+    output: Any = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "checkpointId": self.id,
+            "parentId": self.parent_id,
+            "runId": self.run_id,
+            "step": self.step,
+            "branch": self.branch,
+            "messageCount": self.message_count,
+            "status": self.status,
+            "sequence": self.sequence,
+            "timestamp": self.created_at,
+        }
+
+
+def _checkpoint(row: dict[str, Any]) -> Checkpoint:
+    return Checkpoint(
+        id=row["id"], parent_id=row["parent_id"], run_id=row["run_id"], step=row["step"],
+        branch=row["branch"], message_head=row["message_head"],
+        message_count=row["message_count"], status=row["status"], sequence=row["sequence"],
+        created_at=row["created_at"],
+        output=json.loads(row["output"]) if row["output"] is not None else None,
+    )
+
+
+_CP_COLUMNS = ("id, parent_id, run_id, step, branch, message_head, message_count, status, "
+               "sequence, created_at, output")
+
+
+class DOStateStore:
+    """Session row, message tree and checkpoints of one Durable Object."""
+
+    def __init__(self, sql: SqlStorage) -> None:
+        self.sql = sql
+        for statement in _SCHEMA:
+            sql.exec(statement)
+        sql.exec("INSERT OR IGNORE INTO helix_meta (key, value) VALUES ('schema', ?)",
+                 SCHEMA_VERSION)
+
+    # -- the session row ------------------------------------------------------------------
+
+    def get_session(self) -> dict[str, Any] | None:
+        rows = self.sql.exec("SELECT * FROM helix_session WHERE id = 1")
+        if not rows:
+            return None
+        row = rows[0]
+        row["tags"] = json.loads(row["tags"])
+        row["metadata"] = json.loads(row["metadata"])
+        row["output"] = json.loads(row["output"]) if row["output"] is not None else None
+        return row
+
+    def create_session(self, session_id: str, agent_type: str, *, user_id: str | None = None,
+                       tags: list[str] | None = None,
+                       metadata: dict[str, str] | None = None) -> None:
+        ms = now_ms()
+        self.sql.exec(
+            "INSERT INTO helix_session (id, session_id, agent_type, user_id, tags, metadata, "
+            "status, created_at, updated_at) VALUES (1, ?, ?, ?, ?, ?, 'idle', ?, ?)",
+            session_id, agent_type, user_id, json.dumps(tags or []),
+            json.dumps(metadata or {}), ms, ms,
+        )
+
+    def update_session(self, **fields: Any) -> None:
+        if "output" in fields:
+            fields["output"] = json.dumps(fields["output"]) if fields["output"] is not None else None
+        fields["updated_at"] = now_ms()
+        assignments = ", ".join(f"{name} = ?" for name in fields)
+        self.sql.exec(f"UPDATE helix_session SET {assignments} WHERE id = 1", *fields.values())
+
+    def new_branch(self) -> int:
+        self.sql.exec("UPDATE helix_session SET branches = branches + 1 WHERE id = 1")
+        return int(self.sql.exec("SELECT branches FROM helix_session WHERE id = 1")[0]["branches"])
+
+    # -- messages -------------------------------------------------------------------------
+
+    def append_messages(self, head: int | None, messages: list[dict[str, Any]]) -> int | None:
+        """Append ``messages`` after ``head``; returns the new head."""
+        for message in messages:
+            head = int(self.sql.exec(
+                "INSERT INTO helix_messages (parent_id, message) VALUES (?, ?) RETURNING id",
+                head, json.dumps(message))[0]["id"])
+        return head
+
+    def load_messages(self, head: int | None) -> list[dict[str, Any]]:
+        """The message prefix that ends at ``head``, oldest first."""
+        if head is None:
+            return []
+        rows = self.sql.exec(
+            """WITH RECURSIVE chain(id, parent_id, message, depth) AS (
+                   SELECT id, parent_id, message, 0 FROM helix_messages WHERE id = ?
+                   UNION ALL
+                   SELECT m.id, m.parent_id, m.message, chain.depth + 1
+                   FROM helix_messages m JOIN chain ON m.id = chain.parent_id)
+               SELECT message FROM chain ORDER BY depth DESC""",
+            head,
+        )
+        return [json.loads(r["message"]) for r in rows]
+
+    # -- checkpoints ----------------------------------------------------------------------
+
+    def save_checkpoint(
+        self,
+        *,
+        session_id: str,
+        parent: Checkpoint | None,
+        parent_state: dict[str, Any] | None,
+        state: dict[str, Any],
+        run_id: str,
+        step: int,
+        branch: int,
+        message_head: int | None,
+        message_count: int,
+        status: str,
+        sequence: int,
+        output: Any = None,
+        cp_id: str | None = None,
+    ) -> Checkpoint:
+        """Write a checkpoint whose state is a patch against ``parent`` (when it has one)."""
+        ms = now_ms()
+        cp_id = cp_id or checkpoint_id(session_id, step, ms)
+        depth = 0
+        full: str | None = json.dumps(state)
+        patch: str | None = None
+        if parent is not None and parent_state is not None:
+            parent_depth = int(self.sql.exec(
+                "SELECT depth FROM helix_checkpoints WHERE id = ?", parent.id)[0]["depth"])
+            if parent_depth + 1 < SNAPSHOT_EVERY:
+                depth = parent_depth + 1
+                full, patch = None, json.dumps(make_patch(parent_state, state))
+        self.sql.exec(
+            "INSERT INTO helix_checkpoints (id, parent_id, run_id, step, branch, message_head, "
+            "message_count, state_full, state_patch, depth, status, sequence, output, created_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            cp_id, parent.id if parent else None, run_id, step, branch, message_head,
+            message_count, full, patch, depth, status, sequence,
+            json.dumps(output) if output is not None else None, ms,
+        )
+        return Checkpoint(id=cp_id, parent_id=parent.id if parent else None, run_id=run_id,
+                          step=step, branch=branch, message_head=message_head,
+                          message_count=message_count, status=status, sequence=sequence,
+                          created_at=ms, output=output)
+
+    def get_checkpoint(self, cp_id: str) -> Checkpoint | None:
+        rows = self.sql.exec(f"SELECT {_CP_COLUMNS} FROM helix_checkpoints WHERE id = ?", cp_id)
+        return _checkpoint(rows[0]) if rows else None
+
+    def list_checkpoints(self) -> list[Checkpoint]:
+        """Every checkpoint of every branch, oldest first."""
+        rows = self.sql.exec(f"SELECT {_CP_COLUMNS} FROM helix_checkpoints ORDER BY n")
+        return [_checkpoint(r) for r in rows]
+
+    def first_checkpoint(self, branch_of: Checkpoint) -> Checkpoint:
+        """The step-0 checkpoint that ``branch_of`` descends from."""
+        rows = self.sql.exec(
+            f"""WITH RECURSIVE chain(id, parent_id) AS (
+                   SELECT id, parent_id FROM helix_checkpoints WHERE id = ?
+                   UNION ALL
+                   SELECT c.id, c.parent_id FROM helix_checkpoints c
+                   JOIN chain ON c.id = chain.parent_id)
+               SELECT {_CP_COLUMNS} FROM helix_checkpoints
+               WHERE id IN (SELECT id FROM chain) AND parent_id IS NULL""",
+            branch_of.id,
+        )
+        return _checkpoint(rows[0]) if rows else branch_of
+
+    def state_at(self, cp_id: str) -> dict[str, Any]:
+        """The full state of a checkpoint: its nearest snapshot plus the patches since."""
+        rows = self.sql.exec(
+            """WITH RECURSIVE chain(id, parent_id, state_full, state_patch, depth) AS (
+                   SELECT id, parent_id, state_full, state_patch, 0
+                   FROM helix_checkpoints WHERE id = ?
+                   UNION ALL
+                   SELECT c.id, c.parent_id, c.state_full, c.state_patch, chain.depth + 1
+                   FROM helix_checkpoints c JOIN chain ON c.id = chain.parent_id
+                   WHERE chain.state_full IS NULL)
+               SELECT state_full, state_patch FROM chain ORDER BY depth DESC""",
+            cp_id,
+        )
+        if not rows or rows[0]["state_full"] is None:
+            raise KeyError(cp_id)
+        state = json.loads(rows[0]["state_full"])
+        for row in rows[1:]:
+            state = apply_patch(state, json.loads(row["state_patch"]))
+        return state

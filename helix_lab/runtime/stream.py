@@ -1,0 +1,259 @@
+"""``DOStreamManager``: numbered chunks, stored, then fanned out to SSE and WebSocket clients.
+
+Three rules keep every client's view exact:
+
+1. Sequences start at 1 per session and never repeat or skip.
+2. A chunk is broadcast only after it is stored. Writes are batched: chunks written in
+   the same event-loop turn (or up to :data:`MAX_BATCH`) go to SQLite in one transaction,
+   the way a Durable Object coalesces writes behind its output gate. A client therefore
+   never sees a chunk that a crash could take back.
+3. A subscriber registers for live chunks *before* it replays the stored ones, then
+   drops anything at or below the last sequence it sent. Replay and live traffic meet
+   with no gap and no duplicate, and a subscriber that falls behind is not dropped: it
+   goes back to replaying from storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import AsyncIterator, Callable
+from typing import Any, Literal
+
+from .http import WebSocketLike
+from .sql import SqlStorage
+
+__all__ = ["MAX_BATCH", "TERMINAL_TYPES", "DOStreamManager", "StreamStatus", "Subscription"]
+
+StreamStatus = Literal["active", "paused", "ended", "failed"]
+TERMINAL_TYPES = frozenset({"run_completed", "run_failed", "run_interrupted"})
+MAX_BATCH = 1024
+PAGE = 2000
+MAX_BUFFER = 50_000
+"""Live chunks a subscriber may hold before it falls back to replaying from storage."""
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS helix_chunks (
+    sequence INTEGER PRIMARY KEY, run_id TEXT, step INTEGER, timestamp INTEGER,
+    type TEXT NOT NULL, body TEXT NOT NULL)"""
+_BASE_KEYS = frozenset({"type", "sequence", "agentId", "agentType", "step", "timestamp", "runId"})
+
+
+class Subscription:
+    """One client's ordered view of the stream, from a sequence onwards."""
+
+    def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool) -> None:
+        self._manager = manager
+        self.last = from_sequence
+        self.follow = follow
+        self._buffer: deque[dict[str, Any]] = deque()
+        self._wake = asyncio.Event()
+        self._lagging = True  # start by replaying from storage
+        self.closed = False
+
+    def _push(self, chunks: list[dict[str, Any]]) -> None:
+        if self._lagging:
+            self._wake.set()
+            return
+        if len(self._buffer) + len(chunks) > MAX_BUFFER:
+            self._buffer.clear()
+            self._lagging = True
+        else:
+            self._buffer.extend(chunks)
+        self._wake.set()
+
+    def close(self) -> None:
+        self.closed = True
+        self._wake.set()
+
+    async def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
+        """Yield batches of chunks in sequence order: stored pages first, then live ones."""
+        manager = self._manager
+        try:
+            while not self.closed:
+                if self._lagging:
+                    # Clearing the flag before reading means chunks flushed while we yield
+                    # land in the buffer, and the dedupe below trims the overlap.
+                    self._lagging = False
+                    self._buffer.clear()
+                    page = manager.read(self.last, PAGE)
+                    if len(page) == PAGE:
+                        self._lagging = True
+                    if page:
+                        self.last = page[-1]["sequence"]
+                        yield page
+                    continue
+                batch: list[dict[str, Any]] = []
+                while self._buffer:
+                    chunk = self._buffer.popleft()
+                    if chunk["sequence"] <= self.last:
+                        continue
+                    if chunk["sequence"] != self.last + 1:  # a gap: storage has the truth
+                        self._lagging = True
+                        break
+                    self.last = chunk["sequence"]
+                    batch.append(chunk)
+                if batch:
+                    yield batch
+                if self._lagging or self._buffer:
+                    continue
+                if not self.follow and not manager.is_live():
+                    return
+                self._wake.clear()
+                await self._wake.wait()
+        finally:
+            manager._subscribers.discard(self)
+
+
+class DOStreamManager:
+    """Chunk numbering, batched persistence and fan-out for one session."""
+
+    def __init__(
+        self,
+        sql: SqlStorage,
+        *,
+        is_live: Callable[[], bool] = lambda: False,
+        logger: Any = None,
+    ) -> None:
+        self.sql = sql
+        sql.exec(_SCHEMA)
+        rows = sql.exec("SELECT MAX(sequence) AS s FROM helix_chunks")
+        self.sequence = int(rows[0]["s"] or 0)
+        self.agent_id = ""
+        self.agent_type = ""
+        self.is_live = is_live
+        self.logger = logger
+        self._pending: list[dict[str, Any]] = []
+        self._flush_scheduled = False
+        self._subscribers: set[Subscription] = set()
+        self._sockets: dict[WebSocketLike, int] = {}
+
+    # -- writing --------------------------------------------------------------------------
+
+    def write(self, chunk: dict[str, Any], *, run_id: str | None = None,
+              step: int | None = None) -> dict[str, Any]:
+        """Number and stamp ``chunk`` and queue it; it is stored and sent on the next flush."""
+        self.sequence += 1
+        full = {
+            "type": chunk["type"],
+            "sequence": self.sequence,
+            "agentId": self.agent_id,
+            "agentType": self.agent_type,
+            "step": step if step is not None else chunk.get("step", 0),
+            "timestamp": int(time.time() * 1000),
+            **{k: v for k, v in chunk.items() if k not in _BASE_KEYS},
+        }
+        if run_id is not None:
+            full["runId"] = run_id
+        self._pending.append(full)
+        if len(self._pending) >= MAX_BATCH:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:  # no loop (a sync caller): store at once
+                self.flush()
+        return full
+
+    def take_pending(self) -> list[dict[str, Any]]:
+        """Store the queued chunks (inside the caller's transaction) and return them."""
+        chunks, self._pending = self._pending, []
+        if chunks:
+            rows = [
+                (c["sequence"], c.get("runId"), c["step"], c["timestamp"], c["type"],
+                 json.dumps({k: v for k, v in c.items() if k not in _BASE_KEYS}))
+                for c in chunks
+            ]
+            insert = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
+            bulk = getattr(self.sql, "executemany", None)
+            if bulk is not None:
+                bulk(insert, rows)
+            else:
+                for row in rows:
+                    self.sql.exec(insert, *row)
+        return chunks
+
+    def flush(self) -> None:
+        """Store every queued chunk in one transaction, then send them."""
+        self._flush_scheduled = False
+        if self._pending:
+            self.broadcast(self.sql.transaction(self.take_pending))
+
+    def broadcast(self, chunks: list[dict[str, Any]]) -> None:
+        """Send stored chunks to every live subscriber and socket."""
+        if not chunks:
+            return
+        for sub in list(self._subscribers):
+            sub._push(chunks)
+        for ws in list(self._sockets):
+            try:
+                for chunk in chunks:
+                    if chunk["sequence"] > self._sockets[ws]:
+                        ws.send(json.dumps(chunk))
+                self._sockets[ws] = chunks[-1]["sequence"]
+            except Exception:  # a dead socket must not break the run
+                self._sockets.pop(ws, None)
+
+    def discard_pending(self) -> None:
+        """Forget queued chunks (their sequences are reused; nobody has seen them)."""
+        if self._pending:
+            self.sequence = self._pending[0]["sequence"] - 1
+            self._pending = []
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _row_to_chunk(self, row: dict[str, Any]) -> dict[str, Any]:
+        chunk = {
+            "type": row["type"], "sequence": row["sequence"], "agentId": self.agent_id,
+            "agentType": self.agent_type, "step": row["step"], "timestamp": row["timestamp"],
+        }
+        if row["run_id"] is not None:
+            chunk["runId"] = row["run_id"]
+        chunk.update(json.loads(row["body"]))
+        return chunk
+
+    def read(self, after: int, limit: int) -> list[dict[str, Any]]:
+        """Stored chunks with a sequence above ``after``, oldest first."""
+        rows = self.sql.exec(
+            "SELECT * FROM helix_chunks WHERE sequence > ? ORDER BY sequence LIMIT ?",
+            after, limit)
+        return [self._row_to_chunk(r) for r in rows]
+
+    def subscribe(self, from_sequence: int = 0, *, follow: bool = False) -> Subscription:
+        """Chunks after ``from_sequence``; ``follow=False`` ends when the session is idle."""
+        sub = Subscription(self, from_sequence, follow=follow)
+        self._subscribers.add(sub)
+        return sub
+
+    def attach_socket(self, ws: WebSocketLike, from_sequence: int = 0) -> None:
+        """Replay stored chunks to a WebSocket, then keep it on the live fan-out."""
+        self.flush()
+        last = from_sequence
+        while True:
+            page = self.read(last, PAGE)
+            for chunk in page:
+                ws.send(json.dumps(chunk))
+                last = chunk["sequence"]
+            if len(page) < PAGE:
+                break
+        self._sockets[ws] = last
+
+    def detach_socket(self, ws: WebSocketLike) -> None:
+        self._sockets.pop(ws, None)
+
+    def wake_all(self) -> None:
+        """Let idle subscribers notice that the session stopped executing."""
+        for sub in list(self._subscribers):
+            sub._wake.set()
+
+    def close_all(self) -> None:
+        for sub in list(self._subscribers):
+            sub.close()
+        for ws in list(self._sockets):
+            try:
+                ws.close(1001, "object shutting down")
+            except Exception:
+                pass
+        self._sockets.clear()

@@ -1,0 +1,50 @@
+"""Shared test setup: import helix_lab from this checkout, and keep real credentials out.
+
+Tests talk to fake servers (``tests/fakes``); scrubbing the credential variables means a
+test can never reach a real model API with a developer's key by accident. A test that
+needs one sets it with ``monkeypatch.setenv``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+_CREDENTIAL_VARIABLES = (
+    "ANTHROPIC_API_KEY",
+    "ANTHROPIC_AUTH_TOKEN",
+    "ANTHROPIC_BASE_URL",
+    "OPENAI_API_KEY",
+)
+
+
+@pytest.fixture(autouse=True)
+def _no_real_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+async def make_runtime(tmp_path: Path):
+    """Build ``helpers.Runtime`` objects on sqlite files under ``tmp_path``; close them
+    at teardown, and fail the test if any response was a 500 or carried a traceback."""
+    from helpers import Runtime
+
+    made: list[Runtime] = []
+
+    def make(agents, llm, **options):  # type: ignore[no-untyped-def]
+        runtime = Runtime(tmp_path / f"storage{len(made)}", agents, llm, **options)
+        made.append(runtime)
+        return runtime
+
+    yield make
+    for runtime in made:
+        await runtime.close()
+    problems = [p for runtime in made for p in runtime.violations]
+    assert not problems, problems
