@@ -1,0 +1,430 @@
+"""IPython magics: ``%%helix_agent`` runs an agent in a cell, ``%helix`` steers sessions.
+
+::
+
+    %load_ext helix_lab
+
+    %%helix_agent researcher --session otters
+    What do sea otters do with stones?
+
+    %helix status otters          # summary, and a live view of the session
+    %helix checkpoints otters     # every checkpoint of every branch
+    %helix interrupt | resume | retry | abort [SESSION]
+    %helix llm anthropic          # real model (key from ANTHROPIC_API_KEY)
+    %helix help
+
+The run is a task on the kernel's event loop: the cell returns as soon as the run has
+started and the view keeps updating while you work in other cells. ``--wait`` holds the
+cell until the run ends. So that ``%helix`` commands can wait for the backend without
+blocking the loop, an input transformer turns each top-level ``%helix`` line and each
+``%%helix_agent`` cell into an ``await`` of the same code the magic runs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+from collections.abc import Coroutine
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.display import display
+
+from .errors import BackendError, HelixError
+from .workbench import Workbench
+
+__all__ = ["HelixMagics", "load_ipython_extension", "unload_ipython_extension"]
+
+COMMANDS = ("agents", "sessions", "status", "interrupt", "abort", "resume", "retry",
+            "checkpoints", "usage", "use", "llm", "serve", "deploy", "help")
+_LINE = re.compile(r"^%helix(\s.*)?$")
+
+
+def _await_line(line: str) -> str:
+    return ("await __import__('helix_lab.magics', fromlist=['_']).run_line("
+            f"get_ipython(), {line!r})\n")
+
+
+def transform_cell(lines: list[str]) -> list[str]:
+    """Rewrite ``%helix`` lines and ``%%helix_agent`` cells into awaits (see module doc)."""
+    if lines and lines[0].startswith("%%helix_agent"):
+        first = lines[0].rstrip("\n")
+        if first.endswith("?"):
+            return lines
+        args = first[len("%%helix_agent"):].strip()
+        body = "".join(lines[1:])
+        return [f"await __import__('helix_lab.magics', fromlist=['_']).run_cell("
+                f"get_ipython(), {args!r}, {body!r})\n"]
+    if not any(_LINE.match(line.rstrip("\n")) for line in lines):
+        return lines
+    out = []
+    for line in lines:
+        stripped = line.rstrip("\n")
+        if _LINE.match(stripped) and not stripped.endswith("?"):
+            out.append(_await_line(stripped[len("%helix"):].strip()))
+        else:
+            out.append(line)
+    return out
+
+
+def _magics(shell: Any) -> HelixMagics:
+    magics = shell.magics_manager.registry.get("HelixMagics")
+    if magics is None:
+        raise UsageError("helix_lab is not loaded: run %load_ext helix_lab first.")
+    return magics
+
+
+async def run_line(shell: Any, line: str) -> Any:
+    """What ``%helix LINE`` does, awaited on the kernel's loop."""
+    return await _magics(shell).helix_async(line)
+
+
+async def run_cell(shell: Any, line: str, body: str) -> Any:
+    """What a ``%%helix_agent LINE`` cell does, awaited on the kernel's loop."""
+    return await _magics(shell).agent_cell_async(line, body)
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header, *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip()
+             for r in cells]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+@magics_class
+class HelixMagics(Magics):
+    """The helix_lab magics; one :class:`~helix_lab.workbench.Workbench` per shell."""
+
+    def __init__(self, shell: Any, workbench: Workbench | None = None) -> None:
+        super().__init__(shell)
+        self.workbench = workbench or Workbench()
+        self.views: dict[str, Any] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    # -- running async code from a plain magic call ----------------------------------------
+
+    def _sync(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        """Run ``coro`` when the magic was called directly rather than through the
+        transformer: on a private loop if none is running, else as a task of this one."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(coro)
+        return loop.create_task(coro)
+
+    # -- %%helix_agent ---------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("name", help="the agent type, e.g. researcher (%%helix agents lists them)")
+    @argument("--session", help="session id; reuse one to continue its conversation")
+    @argument("--backend", help="'local' or 'remote' (default: the one %%helix use chose)")
+    @argument("--state", help="a Python expression for the initial state (dict or model)")
+    @argument("--as", dest="var", default="_helix",
+              help="bind the AgentHandle to this variable (default: _helix)")
+    @argument("--wait", action="store_true", help="hold the cell until the run ends")
+    @cell_magic
+    def helix_agent(self, line: str, cell: str) -> Any:
+        """Run an agent on the cell body and show a live AgentView."""
+        return self._sync(self.agent_cell_async(line, cell))
+
+    async def agent_cell_async(self, line: str, body: str) -> None:
+        args = parse_argstring(self.helix_agent, line)
+        message = body.strip()
+        if not message:
+            raise UsageError("The cell body is the message: write it under the "
+                             f"%%helix_agent {args.name} line.")
+        wb = self.workbench
+        backend = self._backend(args.backend)
+        available = await self._agent_types(backend)
+        if args.name not in available:
+            raise UsageError(f"Unknown agent {args.name!r}. Available: "
+                             f"{', '.join(available) or 'none'}. Define one with "
+                             "Agent(name=...) in a cell, or see %helix agents.")
+        state = self._eval_state(args.state) if args.state else None
+        after = 0
+        if args.session:
+            after = (await self._call(backend.handle(args.session).status())).get(
+                "lastSequence", 0)
+        handle = await self._call(backend.start(args.name, message, session_id=args.session,
+                                                state=state))
+        wb.remember(handle.session_id, args.name)
+        self.shell.user_ns[args.var] = handle
+        view = self._view(backend, handle.session_id, args.name, handle, after)
+        display(view)
+        if args.wait:
+            async for _ in handle.stream(after):
+                pass
+            await asyncio.sleep(0)  # let the view fold in the last chunks
+            view._flush()
+            status = await self._call(handle.status())
+            print(self._status_line(status))
+
+    def _eval_state(self, expr: str) -> dict[str, Any]:
+        try:
+            value = self.shell.ev(expr)
+        except Exception as exc:
+            raise UsageError(f"--state {expr!r} failed: {type(exc).__name__}: {exc}") from None
+        dump = getattr(value, "model_dump", None)
+        if dump is not None:
+            value = dump(mode="json")
+        if not isinstance(value, dict):
+            raise UsageError(f"--state must give a dict or a pydantic model, got "
+                             f"{type(value).__name__}.")
+        return value
+
+    def _view(self, backend: Any, session_id: str, agent_type: str, handle: Any,
+              after: int) -> Any:
+        from .widgets.agent_view import AgentView
+
+        old = self.views.pop(session_id, None)
+        if old is not None and old._follow_task is not None:
+            old._follow_task.cancel()  # one live follower per session is enough
+        view = AgentView(backend, session_id, agent_type, handle=handle)
+        view.follow(after)
+        self.views[session_id] = view
+        return view
+
+    # -- %helix ----------------------------------------------------------------------------
+
+    @magic_arguments()
+    @argument("command", help="one of: " + ", ".join(COMMANDS))
+    @argument("args", nargs="*", help="the command's arguments (a session id, a URL, ...)")
+    @argument("--token-env", help="use: the environment variable that holds the token")
+    @argument("--message", help="resume/retry: a message to add")
+    @argument("--checkpoint", help="resume: fork from this checkpoint id")
+    @argument("--from-start", action="store_true", help="retry: from the very start")
+    @argument("--dry-run", action="store_true", help="deploy: build and validate only")
+    @argument("--name", help="deploy: the Worker's name")
+    @argument("--agents", help="deploy/serve: the module that defines the agents")
+    @argument("--port", type=int, default=8787, help="serve: the port (default 8787)")
+    @argument("--storage", help="serve: where the server keeps its sqlite files")
+    @line_magic
+    def helix(self, line: str) -> Any:
+        """Steer helix_lab: sessions, backends, models, serving and deploying.
+
+        %helix agents                      the agents you can run
+        %helix sessions                    sessions stored on the local backend
+        %helix status [SESSION]            status, and a live view of the session
+        %helix interrupt|abort [SESSION]   soft / hard stop
+        %helix resume [SESSION] [--message M] [--checkpoint ID]
+        %helix retry [SESSION] [--from-start] [--message M]
+        %helix checkpoints [SESSION]       every checkpoint of every branch
+        %helix usage [SESSION]             tokens and cost, rolled up
+        %helix use local | URL --token-env VAR
+        %helix llm offline | scripted VAR | replay PATH | record PATH | anthropic | openai URL MODEL
+        %helix serve [--port 8787]         run `helix serve` in the background
+        %helix deploy [--dry-run] [--name N] [--agents MODULE]
+        """
+        return self._sync(self.helix_async(line))
+
+    async def helix_async(self, line: str) -> Any:
+        args = parse_argstring(self.helix, line)
+        command = args.command
+        if command not in COMMANDS:
+            raise UsageError(f"Unknown command {command!r}. Commands: {', '.join(COMMANDS)}.")
+        return await getattr(self, f"_cmd_{command}")(args)
+
+    async def _cmd_help(self, args: Any) -> None:
+        print(self.helix.parser.format_help())
+
+    def _backend(self, name: str | None = None) -> Any:
+        try:
+            return self.workbench.backend_for(name)
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+
+    async def _call(self, awaitable: Any) -> Any:
+        """Await a backend call; its errors become one-line usage errors."""
+        try:
+            return await awaitable
+        except BackendError as exc:
+            raise UsageError(exc.message) from None
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+
+    async def _agent_types(self, backend: Any) -> list[str]:
+        if backend is self.workbench.local:
+            return self.workbench.agent_types()
+        return await self._call(backend.agents())
+
+    def _handle(self, args: Any) -> Any:
+        try:
+            session = self.workbench.resolve_session(args.args[0] if args.args else None)
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+        return self._backend().handle(session, self.workbench.sessions.get(session))
+
+    @staticmethod
+    def _status_line(status: dict[str, Any]) -> str:
+        line = (f"session {status.get('sessionId')} · {status.get('agentType')} · "
+                f"{status['status']} · {status.get('stepCount', 0)} steps")
+        if "output" in status:
+            output = status["output"]
+            text = output if isinstance(output, str) else json.dumps(output)
+            line += f"\noutput: {text}"
+        if status.get("error"):
+            line += f"\nerror: {status['error']}"
+        return line
+
+    async def _cmd_agents(self, args: Any) -> None:
+        backend = self._backend()
+        if backend is self.workbench.local:
+            rows = []
+            for name in self.workbench.agent_types():
+                agent = self.workbench.registry.get(name)
+                tools = ", ".join(s["name"] for s in agent.tool_specs()) if agent else "(factory)"
+                rows.append([name, tools, (agent.description if agent else "")[:60]])
+            print(_table(rows, ["agent", "tools", "description"]))
+        else:
+            print("\n".join(await self._agent_types(backend)))
+
+    async def _cmd_sessions(self, args: Any) -> None:
+        if self.workbench.backend_name != "local":
+            raise UsageError("Listing sessions works on the local backend; a Worker keeps no "
+                             "index of its Durable Objects.")
+        rows = [[s["sessionId"], s["agentType"], s["status"]]
+                for s in self.workbench.stored_sessions()]
+        print(_table(rows, ["session", "agent", "status"]) if rows else "No sessions yet.")
+
+    async def _cmd_status(self, args: Any) -> None:
+        handle = self._handle(args)
+        status = await self._call(handle.status())
+        if status.get("sessionId") is None:
+            raise UsageError(f"There is no session {handle.session_id!r} on this backend; "
+                             "%helix sessions lists them.")
+        print(self._status_line(status))
+        self.workbench.remember(handle.session_id, status.get("agentType"))
+        display(self._view(handle.backend, handle.session_id, status["agentType"], handle, 0))
+
+    async def _cmd_interrupt(self, args: Any) -> None:
+        status = await self._call(self._handle(args).interrupt("interrupted from %helix"))
+        print(self._status_line(status))
+
+    async def _cmd_abort(self, args: Any) -> None:
+        status = await self._call(self._handle(args).abort("aborted from %helix"))
+        print(self._status_line(status))
+
+    async def _cmd_resume(self, args: Any) -> None:
+        handle = self._handle(args)
+        if args.checkpoint:
+            new = await self._call(handle.resume("from_checkpoint", checkpoint_id=args.checkpoint,
+                                                 message=args.message))
+        elif args.message:
+            new = await self._call(handle.resume("with_message", message=args.message))
+        else:
+            new = await self._call(handle.resume())
+        self.shell.user_ns["_helix"] = new
+        print(f"resumed session {new.session_id}")
+
+    async def _cmd_retry(self, args: Any) -> None:
+        handle = self._handle(args)
+        mode = "from_start" if args.from_start else "from_checkpoint"
+        new = await self._call(handle.retry(mode, message=args.message))
+        self.shell.user_ns["_helix"] = new
+        print(f"retrying session {new.session_id} ({mode.replace('_', ' ')})")
+
+    async def _cmd_checkpoints(self, args: Any) -> None:
+        handle = self._handle(args)
+        checkpoints = await self._call(handle.checkpoints())
+        rows = [[c["step"], c["branch"], c["status"], c["messageCount"], c["checkpointId"]]
+                for c in checkpoints]
+        print(_table(rows, ["step", "branch", "status", "messages", "checkpoint"]))
+
+    async def _cmd_usage(self, args: Any) -> None:
+        usage = await self._call(self._handle(args).usage())
+        rollup = usage["rollup"]
+        rows = [[kind, v["calls"], v["inputTokens"], v["outputTokens"], round(v["cost"], 6)]
+                for kind, v in sorted(rollup["byKind"].items())]
+        total = rollup["total"]
+        rows.append(["total", rollup["entries"], total["inputTokens"], total["outputTokens"],
+                     total["cost"]])
+        print(_table(rows, ["kind", "calls", "input tokens", "output tokens", "cost"]))
+
+    async def _cmd_use(self, args: Any) -> None:
+        if not args.args:
+            raise UsageError("Usage: %helix use local | %helix use URL --token-env VAR")
+        target = args.args[0]
+        if target == "local":
+            self.workbench.use_local()
+            print(f"backend: {self.workbench.describe_backend()}")
+            return
+        token = None
+        if args.token_env:
+            token = os.environ.get(args.token_env)
+            if not token:
+                raise UsageError(f"The environment variable {args.token_env} is empty; set it "
+                                 "to the server's token (never paste tokens into a notebook).")
+        try:
+            backend = self.workbench.use_remote(target, token)
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+        agents = await self._call(backend.agents())
+        print(f"backend: {self.workbench.describe_backend()}; agents: {', '.join(agents)}")
+
+    async def _cmd_llm(self, args: Any) -> None:
+        if not args.args:
+            print(f"model: {self.workbench.llm.label}")
+            return
+        kind, *rest = args.args
+        try:
+            if kind == "scripted":
+                if len(rest) != 1:
+                    raise UsageError("Usage: %helix llm scripted VAR (a ScriptedLLM in a variable)")
+                if rest[0] not in self.shell.user_ns:
+                    raise UsageError(f"No variable {rest[0]!r}; define "
+                                     f"{rest[0]} = ScriptedLLM([...]) first.")
+                choice = self.workbench.use_adapter(self.shell.user_ns[rest[0]],
+                                                    f"scripted ({rest[0]})")
+            else:
+                choice = self.workbench.use_llm(kind, *rest)
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"model: {choice.label}")
+
+    async def _cmd_serve(self, args: Any) -> None:
+        from .serving import start_background_server
+
+        try:
+            server = await start_background_server(port=args.port, storage=args.storage,
+                                                   agents=args.agents)
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+        self.workbench.serve_process = server
+        print(f"helix serve is running at {server.url} (token in $HELIX_TOKEN). "
+              f"Next: %helix use {server.url} --token-env HELIX_TOKEN")
+
+    async def _cmd_deploy(self, args: Any) -> None:
+        from .deploy import DeployError, deploy
+
+        try:
+            result = await asyncio.to_thread(deploy, dry_run=args.dry_run, name=args.name,
+                                             agents=args.agents)
+        except DeployError as exc:
+            raise UsageError(str(exc)) from None
+        print(result)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from . import examples  # noqa: F401  (registers the bundled agents)
+
+    magics = HelixMagics(ipython)
+    ipython.register_magics(magics)
+    if transform_cell not in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.append(transform_cell)
+    wb = magics.workbench
+    print(f"helix_lab {__import__('helix_lab').__version__} · model: {wb.llm.label} · "
+          f"backend: {wb.describe_backend()} · agents: {', '.join(wb.agent_types())}")
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    if transform_cell in ipython.input_transformers_cleanup:
+        ipython.input_transformers_cleanup.remove(transform_cell)
+

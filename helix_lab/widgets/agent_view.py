@@ -1,0 +1,268 @@
+"""``AgentView``: the live widget of one session, with its controls.
+
+It follows the session's chunk stream in a task on the kernel's event loop, folds each
+chunk into a :class:`ViewState`, and redraws at most once per ``min_interval`` seconds,
+so a model streaming 10,000 chunks a second costs the front end a handful of messages.
+Buttons call the same :class:`~helix_lab.client.AgentHandle` methods a user would call in
+code; a refusal from the backend is shown under the buttons, never as a traceback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import TYPE_CHECKING, Any
+
+import ipywidgets as widgets
+
+from ..errors import BackendError, HelixError
+from .render import render_diff, render_header, render_state, render_stream, render_timeline
+from .view_state import ACTIONS, ViewState, allowed_actions
+
+if TYPE_CHECKING:
+    from ..client.backend import Backend
+    from ..client.handle import AgentHandle
+
+__all__ = ["AgentView"]
+
+_LABELS = {
+    "interrupt": ("Interrupt", "pause", "Stop softly at the next safe point (resumable)"),
+    "resume": ("Resume", "play", "Go on from where it was interrupted"),
+    "retry": ("Retry from checkpoint", "undo", "Fork from the checkpoint selected below, "
+              "with the state as edited there"),
+    "abort": ("Abort", "stop", "Stop now; the session cannot be resumed"),
+}
+
+
+class AgentView(widgets.VBox):
+    """Stream, timeline, checkpoints and controls of one agent session."""
+
+    def __init__(self, backend: Backend, session_id: str, agent_type: str, *,
+                 handle: AgentHandle | None = None, min_interval: float = 0.1) -> None:
+        self.backend = backend
+        self.session_id = session_id
+        self.handle = handle or backend.handle(session_id, agent_type)
+        self.state = ViewState(agent_type, session_id)
+        self.min_interval = min_interval
+        self.flushes = 0
+        """How many times the view has redrawn (each redraw is a few comm messages)."""
+        self._dirty: set[str] = set()
+        self._flush_handle: asyncio.TimerHandle | None = None
+        self._last_flush = 0.0
+        self._busy = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._follow_task: asyncio.Task[None] | None = None
+        self._checkpoints: list[dict[str, Any]] = []
+        self._selected_state: Any = None
+
+        self.header = widgets.HTML(render_header(self.state, backend.describe()))
+        self.buttons: dict[str, widgets.Button] = {}
+        for name in ACTIONS:
+            label, icon, tip = _LABELS[name]
+            button = widgets.Button(description=label, icon=icon, tooltip=tip, disabled=True,
+                                    layout=widgets.Layout(width="auto"))
+            button.on_click(lambda _b, name=name: self.press(name))
+            self.buttons[name] = button
+        self.message = widgets.HTML("")
+        self.stream_html = widgets.HTML(render_stream(self.state))
+        self.timeline_html = widgets.HTML(render_timeline(self.state))
+        self.checkpoint_select = widgets.Select(options=[], rows=8, description="checkpoint",
+                                                layout=widgets.Layout(width="98%"))
+        self.compare_select = widgets.Dropdown(options=[], description="compare with",
+                                               layout=widgets.Layout(width="98%"))
+        self.checkpoint_state = widgets.HTML("")
+        self.checkpoint_diff = widgets.HTML("")
+        self.state_editor = widgets.Textarea(
+            description="edit state", rows=6, layout=widgets.Layout(width="98%"),
+            placeholder="the selected checkpoint's state; edit it, then Retry from checkpoint")
+        self.checkpoint_select.observe(self._on_select, names="value")
+        self.compare_select.observe(self._on_select, names="value")
+        checkpoints = widgets.VBox([
+            self.checkpoint_select, self.compare_select,
+            widgets.HTML("<b>state at the selected checkpoint</b>"), self.checkpoint_state,
+            widgets.HTML("<b>diff</b>"), self.checkpoint_diff, self.state_editor])
+        self.tabs = widgets.Tab(children=[self.stream_html, self.timeline_html, checkpoints])
+        for i, title in enumerate(("Stream", "Timeline", "Checkpoints")):
+            self.tabs.set_title(i, title)
+        super().__init__([self.header, widgets.HBox(list(self.buttons.values())), self.message,
+                          self.tabs])
+        self.add_class("helix-agent-view")
+
+    def __repr__(self) -> str:
+        return self.state.summary()
+
+    # -- following the stream --------------------------------------------------------------
+
+    def follow(self, from_sequence: int = 0) -> None:
+        """Start (or restart) following the session's chunks on the running loop."""
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+        self._follow_task = self._spawn(self._follow(from_sequence))
+
+    async def _follow(self, after: int) -> None:
+        try:
+            async for chunk in self.backend.stream(self.session_id, after, follow=True):
+                self.receive(chunk)
+        except asyncio.CancelledError:
+            raise
+        except HelixError as exc:
+            self.note(f"The stream stopped: {exc}", error=True)
+        finally:
+            self._flush()
+
+    def receive(self, chunk: dict[str, Any]) -> None:
+        """Fold one chunk in and schedule a coalesced redraw."""
+        self._dirty |= self.state.apply(chunk)
+        if self._flush_handle is None:
+            loop = asyncio.get_running_loop()
+            delay = max(0.0, self._last_flush + self.min_interval - loop.time())
+            self._flush_handle = loop.call_later(delay, self._flush)
+
+    def _flush(self) -> None:
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        dirty, self._dirty = self._dirty, set()
+        if not dirty:
+            return
+        self._last_flush = asyncio.get_running_loop().time()
+        self.flushes += 1
+        if "stream" in dirty:
+            self.stream_html.value = render_stream(self.state)
+        if dirty & {"header", "stream"}:
+            self.header.value = render_header(self.state, self.backend.describe())
+        if "timeline" in dirty:
+            self.timeline_html.value = render_timeline(self.state)
+        if "buttons" in dirty:
+            self._update_buttons()
+        if "checkpoints" in dirty:
+            self._spawn(self.refresh_checkpoints())
+
+    def close(self) -> None:
+        if self._follow_task is not None:
+            self._follow_task.cancel()
+        for task in list(self._tasks):
+            task.cancel()
+        super().close()
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    # -- controls --------------------------------------------------------------------------
+
+    def enabled_actions(self) -> set[str]:
+        return set() if self._busy else allowed_actions(self.state.status)
+
+    def _update_buttons(self) -> None:
+        enabled = self.enabled_actions()
+        for name, button in self.buttons.items():
+            button.disabled = name not in enabled
+
+    def note(self, text: str, *, error: bool = False) -> None:
+        from html import escape
+
+        colour = "#c62828" if error else "#2e7d32"
+        self.message.value = f'<span style="color:{colour}">{escape(text)}</span>'
+
+    def press(self, action: str) -> asyncio.Task[Any] | None:
+        """What a button click does; returns the task so code and tests can await it."""
+        if action not in self.enabled_actions():
+            self.note(f"{_LABELS[action][0]} is not available while the session is "
+                      f"{self.state.status}.", error=True)
+            return None
+        self._busy = True
+        self._update_buttons()
+        self.note(f"{_LABELS[action][0]}…")
+        return self._spawn(self._act(action))
+
+    async def _act(self, action: str) -> None:
+        label = _LABELS[action][0]
+        try:
+            if action == "interrupt":
+                status = await self.handle.interrupt("user pressed Interrupt")
+                self.note(f"Interrupted at step {status.get('stepCount', '?')}.")
+            elif action == "abort":
+                await self.handle.abort("user pressed Abort")
+                self.note("Aborted. The session cannot be resumed; retry or fork it instead.")
+            elif action == "resume":
+                self.handle = await self.handle.resume()
+                self.note("Resumed.")
+            elif action == "retry":
+                await self._retry_from_checkpoint()
+        except BackendError as exc:
+            self.note(f"{label} was refused: {exc.message}", error=True)
+        except HelixError as exc:
+            self.note(f"{label} failed: {exc}", error=True)
+        finally:
+            self._busy = False
+            self._update_buttons()
+
+    async def _retry_from_checkpoint(self) -> None:
+        checkpoint_id = self.checkpoint_select.value
+        if not checkpoint_id:
+            await self.refresh_checkpoints()
+            checkpoint_id = self._checkpoints[-1]["checkpointId"] if self._checkpoints else None
+        if not checkpoint_id:
+            self.handle = await self.handle.retry()
+            self.note("Retrying from the last checkpoint.")
+            return
+        modify = None
+        edited = self.state_editor.value.strip()
+        if edited:
+            try:
+                modify = json.loads(edited)
+            except ValueError as exc:
+                self.note(f"The edited state is not valid JSON ({exc}); fix it or clear the "
+                          "editor.", error=True)
+                return
+            if modify == self._selected_state:
+                modify = None
+        self.handle = await self.handle.resume(mode="from_checkpoint",
+                                               checkpoint_id=checkpoint_id, modify_state=modify)
+        step = next((c["step"] for c in self._checkpoints
+                     if c["checkpointId"] == checkpoint_id), "?")
+        self.note(f"Forked a new branch from step {step}"
+                  + (" with the edited state." if modify is not None else "."))
+
+    # -- checkpoint browser ----------------------------------------------------------------
+
+    async def refresh_checkpoints(self) -> None:
+        try:
+            self._checkpoints = await self.handle.checkpoints()
+        except BackendError:
+            return
+        options = [(f"step {c['step']} · branch {c['branch']} · {c['status']}",
+                    c["checkpointId"]) for c in self._checkpoints]
+        selected = self.checkpoint_select.value
+        self.checkpoint_select.options = options
+        self.compare_select.options = [("latest", ""), *options]
+        if selected in {value for _, value in options}:
+            self.checkpoint_select.value = selected
+
+    def _on_select(self, change: dict[str, Any]) -> None:
+        if self.checkpoint_select.value:
+            self._spawn(self.show_checkpoint(self.checkpoint_select.value,
+                                             self.compare_select.value or None))
+
+    async def show_checkpoint(self, checkpoint_id: str, compare_id: str | None = None) -> None:
+        """Show a checkpoint's state and its diff against another (default: the latest)."""
+        try:
+            selected = await self.handle.checkpoint(checkpoint_id)
+            if compare_id:
+                other = await self.handle.checkpoint(compare_id)
+                other_label = f"step {other['step']} (branch {other['branch']})"
+            else:
+                other = {"state": await self.handle.get_state()}
+                other_label = "latest"
+        except BackendError as exc:
+            self.note(f"Could not load the checkpoint: {exc.message}", error=True)
+            return
+        self._selected_state = selected["state"]
+        self.checkpoint_state.value = render_state(selected["state"])
+        self.checkpoint_diff.value = render_diff(
+            selected["state"], other["state"],
+            f"step {selected['step']} (branch {selected['branch']})", other_label)
+        self.state_editor.value = json.dumps(selected["state"], indent=1)

@@ -1,0 +1,124 @@
+"""HTML for the agent view: the transcript, the step timeline, the header, state diffs.
+
+Pure functions of a :class:`~helix_lab.widgets.view_state.ViewState` (or of two states),
+so the widget stays thin and the drawing can be tested without a front end. Everything
+user- or model-supplied is escaped.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from html import escape
+from typing import Any
+
+from .view_state import Item, ViewState
+
+__all__ = ["render_diff", "render_header", "render_state", "render_stream", "render_timeline"]
+
+STATUS_COLOURS = {
+    "starting": "#9e9e9e", "running": "#1e88e5", "done": "#43a047", "completed": "#43a047",
+    "interrupted": "#fb8c00", "paused": "#fb8c00", "failed": "#e53935", "idle": "#9e9e9e",
+}
+
+STYLE = """<style>
+.hx-stream{font-family:var(--jp-code-font-family,monospace);font-size:12px;max-height:420px;
+ overflow-y:auto;padding:4px 8px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px}
+.hx-text{white-space:pre-wrap;margin:4px 0}
+.hx-thinking summary{color:#7b1fa2;cursor:pointer}.hx-thinking div{white-space:pre-wrap;color:#6a1b9a}
+.hx-tool{margin:4px 0;padding:2px 6px;border-left:3px solid #1e88e5;background:rgba(30,136,229,.06)}
+.hx-tool pre{margin:2px 0;white-space:pre-wrap;max-height:160px;overflow:auto}
+.hx-error{color:#c62828;font-weight:bold;white-space:pre-wrap}
+.hx-info{color:#616161;font-style:italic}.hx-retry{color:#ef6c00}
+.hx-step{display:inline-block;min-width:26px;margin:1px;padding:2px 4px;border-radius:3px;
+ color:white;font-size:11px;text-align:center}
+.hx-badge{padding:1px 6px;border-radius:8px;color:white}
+</style>"""
+
+
+def _json(value: Any, limit: int = 2000) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, indent=1, ensure_ascii=False,
+                                                           default=str)
+    if len(text) > limit:
+        text = text[:limit] + f"\n… ({len(text) - limit} more characters)"
+    return escape(text)
+
+
+def _item(item: Item) -> str:
+    if item.kind == "text":
+        return f'<div class="hx-text">{escape(item.text)}</div>'
+    if item.kind == "thinking":
+        return (f'<details class="hx-thinking"><summary>thinking (step {item.step})</summary>'
+                f"<div>{escape(item.text)}</div></details>")
+    if item.kind == "tool":
+        parts = [f'<div class="hx-tool">🔧 <b>{escape(item.text)}</b>',
+                 f"<pre>in: {_json(item.data.get('input'))}</pre>"]
+        if "output" in item.data:
+            parts.append(f"<pre>out: {_json(item.data['output'])}</pre>")
+        elif "error" in item.data:
+            parts.append(f'<pre class="hx-error">error: {_json(item.data["error"])}</pre>')
+        else:
+            parts.append("<pre>…running</pre>")
+        return "".join(parts) + "</div>"
+    if item.kind == "error":
+        return f'<div class="hx-error">✖ {escape(item.text)}</div>'
+    if item.kind == "retry":
+        return f'<div class="hx-retry">↻ {escape(item.text)}</div>'
+    if item.kind == "custom":
+        return (f'<div class="hx-info">◆ {escape(item.text)}: '
+                f"{_json(item.data.get('data'), 300)}</div>")
+    return f'<div class="hx-info">{escape(item.text)}</div>'
+
+
+def render_stream(state: ViewState) -> str:
+    hidden, items = state.visible_items()
+    head = (f'<div class="hx-info">… {hidden} earlier items not drawn; '
+            "use handle.history() to page through them</div>" if hidden else "")
+    body = "".join(_item(i) for i in items) or '<div class="hx-info">waiting for chunks…</div>'
+    return f'{STYLE}<div class="hx-stream">{head}{body}</div>'
+
+
+def render_header(state: ViewState, backend: str) -> str:
+    colour = STATUS_COLOURS.get(state.status, "#757575")
+    tokens = state.input_tokens + state.output_tokens
+    return (f"<b>{escape(state.agent_type)}</b> · session <code>{escape(state.session_id)}"
+            f'</code> · <span class="hx-badge" style="background:{colour}">{state.status}</span>'
+            f" · {state.step_count} steps · {tokens:,} tokens · {state.chunks:,} chunks"
+            f" · {escape(backend)}")
+
+
+def render_timeline(state: ViewState) -> str:
+    if not state.steps:
+        return '<div class="hx-info">no steps yet</div>'
+    marks = []
+    for step in sorted(state.steps):
+        mark = state.steps[step]
+        seconds = f"{mark.seconds:.2f} s" if mark.seconds is not None else "…"
+        tip = (f"step {step}: {mark.status}, {seconds}, {mark.input_tokens} in / "
+               f"{mark.output_tokens} out tokens, {mark.tools} tool calls")
+        marks.append(f'<span class="hx-step" title="{escape(tip)}" style="background:'
+                     f'{STATUS_COLOURS.get(mark.status, "#757575")}">{step}</span>')
+    last = state.steps[max(state.steps)]
+    detail = (f"last step {last.step}: {last.status}"
+              + (f", {last.seconds:.2f} s" if last.seconds is not None else "")
+              + f", {last.input_tokens + last.output_tokens} tokens")
+    return f'{STYLE}<div>{"".join(marks)}</div><div class="hx-info">{escape(detail)}</div>'
+
+
+def render_state(state: Any) -> str:
+    return f"<pre>{_json(state, 6000)}</pre>"
+
+
+def render_diff(old: Any, new: Any, old_label: str, new_label: str) -> str:
+    """A unified diff of two states as pretty JSON."""
+    a = json.dumps(old, indent=1, sort_keys=True, default=str).splitlines()
+    b = json.dumps(new, indent=1, sort_keys=True, default=str).splitlines()
+    lines = list(difflib.unified_diff(a, b, old_label, new_label, lineterm="", n=2))
+    if not lines:
+        return '<div class="hx-info">no difference in state</div>'
+    out = []
+    for line in lines:
+        colour = "#2e7d32" if line.startswith("+") else "#c62828" if line.startswith("-") else ""
+        style = f' style="color:{colour}"' if colour else ""
+        out.append(f"<span{style}>{escape(line)}</span>")
+    return "<pre>" + "\n".join(out) + "</pre>"

@@ -1,0 +1,201 @@
+"""What an agent view shows, computed from chunks alone (no widgets, no I/O).
+
+``ViewState.apply(chunk)`` folds one chunk into a transcript, a step timeline, a status
+and usage totals, and says which parts changed, so the widget redraws only those. The
+transcript keeps every item, but :data:`RENDER_ITEMS` bounds what is drawn, so a long
+session never makes the front end draw everything at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ACTIONS", "Item", "StepMark", "ViewState", "allowed_actions"]
+
+RENDER_ITEMS = 200
+ACTIONS = ("interrupt", "resume", "retry", "abort")
+
+_STATUS_BY_CHUNK = {
+    "run_started": "running",
+    "run_resumed": "running",
+    "run_completed": "completed",
+    "run_failed": "failed",
+    "run_interrupted": "interrupted",
+}
+
+
+def allowed_actions(status: str) -> set[str]:
+    """Which buttons make sense for a session in ``status``."""
+    return {
+        "running": {"interrupt", "abort"},
+        "interrupted": {"resume", "retry", "abort"},
+        "paused": {"resume", "retry", "abort"},
+        "completed": {"retry"},
+        "failed": {"retry"},
+    }.get(status, set())
+
+
+@dataclass
+class Item:
+    """One entry of the transcript."""
+
+    kind: str  # text | thinking | tool | error | info | retry | custom
+    step: int
+    text: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StepMark:
+    step: int
+    status: str = "running"  # running | done | failed | interrupted
+    started: int = 0
+    ended: int | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    tools: int = 0
+
+    @property
+    def seconds(self) -> float | None:
+        return None if self.ended is None else max(self.ended - self.started, 0) / 1000
+
+
+class ViewState:
+    """The view of one session, built from its chunks in sequence order."""
+
+    def __init__(self, agent_type: str, session_id: str) -> None:
+        self.agent_type = agent_type
+        self.session_id = session_id
+        self.status = "starting"
+        self.run_id: str | None = None
+        self.last_sequence = 0
+        self.chunks = 0
+        self.items: list[Item] = []
+        self.steps: dict[int, StepMark] = {}
+        self.output: Any = None
+        self.error: str | None = None
+        self.input_tokens = 0
+        self.output_tokens = 0
+        self.checkpoint_ids: list[str] = []
+        self._tools: dict[str, Item] = {}
+
+    # -- folding chunks --------------------------------------------------------------------
+
+    def _append_text(self, kind: str, step: int, delta: str) -> None:
+        last = self.items[-1] if self.items else None
+        if last is not None and last.kind == kind and last.step == step:
+            last.text += delta
+        else:
+            self.items.append(Item(kind, step, delta))
+
+    def _mark(self, step: int, timestamp: int) -> StepMark:
+        mark = self.steps.get(step)
+        if mark is None:
+            mark = self.steps[step] = StepMark(step, started=timestamp)
+        return mark
+
+    def apply(self, chunk: dict[str, Any]) -> set[str]:
+        """Fold one chunk in; returns the parts that changed."""
+        sequence = chunk.get("sequence", 0)
+        if sequence and sequence <= self.last_sequence:
+            return set()
+        self.last_sequence = sequence or self.last_sequence
+        self.chunks += 1
+        kind = chunk["type"]
+        step = chunk.get("step", 0)
+        stamp = chunk.get("timestamp", 0)
+        changed = {"stream"}
+        if kind in _STATUS_BY_CHUNK:
+            self.status = _STATUS_BY_CHUNK[kind]
+            self.run_id = chunk.get("runId", self.run_id)
+            changed |= {"header", "buttons", "timeline"}
+        if kind == "text_delta":
+            self._append_text("text", step, chunk.get("delta", ""))
+        elif kind == "thinking":
+            self._append_text("thinking", step, chunk.get("delta", ""))
+        elif kind == "step_started":
+            self._mark(step, stamp).status = "running"
+            changed.add("timeline")
+        elif kind == "tool_start":
+            item = Item("tool", step, chunk.get("toolName", "?"),
+                        {"input": chunk.get("input"), "id": chunk.get("toolCallId")})
+            self._tools[str(chunk.get("toolCallId"))] = item
+            self.items.append(item)
+            self._mark(step, stamp).tools += 1
+        elif kind == "tool_end":
+            item = self._tools.pop(str(chunk.get("toolCallId")), None)
+            if item is not None:
+                item.data["output" if "output" in chunk else "error"] = chunk.get(
+                    "output", chunk.get("error"))
+        elif kind == "usage":
+            mark = self._mark(step, stamp)
+            mark.input_tokens += chunk.get("input_tokens", 0)
+            mark.output_tokens += chunk.get("output_tokens", 0)
+            self.input_tokens += chunk.get("input_tokens", 0)
+            self.output_tokens += chunk.get("output_tokens", 0)
+            changed |= {"header", "timeline"}
+        elif kind == "checkpoint":
+            self.checkpoint_ids.append(chunk.get("checkpointId", ""))
+            if step in self.steps and self.steps[step].status == "running":
+                self.steps[step].status, self.steps[step].ended = "done", stamp
+            changed |= {"checkpoints", "timeline"}
+        elif kind == "llm_retry":
+            self.items.append(Item("retry", step, f"model call failed ({chunk.get('error')}); "
+                                   f"retry {chunk.get('attempt')} of "
+                                   f"{chunk.get('maxAttempts')} in {chunk.get('delayMs')} ms"))
+        elif kind == "run_completed":
+            self.output = chunk.get("output")
+        elif kind == "run_failed":
+            self.error = chunk.get("error")
+            self.items.append(Item("error", step, str(self.error)))
+            for mark in self.steps.values():
+                if mark.status == "running":
+                    mark.status, mark.ended = "failed", stamp
+        elif kind == "run_interrupted":
+            self.items.append(Item("info", step, f"interrupted: {chunk.get('reason')}"))
+            for mark in self.steps.values():
+                if mark.status == "running":
+                    mark.status, mark.ended = "interrupted", stamp
+        elif kind == "run_resumed":
+            mode = chunk.get("mode", "continue")
+            source = chunk.get("fromCheckpointId") or ""
+            self.items.append(Item("info", step, f"resumed ({mode}) from step {step}"
+                                   + (f", branch {chunk['branch']}" if "branch" in chunk else ""),
+                                   {"checkpoint": source}))
+        elif kind in ("subagent_start", "subagent_end"):
+            verb = "started" if kind == "subagent_start" else "ended"
+            self.items.append(Item("info", step, f"sub-agent {chunk.get('agentType', '')} "
+                                   f"{verb}: {chunk.get('childSessionId')}"))
+        elif kind == "custom":
+            self.items.append(Item("custom", step, str(chunk.get("name", "custom")),
+                                   {"data": chunk.get("data")}))
+        return changed
+
+    # -- summaries -------------------------------------------------------------------------
+
+    @property
+    def step_count(self) -> int:
+        return max((s for s, m in self.steps.items() if m.status == "done"), default=0)
+
+    def visible_items(self) -> tuple[int, list[Item]]:
+        """How many items are hidden, and the newest ones to draw."""
+        hidden = max(len(self.items) - RENDER_ITEMS, 0)
+        return hidden, self.items[hidden:]
+
+    def last_output_text(self, limit: int = 60) -> str:
+        if self.output is None:
+            return ""
+        text = self.output if isinstance(self.output, str) else repr(self.output)
+        text = " ".join(text.split())
+        return text if len(text) <= limit else text[: limit - 1] + "…"
+
+    def summary(self) -> str:
+        """A short, stable, one-line summary (what nbval compares)."""
+        parts = [f"agent={self.agent_type!r}", f"session={self.session_id!r}",
+                 f"status={self.status!r}", f"steps={self.step_count}"]
+        if self.output is not None:
+            parts.append(f"output={self.last_output_text()!r}")
+        if self.error:
+            parts.append(f"error={self.error[:60]!r}")
+        return f"AgentView({', '.join(parts)})"

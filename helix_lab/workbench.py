@@ -1,0 +1,226 @@
+"""The notebook's state, kept apart from IPython: which backend, which model, which views.
+
+The magics are a thin command language over one :class:`Workbench`. Keeping it free of
+IPython means it can be tested with plain asyncio, and the runtime below it never learns
+that it is in a notebook.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any
+
+from .errors import UserError
+
+if TYPE_CHECKING:
+    from .client.backend import Backend, LocalBackend
+    from .llm.base import LLMAdapter, LLMEvent, LLMRequest
+    from .runtime.namespace import LocalNamespace
+    from .runtime.server import LLMAdapterContext
+
+__all__ = ["LLMChoice", "ModelOverride", "Workbench"]
+
+
+class ModelOverride:
+    """Send every request to ``model``, whatever the agent's config names."""
+
+    def __init__(self, inner: LLMAdapter, model: str) -> None:
+        self.inner = inner
+        self.model = model
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
+        async for event in self.inner.stream(replace(request, model=self.model)):
+            yield event
+
+    def __repr__(self) -> str:
+        return f"{self.inner!r} with model {self.model!r}"
+
+
+@dataclass
+class LLMChoice:
+    """The model the next run will use, and a one-line description of it (no secrets)."""
+
+    kind: str
+    adapter: Any
+    label: str
+
+
+def default_llm() -> LLMChoice:
+    """Claude when ``ANTHROPIC_API_KEY`` is set, else the offline model."""
+    if os.environ.get("ANTHROPIC_API_KEY"):
+        from .llm.anthropic import AnthropicAdapter
+
+        return LLMChoice("anthropic", AnthropicAdapter(), "anthropic (key from ANTHROPIC_API_KEY)")
+    from .llm.offline import OfflineLLM
+
+    return LLMChoice("offline", OfflineLLM(), "offline (no API key set: a deterministic "
+                     "stand-in model; set ANTHROPIC_API_KEY for Claude)")
+
+
+class Workbench:
+    """Backends, model choice and sessions of one notebook."""
+
+    def __init__(self, storage: str | os.PathLike[str] = ".helix") -> None:
+        from .runtime.registry import default_registry
+
+        self.storage = str(storage)
+        self.registry = default_registry
+        self.llm: LLMChoice = default_llm()
+        self._local: LocalBackend | None = None
+        self.backend_name = "local"
+        self._remote: Backend | None = None
+        self.sessions: dict[str, str] = {}
+        """Session id -> agent type, for the sessions this notebook started or opened."""
+        self.last_session: str | None = None
+        self.serve_process: Any = None
+
+    # -- models ----------------------------------------------------------------------------
+
+    def llm_factory(self, env: Any, context: LLMAdapterContext) -> LLMAdapter:
+        """The server's ``llm_adapter``: read at each run, so a switch applies to the next."""
+        return self.llm.adapter
+
+    def use_llm(self, kind: str, *args: str) -> LLMChoice:
+        """Switch the model: offline, scripted VAR_VALUE, replay PATH, record PATH,
+        anthropic, or openai URL MODEL."""
+        if kind == "offline":
+            from .llm.offline import OfflineLLM
+
+            self.llm = LLMChoice("offline", OfflineLLM(), "offline (deterministic stand-in)")
+        elif kind == "anthropic":
+            if not os.environ.get("ANTHROPIC_API_KEY"):
+                raise UserError("ANTHROPIC_API_KEY is not set; set it in the environment "
+                                "(never in the notebook) and try again.")
+            from .llm.anthropic import AnthropicAdapter
+
+            base_url = args[0] if args else None
+            self.llm = LLMChoice("anthropic", AnthropicAdapter(base_url=base_url),
+                                 "anthropic (key from ANTHROPIC_API_KEY)"
+                                 + (f" at {base_url}" if base_url else ""))
+        elif kind == "openai":
+            if len(args) != 2:
+                raise UserError("Usage: %helix llm openai URL MODEL, e.g. "
+                                "%helix llm openai http://127.0.0.1:11434/v1 llama3.2")
+            from .llm.openai_compat import OpenAICompatAdapter
+
+            url, model = args
+            self.llm = LLMChoice("openai", ModelOverride(OpenAICompatAdapter(url), model),
+                                 f"openai-compatible {model} at {url}")
+        elif kind == "replay":
+            if len(args) != 1:
+                raise UserError("Usage: %helix llm replay PATH (a .jsonl cassette).")
+            if not os.path.exists(args[0]):
+                raise UserError(f"No cassette at {args[0]!r}; record one with "
+                                "%helix llm record PATH.")
+            from .llm.cassette import ReplayLLM
+
+            self.llm = LLMChoice("replay", ReplayLLM(args[0]), f"replay of {args[0]}")
+        elif kind == "record":
+            if len(args) != 1:
+                raise UserError("Usage: %helix llm record PATH: records the current model.")
+            from .llm.cassette import RecordingLLM
+
+            self.llm = LLMChoice("record", RecordingLLM(self.llm.adapter, args[0]),
+                                 f"{self.llm.label}, recorded to {args[0]}")
+        else:
+            raise UserError(f"Unknown model {kind!r}. Choose offline, scripted VAR, replay "
+                            "PATH, record PATH, anthropic, or openai URL MODEL.")
+        return self.llm
+
+    def use_adapter(self, adapter: Any, label: str) -> LLMChoice:
+        """Use an adapter object (``%helix llm scripted VAR``)."""
+        if not callable(getattr(adapter, "stream", None)):
+            raise UserError(f"{label} is not an LLM adapter (it has no stream() method).")
+        self.llm = LLMChoice("scripted", adapter, label)
+        return self.llm
+
+    # -- backends --------------------------------------------------------------------------
+
+    @property
+    def local(self) -> LocalBackend:
+        if self._local is None:
+            from .client.backend import LocalBackend
+            from .runtime.namespace import LocalNamespace
+            from .runtime.server import create_agent_server
+
+            server = create_agent_server(llm_adapter=self.llm_factory, agents=self.registry)
+            self._local = LocalBackend(LocalNamespace(server, storage=self.storage))
+        return self._local
+
+    @property
+    def namespace(self) -> LocalNamespace:
+        return self.local.namespace
+
+    @property
+    def backend(self) -> Backend:
+        if self.backend_name == "local" or self._remote is None:
+            return self.local
+        return self._remote
+
+    def backend_for(self, name: str | None) -> Backend:
+        if name in (None, ""):
+            return self.backend
+        if name == "local":
+            return self.local
+        if name == "remote":
+            if self._remote is None:
+                raise UserError("No remote backend yet: %helix use URL --token-env VAR first.")
+            return self._remote
+        raise UserError(f"Unknown backend {name!r}: use 'local' or 'remote'.")
+
+    def use_local(self) -> None:
+        self.backend_name = "local"
+
+    def use_remote(self, url: str, token: str | None) -> Backend:
+        from .client.backend import RemoteBackend
+
+        self._remote = RemoteBackend(url, token)
+        self.backend_name = "remote"
+        return self._remote
+
+    def describe_backend(self) -> str:
+        if self.backend_name == "local":
+            return f"local (sqlite under {self.storage}/)"
+        return f"remote ({self.backend.describe()})"
+
+    # -- agents and sessions ---------------------------------------------------------------
+
+    def agent_types(self) -> list[str]:
+        return self.registry.get_registered_types()
+
+    def remember(self, session_id: str, agent_type: str | None) -> None:
+        self.sessions[session_id] = agent_type or self.sessions.get(session_id, "?")
+        self.last_session = session_id
+
+    def resolve_session(self, session_id: str | None) -> str:
+        session_id = session_id or self.last_session
+        if not session_id:
+            raise UserError("No session yet: run a %%helix_agent cell, or name one "
+                            "(%helix sessions lists them).")
+        return session_id
+
+    def stored_sessions(self) -> list[dict[str, Any]]:
+        """Sessions on disk in the local namespace: id, agent, status, steps."""
+        from .runtime.sql import SqliteStorage
+
+        rows = []
+        namespace = self.namespace
+        for object_id in namespace.stored_ids():
+            live = namespace._objects.get(object_id)
+            if live is not None:
+                session = live[0].store.get_session()
+            else:
+                sql = SqliteStorage(namespace._path(object_id))
+                try:
+                    found = sql.exec("SELECT name FROM sqlite_master WHERE name='helix_session'")
+                    session = (sql.exec("SELECT session_id, agent_type, status, updated_at "
+                                        "FROM helix_session") or [None])[0] if found else None
+                finally:
+                    sql.close()
+            if session:
+                rows.append({"sessionId": session["session_id"],
+                             "agentType": session["agent_type"], "status": session["status"],
+                             "updatedAt": session["updated_at"]})
+        return sorted(rows, key=lambda r: r["updatedAt"])
