@@ -390,7 +390,7 @@ class HelixMagics(Magics):
         print(f"model: {choice.label}")
 
     async def _cmd_serve(self, args: Any) -> None:
-        from .serving import start_background_server
+        from .serve_process import start_background_server
 
         try:
             server = await start_background_server(port=args.port, storage=args.storage,
