@@ -532,11 +532,7 @@ class Execution:
         self.error = error
         self._emit({"type": "run_failed", "error": error, "aborted": aborted})
 
-        def write() -> list[dict[str, Any]]:
-            server.store.update_session(status="failed", error=error)
-            return server.stream.take_pending()
-
-        chunks = server.sql.transaction(write)
+        chunks = server.commit_session(status="failed", error=error)
         self._end("failed")
         server.stream.broadcast(chunks)
 

@@ -306,6 +306,16 @@ class AgentServer:
                                       execution.status, execution.output, execution.error)
             self.spawn(self._safe_hook(hook, context))
 
+    def commit_session(self, **fields: Any) -> list[dict[str, Any]]:
+        """Store session fields with the queued chunks, atomically; returns the chunks,
+        for the caller to broadcast once it has updated its own state."""
+
+        def write() -> list[dict[str, Any]]:
+            self.store.update_session(**fields)
+            return self.stream.take_pending()
+
+        return self.sql.transaction(write)
+
     def after_commit(self, usage: list[dict[str, Any]]) -> None:
         if self.custom_usage is not None and usage:
             self.spawn(self._record_custom_usage(usage))
@@ -334,11 +344,7 @@ class AgentServer:
                            "checkpointId": head.id if head else None},
                           run_id=session["run_id"], step=step)
 
-        def write() -> list[dict[str, Any]]:
-            self.store.update_session(status="interrupted")
-            return self.stream.take_pending()
-
-        self.stream.broadcast(self.sql.transaction(write))
+        self.stream.broadcast(self.commit_session(status="interrupted"))
         self.log("info", f"recovered run {session['run_id']} as interrupted at step {step}")
 
     # -- dispatch --------------------------------------------------------------------------
@@ -688,11 +694,7 @@ class AgentServer:
         self.stream.write({"type": "run_failed", "error": error, "aborted": True},
                           run_id=session["run_id"])
 
-        def write() -> list[dict[str, Any]]:
-            self.store.update_session(status="failed", error=error)
-            return self.stream.take_pending()
-
-        self.stream.broadcast(self.sql.transaction(write))
+        self.stream.broadcast(self.commit_session(status="failed", error=error))
         return json_response(self._status_body())
 
     # -- GET endpoints ---------------------------------------------------------------------
