@@ -30,10 +30,10 @@ lint: $(STAMP)
 	$(BIN)/ruff check helix_lab tests benchmarks
 
 ## Every test: unit, end to end, browser, and the notebooks under nbval.
+test: export HELIX_WRANGLER = $(CURDIR)/.ci/node/node_modules/.bin/wrangler
 test: $(STAMP) browser-deps lint
-	HELIX_WRANGLER=$(CURDIR)/.ci/node/node_modules/.bin/wrangler \
-	  $(BIN)/pytest tests -q
-	$(BIN)/pytest --nbval notebooks --sanitize-with notebooks/sanitize.cfg -q -p no:randomly
+	$(BIN)/pytest tests -q
+	$(BIN)/pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -q
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks

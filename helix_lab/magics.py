@@ -88,6 +88,28 @@ async def run_cell(shell: Any, line: str, body: str) -> Any:
     return await _magics(shell).agent_cell_async(line, body)
 
 
+def _unquote(value: Any) -> Any:
+    if isinstance(value, str) and len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+        return value[1:-1]
+    return value
+
+
+def _parse(magic: Any, line: str) -> Any:
+    """``parse_argstring``, minus the quotes it leaves around quoted values.
+
+    IPython splits magic lines like a non-POSIX shell, which keeps the quote characters:
+    ``--message "go on"`` would arrive as ``'"go on"'`` and ``--state "{'a': 1}"`` would
+    evaluate to a str. Quoting is the only way to pass a value with spaces, so drop them.
+    """
+    args = parse_argstring(magic, line)
+    for name, value in vars(args).items():
+        if isinstance(value, list):
+            setattr(args, name, [_unquote(v) for v in value])
+        else:
+            setattr(args, name, _unquote(value))
+    return args
+
+
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header, *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -113,12 +135,16 @@ class HelixMagics(Magics):
         """Run ``coro`` when the magic was called directly rather than through the
         transformer: on a private loop if none is running, else as a task of this one."""
         try:
-            loop = asyncio.get_running_loop()
+            asyncio.get_running_loop()
         except RuntimeError:
             if self._loop is None:
                 self._loop = asyncio.new_event_loop()
             return self._loop.run_until_complete(coro)
-        return loop.create_task(coro)
+        coro.close()
+        # Inside a running loop a sync call cannot wait, and a task would print into some
+        # later cell; the transformer only sees cells that start after %load_ext.
+        raise UsageError("Run %helix and %%helix_agent in a cell of their own, after the "
+                         "cell with %load_ext helix_lab (they are awaited on the kernel's loop).")
 
     # -- %%helix_agent ---------------------------------------------------------------------
 
@@ -136,7 +162,7 @@ class HelixMagics(Magics):
         return self._sync(self.agent_cell_async(line, cell))
 
     async def agent_cell_async(self, line: str, body: str) -> None:
-        args = parse_argstring(self.helix_agent, line)
+        args = _parse(self.helix_agent, line)
         message = body.strip()
         if not message:
             raise UsageError("The cell body is the message: write it under the "
@@ -226,7 +252,7 @@ class HelixMagics(Magics):
         return self._sync(self.helix_async(line))
 
     async def helix_async(self, line: str) -> Any:
-        args = parse_argstring(self.helix, line)
+        args = _parse(self.helix, line)
         command = args.command
         if command not in COMMANDS:
             raise UsageError(f"Unknown command {command!r}. Commands: {', '.join(COMMANDS)}.")

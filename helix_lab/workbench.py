@@ -62,10 +62,10 @@ def default_llm() -> LLMChoice:
 class Workbench:
     """Backends, model choice and sessions of one notebook."""
 
-    def __init__(self, storage: str | os.PathLike[str] = ".helix") -> None:
+    def __init__(self, storage: str | os.PathLike[str] | None = None) -> None:
         from .runtime.registry import default_registry
 
-        self.storage = str(storage)
+        self.storage = str(storage or os.environ.get("HELIX_STORAGE") or ".helix")
         self.registry = default_registry
         self.llm: LLMChoice = default_llm()
         self._local: LocalBackend | None = None

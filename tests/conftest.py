@@ -48,3 +48,15 @@ async def make_runtime(tmp_path: Path):
         await runtime.close()
     problems = [p for runtime in made for p in runtime.violations]
     assert not problems, problems
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--soak", action="store_true", default=False,
+        help="run the long reliability variants: more crash trials, more sessions, longer load")
+
+
+@pytest.fixture
+def soak(request: pytest.FixtureRequest) -> bool:
+    """True under ``pytest --soak``: the reliability tests scale up trials and duration."""
+    return bool(request.config.getoption("--soak"))

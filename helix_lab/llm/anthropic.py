@@ -190,6 +190,10 @@ class AnthropicAdapter:
                 ),
                 retryable=True,
             ) from exc
+        except json.JSONDecodeError as exc:  # the SDK decodes each event's data line
+            raise LLMError(
+                self._clean(f"Anthropic sent a stream event that is not valid JSON ({exc}).")
+            ) from exc
         except TypeError as exc:
             if "Could not resolve authentication" not in str(exc):
                 raise

@@ -129,6 +129,7 @@ class Execution:
         self._children: list[Any] = []
         self._finished = asyncio.Event()
         self._step = head.step
+        self._tool_specs: list[dict[str, Any]] | None = None  # built once per run
 
     # -- the handle ------------------------------------------------------------------------
 
@@ -170,6 +171,11 @@ class Execution:
             await stub.fetch(Request("POST", "/abort", json={"reason": reason}))
         if self.task is not None:
             self.task.cancel()
+            await asyncio.wait({self.task})
+        if not self.done:
+            # A task cancelled before its first step never runs, so _run's handler never
+            # records the abort (an abort right after start would otherwise wait forever).
+            self._finish_failed(f"Aborted: {self.abort_signal.reason}", aborted=True)
         await self._finished.wait()
 
     # -- what a ToolContext calls ----------------------------------------------------------
@@ -246,7 +252,7 @@ class Execution:
         config = agent.llm_config
         request = LLMRequest(
             model=config.model, system=agent.system_prompt, messages=self.messages,
-            tools=agent.tool_specs(),  # type: ignore[arg-type]
+            tools=self._specs(),  # type: ignore[arg-type]
             tool_choice=FINISH_TOOL if force_finish else None, max_tokens=config.max_tokens,
             temperature=config.temperature, thinking_budget=config.thinking_budget,
         )
@@ -291,6 +297,12 @@ class Execution:
             )
         self._commit(new_messages, status="running")
         return "continue"
+
+    def _specs(self) -> list[dict[str, Any]]:
+        """The agent's tool specs; pydantic's schema generation is too slow to redo per step."""
+        if self._tool_specs is None:
+            self._tool_specs = self.agent.tool_specs()
+        return self._tool_specs
 
     @staticmethod
     def _must_finish(messages: list[dict[str, Any]]) -> bool:
@@ -401,6 +413,10 @@ class Execution:
         except Exception as exc:
             self.server.log("warning", f"tool {name} raised", exc)
             result = {"error": f"Tool {name!r} raised {type(exc).__name__}: {exc}"}
+        if "error" in result:
+            # A failed call leaves no trace in the state: the model is told it failed,
+            # and a half-done update would contradict that.
+            self.working = agent.load_state(before)
         self._emit({"type": "tool_end", "toolCallId": call["id"], "toolName": name, **result})
         after = self._dump_state()
         if after != before:
@@ -435,8 +451,10 @@ class Execution:
             raise ToolError(f"subagent call to {sub.name!r} needs a non-empty 'message'.")
         child_id = f"{self.session_id}--{sub.name}-s{self._step}-{secrets.token_hex(2)}"
         stub = namespace.get(namespace.id_from_name("session:" + child_id))
+        # "agentType" is stamped on every chunk as this (the parent's) type, hence
+        # "childAgentType" for the sub-agent's.
         self._emit({"type": "subagent_start", "toolCallId": call["id"],
-                    "childSessionId": child_id, "agentType": sub.name})
+                    "childSessionId": child_id, "childAgentType": sub.name})
         started = await stub.fetch(Request("POST", "/start", json={
             "agentType": sub.name, "sessionId": child_id, "input": {"message": message},
             "metadata": {"parentSessionId": self.session_id, "parentAgentType": self.agent.name},
@@ -444,7 +462,8 @@ class Execution:
         if not started.ok:
             error = started.json().get("error", {}).get("message", f"HTTP {started.status}")
             self._emit({"type": "subagent_end", "toolCallId": call["id"],
-                        "childSessionId": child_id, "error": error})
+                        "childSessionId": child_id, "childAgentType": sub.name,
+                        "error": error})
             raise ToolError(f"Sub-agent {sub.name!r} did not start: {error}")
         self._children.append(stub)
         try:
@@ -456,7 +475,7 @@ class Execution:
         finally:
             self._children.remove(stub)
         end = {"type": "subagent_end", "toolCallId": call["id"], "childSessionId": child_id,
-               "status": status.get("status")}
+               "childAgentType": sub.name, "status": status.get("status")}
         if status.get("status") != "completed":
             error = status.get("error") or f"the sub-agent ended {status.get('status')}"
             self._emit({**end, "error": error})
@@ -541,4 +560,8 @@ class Execution:
         self.done = True
         self._finished.set()
         self.server.on_execution_end(self)
+        # The server keeps the last execution until the next run replaces it: let the
+        # conversation go now, so that freeing a long one is paid here, not by the next
+        # request (a fork from an early checkpoint after a long run took ~10-20 ms more).
+        self.messages = []
 

@@ -74,7 +74,15 @@ class Request:
         if not self.body:
             raise BadRequest("The request body is empty; send a JSON object.")
         try:
-            return _json.loads(self.body)
+            value = _json.loads(self.body)
+            if b"\\u" in self.body:
+                # A \uD800-\uDFFF escape without its pair decodes to a lone surrogate, which
+                # no storage can encode: refuse it here rather than fail half-way through.
+                _json.dumps(value, ensure_ascii=False).encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            raise BadRequest("The request body is not valid Unicode: it has a lone surrogate "
+                             "escape (\\uD800-\\uDFFF without its pair).") from None
         except (ValueError, UnicodeDecodeError) as exc:
             raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
         except RecursionError:  # json's decoder recurses per level: absurd nesting is a 400

@@ -453,8 +453,13 @@ class AgentServer:
     def _begin(self, agent: Agent, *, run_id: str, parent: Checkpoint | None,
                parent_state: dict[str, Any] | None, state: dict[str, Any],
                append: list[dict[str, Any]], branch: int, chunk: dict[str, Any],
-               fresh_messages: list[dict[str, Any]] | None = None) -> Execution:
-        """Write the run's starting checkpoint and launch it."""
+               fresh_messages: list[dict[str, Any]] | None = None,
+               create: Callable[[], None] | None = None) -> Execution:
+        """Write the run's starting checkpoint and launch it.
+
+        ``create`` writes a new session's row in the same transaction as its first
+        checkpoint: a host killed in between must not leave a session with no checkpoint,
+        which could be neither started again nor resumed."""
         step = parent.step if parent else 0
         llm = self.config.llm_adapter(self.env, LLMAdapterContext(self.session_id, agent.name,
                                                                   run_id))
@@ -467,6 +472,8 @@ class AgentServer:
         to_append = (fresh_messages or []) + append
 
         def write() -> tuple[Checkpoint, list[dict[str, Any]]]:
+            if create is not None:
+                create()
             head = self.store.append_messages(base_head, to_append)
             cp = self.store.save_checkpoint(
                 session_id=self.session_id, parent=parent, parent_state=parent_state,
@@ -477,7 +484,11 @@ class AgentServer:
                                       output=None, error=None)
             return cp, self.stream.take_pending()
 
-        cp, chunks = self.sql.transaction(write)
+        try:
+            cp, chunks = self.sql.transaction(write)
+        except BaseException:
+            self.stream.discard_pending()  # the run never began: nobody may see its chunks
+            raise
         execution = Execution(self, agent, llm, run_id=run_id, head=cp, state=state,
                               messages=[])
         self.execution = execution
@@ -528,16 +539,17 @@ class AgentServer:
             return aborted
         self._require_idle("start a new run")
         message = {"role": "user", "content": body.input.message}
+        create: Callable[[], None] | None = None
         if session is None:
             state = self._validate_state(agent, body.input.state or {}, "input.state")
             prior = body.input.messages or []
             self._check_messages(prior, "input.messages")
 
-            def create() -> None:
+            def create_session() -> None:
                 self.store.create_session(body.session_id, body.agent_type, user_id=body.user_id,
                                           tags=body.tags, metadata=body.metadata)
 
-            self.sql.transaction(create)
+            create = create_session
             self.session_id = body.session_id
             self.usage.session_id = body.session_id
             if self.config.usage_store is not None:
@@ -553,7 +565,8 @@ class AgentServer:
         execution = self._begin(agent, run_id=run_id, parent=parent, parent_state=parent_state,
                                 state=state, append=append, branch=branch,
                                 chunk={"type": "run_started", "agentType": agent.name,
-                                       "message": body.input.message})
+                                       "message": body.input.message},
+                                create=create)
         await call_hook(hooks.after_start, AfterStartContext(
             self.env, self.session_id, run_id, agent.name, execution))
         response = self._started(execution, "started")
@@ -732,10 +745,12 @@ class AgentServer:
         try:
             value = int(raw)
         except ValueError:
-            raise BadRequest(f"{name} must be a whole number, got {raw!r}.", field=name) from None
+            raise BadRequest(f"{name} must be a whole number, got {raw[:40]!r}.",
+                             field=name) from None
         if value < 0:
-            raise BadRequest(f"{name} must be 0 or more, got {value}.", field=name)
-        return min(value, maximum) if maximum is not None else value
+            raise BadRequest(f"{name} must be 0 or more, got {raw[:40]}.", field=name)
+        # SQLite integers are 64-bit; no sequence or limit comes anywhere near that.
+        return min(value, maximum if maximum is not None else 2**63 - 1)
 
     async def _sse(self, request: Request) -> Response:
         after = self._int_param(request, "fromSequence", 0)

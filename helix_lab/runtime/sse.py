@@ -35,14 +35,13 @@ class SSEDecoder:
         self._data: list[str] = []
 
     def feed(self, text: str) -> list[tuple[str, str]]:
-        self._buffer += text
+        # Split once per feed: slicing the rest of the buffer after every line made a
+        # large read (a replayed page of thousands of chunks) quadratic in its size.
+        lines = (self._buffer + text).split("\n")
+        self._buffer = lines.pop()  # the incomplete last line, if any
         events: list[tuple[str, str]] = []
-        while True:
-            newline = self._buffer.find("\n")
-            if newline < 0:
-                return events
-            line = self._buffer[:newline].rstrip("\r")
-            self._buffer = self._buffer[newline + 1:]
+        for raw in lines:
+            line = raw.rstrip("\r")
             if not line:
                 if self._data:
                     events.append((self._event, "\n".join(self._data)))
@@ -56,6 +55,7 @@ class SSEDecoder:
                     self._event = value
                 elif name == "data":
                     self._data.append(value)
+        return events
 
 
 async def iter_sse_chunks(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Any]]:

@@ -5,6 +5,11 @@ chunk into a :class:`ViewState`, and redraws at most once per ``min_interval`` s
 so a model streaming 10,000 chunks a second costs the front end a handful of messages.
 Buttons call the same :class:`~helix_lab.client.AgentHandle` methods a user would call in
 code; a refusal from the backend is shown under the buttons, never as a traceback.
+
+Front-end events (a click, a selection) may arrive on another thread: JupyterLab sends
+comm messages to a kernel subshell when the kernel has them (ipykernel 7), and a subshell
+runs its own event loop. The view hands such events over to the loop it lives on, where
+its stream, its backend and the session's storage are.
 """
 
 from __future__ import annotations
@@ -54,6 +59,12 @@ class AgentView(widgets.VBox):
         self._follow_task: asyncio.Task[None] | None = None
         self._checkpoints: list[dict[str, Any]] = []
         self._selected_state: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the view lives on (where it was made, or first followed)."""
+        try:
+            self._loop = asyncio.get_running_loop()
+        except RuntimeError:
+            pass
 
         self.header = widgets.HTML(render_header(self.state, backend.describe()))
         self.buttons: dict[str, widgets.Button] = {}
@@ -66,9 +77,12 @@ class AgentView(widgets.VBox):
         self.message = widgets.HTML("")
         self.stream_html = widgets.HTML(render_stream(self.state))
         self.timeline_html = widgets.HTML(render_timeline(self.state))
+        wide = {"description_width": "initial"}
         self.checkpoint_select = widgets.Select(options=[], rows=8, description="checkpoint",
+                                                style=wide,
                                                 layout=widgets.Layout(width="98%"))
         self.compare_select = widgets.Dropdown(options=[], description="compare with",
+                                               style=wide,
                                                layout=widgets.Layout(width="98%"))
         self.checkpoint_state = widgets.HTML("")
         self.checkpoint_diff = widgets.HTML("")
@@ -90,6 +104,15 @@ class AgentView(widgets.VBox):
 
     def __repr__(self) -> str:
         return self.state.summary()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, Any] | None:
+        # ipywidgets cuts text/plain at 110 characters, which would chop the summary in
+        # the middle of its output field; the summary is already bounded, and it is what
+        # nbval compares, so keep it whole.
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is not None:
+            bundle["text/plain"] = repr(self)
+        return bundle
 
     # -- following the stream --------------------------------------------------------------
 
@@ -146,7 +169,10 @@ class AgentView(widgets.VBox):
         super().close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        task = loop.create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -167,8 +193,25 @@ class AgentView(widgets.VBox):
         colour = "#c62828" if error else "#2e7d32"
         self.message.value = f'<span style="color:{colour}">{escape(text)}</span>'
 
+    def _handed_over(self, fn: Any, *args: Any) -> bool:
+        """If called away from the view's loop (a subshell thread), schedule ``fn(*args)``
+        on that loop instead and return True; the caller then stops."""
+        home = self._loop
+        if home is None or home.is_closed():
+            return False
+        try:
+            if asyncio.get_running_loop() is home:
+                return False
+        except RuntimeError:
+            pass
+        home.call_soon_threadsafe(fn, *args)
+        return True
+
     def press(self, action: str) -> asyncio.Task[Any] | None:
-        """What a button click does; returns the task so code and tests can await it."""
+        """What a button click does; returns the task so code and tests can await it
+        (``None`` when refused, or when the click was handed over to the view's loop)."""
+        if self._handed_over(self.press, action):
+            return None
         if action not in self.enabled_actions():
             self.note(f"{_LABELS[action][0]} is not available while the session is "
                       f"{self.state.status}.", error=True)
@@ -243,6 +286,8 @@ class AgentView(widgets.VBox):
             self.checkpoint_select.value = selected
 
     def _on_select(self, change: dict[str, Any]) -> None:
+        if self._handed_over(self._on_select, change):
+            return
         if self.checkpoint_select.value:
             self._spawn(self.show_checkpoint(self.checkpoint_select.value,
                                              self.compare_select.value or None))

@@ -23,7 +23,8 @@ STATUS_COLOURS = {
 
 STYLE = """<style>
 .hx-stream{font-family:var(--jp-code-font-family,monospace);font-size:12px;max-height:420px;
- overflow-y:auto;padding:4px 8px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px}
+ overflow-y:auto;padding:4px 8px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;
+ display:flex;flex-direction:column-reverse}
 .hx-text{white-space:pre-wrap;margin:4px 0}
 .hx-thinking summary{color:#7b1fa2;cursor:pointer}.hx-thinking div{white-space:pre-wrap;color:#6a1b9a}
 .hx-tool{margin:4px 0;padding:2px 6px;border-left:3px solid #1e88e5;background:rgba(30,136,229,.06)}
@@ -34,6 +35,10 @@ STYLE = """<style>
  color:white;font-size:11px;text-align:center}
 .hx-badge{padding:1px 6px;border-radius:8px;color:white}
 </style>"""
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
 def _json(value: Any, limit: int = 2000) -> str:
@@ -51,7 +56,7 @@ def _item(item: Item) -> str:
         return (f'<details class="hx-thinking"><summary>thinking (step {item.step})</summary>'
                 f"<div>{escape(item.text)}</div></details>")
     if item.kind == "tool":
-        parts = [f'<div class="hx-tool">🔧 <b>{escape(item.text)}</b>',
+        parts = [f'<div class="hx-tool">tool <b>{escape(item.text)}</b>',
                  f"<pre>in: {_json(item.data.get('input'))}</pre>"]
         if "output" in item.data:
             parts.append(f"<pre>out: {_json(item.data['output'])}</pre>")
@@ -75,7 +80,9 @@ def render_stream(state: ViewState) -> str:
     head = (f'<div class="hx-info">… {hidden} earlier items not drawn; '
             "use handle.history() to page through them</div>" if hidden else "")
     body = "".join(_item(i) for i in items) or '<div class="hx-info">waiting for chunks…</div>'
-    return f'{STYLE}<div class="hx-stream">{head}{body}</div>'
+    # Every redraw replaces the scroll box; column-reverse makes a new box start scrolled
+    # to its end, so the newest chunks stay in sight instead of jumping back to the top.
+    return f'{STYLE}<div class="hx-stream"><div>{head}{body}</div></div>'
 
 
 def render_header(state: ViewState, backend: str) -> str:
@@ -83,7 +90,8 @@ def render_header(state: ViewState, backend: str) -> str:
     tokens = state.input_tokens + state.output_tokens
     return (f"<b>{escape(state.agent_type)}</b> · session <code>{escape(state.session_id)}"
             f'</code> · <span class="hx-badge" style="background:{colour}">{state.status}</span>'
-            f" · {state.step_count} steps · {tokens:,} tokens · {state.chunks:,} chunks"
+            f" · {_count(state.step_count, 'step')} · {tokens:,} tokens"
+            f" · {_count(state.chunks, 'chunk')}"
             f" · {escape(backend)}")
 
 

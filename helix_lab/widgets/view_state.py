@@ -165,7 +165,7 @@ class ViewState:
                                    {"checkpoint": source}))
         elif kind in ("subagent_start", "subagent_end"):
             verb = "started" if kind == "subagent_start" else "ended"
-            self.items.append(Item("info", step, f"sub-agent {chunk.get('agentType', '')} "
+            self.items.append(Item("info", step, f"sub-agent {chunk.get('childAgentType', '')} "
                                    f"{verb}: {chunk.get('childSessionId')}"))
         elif kind == "custom":
             self.items.append(Item("custom", step, str(chunk.get("name", "custom")),

@@ -1,0 +1,206 @@
+"""One end-to-end scenario, run against any :class:`~helix_lab.client.Backend`.
+
+This module is also the agents module that ``helix serve --agents e2e_scenario`` loads in
+the remote tests, so both backends run the very same agent and model:
+
+- ``stepper`` calls its ``work`` tool once per step, ``n = 1, 2, ...``, until it has done
+  ``steps=N`` of them (N comes from the user message), then answers
+  ``"finished N steps"``. The plan is read from the messages alone, so a resumed, retried
+  or forked run carries on exactly where its checkpoint left off.
+- ``llm_adapter`` is the deterministic model behind it (the entry point picks it up).
+
+It imports neither pytest nor anything heavy: the serve subprocess imports it too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import secrets
+from typing import Any
+
+from pydantic import BaseModel
+
+from helix_lab import Agent, AgentRegistry, ToolContext, tool
+from helix_lab.errors import BackendError, ConflictError, NotFoundError
+from helix_lab.llm.base import LLMRequest
+from helix_lab.llm.scripted import ScriptedLLM, Turn, call
+
+__all__ = ["llm_adapter", "registry", "run_scenario", "stepper", "summary_of"]
+
+WORK_DELAY = 0.04
+CHUNK_DELAY = 0.005
+
+
+class Progress(BaseModel):
+    done: list[int] = []
+    label: str = ""
+
+
+@tool
+async def work(n: int, ctx: ToolContext) -> str:
+    """Do unit of work number ``n``."""
+    await asyncio.sleep(WORK_DELAY)
+    ctx.update_state(lambda s: s.done.append(n))
+    await ctx.emit({"type": "custom", "name": "progress", "data": {"n": n}})
+    return f"did {n}"
+
+
+stepper = Agent(name="stepper", system_prompt="Work through the steps.", tools=[work],
+                state_schema=Progress, max_steps=200, register=False)
+registry = AgentRegistry()
+registry.register(stepper)
+
+
+def _plan(request: LLMRequest) -> Turn:
+    target, done = 0, 0
+    for message in request.messages:
+        content = message["content"]
+        if message["role"] == "user" and isinstance(content, str):
+            found = re.search(r"steps=(\d+)", content)
+            target, done = (int(found.group(1)) if found else 1), 0
+        elif isinstance(content, list):
+            done += sum(1 for block in content if block.get("type") == "tool_result")
+    if done < target:
+        return Turn(thinking=f"Step {done + 1} of {target}.",
+                    tool_calls=[call("work", n=done + 1)])
+    return Turn(text=f"finished {target} steps")
+
+
+class StepperLLM:
+    """The deterministic model of ``stepper``: see the module docstring."""
+
+    __test__ = False
+
+    async def stream(self, request: LLMRequest) -> Any:
+        player = ScriptedLLM([_plan(request)], chunk_delay=CHUNK_DELAY)
+        async for event in player.stream(request):
+            yield event
+
+
+def llm_adapter(env: Any, context: Any) -> StepperLLM:
+    return StepperLLM()
+
+
+# -- the scenario -----------------------------------------------------------------------------
+
+
+def contiguous(chunks: list[dict[str, Any]], start: int = 1) -> list[int]:
+    sequences = [c["sequence"] for c in chunks]
+    assert sequences == list(range(start, start + len(sequences))), sequences
+    return sequences
+
+
+async def wait_for_step(handle: Any, step: int, from_sequence: int = 0) -> list[dict[str, Any]]:
+    """Read the stream until a checkpoint of ``step`` (or later) is committed."""
+    seen: list[dict[str, Any]] = []
+    async with contextlib.aclosing(handle.stream(from_sequence)) as stream:
+        async for chunk in stream:
+            seen.append(chunk)
+            if chunk["type"] == "checkpoint" and chunk["step"] >= step:
+                break
+    return seen
+
+
+async def _raises(kind: type[BackendError], coro: Any) -> BackendError:
+    try:
+        await coro
+    except kind as exc:
+        return exc
+    raise AssertionError(f"expected {kind.__name__}")
+
+
+async def run_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:
+    """Drive every control of a session on ``backend``; returns a backend-neutral summary."""
+    tag = tag or secrets.token_hex(3)
+    assert "stepper" in await backend.agents()
+
+    # A full run, streamed: ordered, contiguous chunks from run_started to run_completed.
+    h = await backend.start("stepper", "steps=3", session_id=f"basic-{tag}")
+    chunks = [c async for c in h.stream()]
+    contiguous(chunks)
+    assert chunks[0]["type"] == "run_started" and chunks[-1]["type"] == "run_completed"
+    assert [c["data"]["n"] for c in chunks if c["type"] == "custom"] == [1, 2, 3]
+    assert await h.result() == "finished 3 steps"
+    assert await h.get_state() == {"done": [1, 2, 3], "label": ""}
+    usage = await h.usage()
+    assert usage["rollup"]["total"]["totalTokens"] > 0 and len(usage["entries"]) == 4
+    messages = await h.messages()
+    assert [m["role"] for m in messages] == ["user"] + ["assistant", "user"] * 3 + ["assistant"]
+    snapshot = await h.snapshot()
+    assert snapshot["status"] == "completed" and snapshot["state"]["done"] == [1, 2, 3]
+    checkpoints = await h.checkpoints()
+    assert [c["step"] for c in checkpoints] == [0, 1, 2, 3, 4]
+    assert (await h.history(0, limit=5))["chunks"] == chunks[:5]
+
+    # Time travel: fork from step 1 with a changed state; the original stays as it was.
+    first = next(c for c in checkpoints if c["step"] == 1)
+    before = await h.checkpoint(first["checkpointId"])
+    fork = await h.resume("from_checkpoint", checkpoint_id=first["checkpointId"],
+                          modify_state={"label": "forked"})
+    assert await fork.result() == "finished 3 steps"
+    assert await fork.get_state() == {"done": [1, 2, 3], "label": "forked"}
+    after = await h.checkpoint(first["checkpointId"])
+    assert after["state"] == before["state"] == {"done": [1], "label": ""}
+    branches = sorted({c["branch"] for c in await h.checkpoints()})
+    assert len(branches) == 2
+
+    # Retry from the start with a new message: a new branch from the root.
+    again = await h.retry("from_start", message="steps=2")
+    assert await again.result() == "finished 2 steps"
+    assert (await again.get_state())["done"] == [1, 2]
+
+    # Interrupt mid-run, then resume: nothing lost, nothing done twice.
+    h2 = await backend.start("stepper", "steps=12", session_id=f"pause-{tag}")
+    await wait_for_step(h2, 2)
+    status = await h2.interrupt("pause")
+    assert status["status"] == "interrupted" and status["canResume"]
+    assert await h2.can_resume()
+    paused_at = len((await h2.get_state())["done"])
+    assert 2 <= paused_at < 12
+    h3 = await h2.resume()
+    assert await h3.result() == "finished 12 steps"
+    assert (await h3.get_state())["done"] == list(range(1, 13))
+    everything = [c async for c in h2.stream()]
+    contiguous(everything)
+    kinds = [c["type"] for c in everything]
+    assert kinds.count("run_interrupted") == 1 and kinds.count("run_resumed") == 1
+
+    # Interrupt, then retry from the checkpoint.
+    h4 = await backend.start("stepper", "steps=8", session_id=f"retry-{tag}")
+    await wait_for_step(h4, 1)
+    assert (await h4.interrupt())["status"] == "interrupted"
+    h5 = await h4.retry("from_checkpoint")
+    assert await h5.result() == "finished 8 steps"
+    assert (await h5.get_state())["done"] == list(range(1, 9))
+
+    # Abort: failed for good.
+    h6 = await backend.start("stepper", "steps=50", session_id=f"abort-{tag}")
+    await wait_for_step(h6, 1)
+    busy = await _raises(ConflictError, backend.start("stepper", "again",
+                                                      session_id=f"abort-{tag}"))
+    assert busy.code == "already_executing"
+    aborted = await h6.abort("enough")
+    assert aborted["status"] == "failed" and not aborted["canResume"]
+    assert not await h6.can_resume()
+    await _raises(ConflictError, h6.resume())
+    tail = [c async for c in h6.stream()]
+    contiguous(tail)
+    assert tail[-1]["type"] == "run_failed"
+
+    # Errors name what is wrong.
+    missing = await _raises(NotFoundError, backend.start("nobody", "hi"))
+    assert "stepper" in str(missing)
+
+    return summary_of(chunks, messages, checkpoints)
+
+
+def summary_of(chunks: list[dict[str, Any]], messages: list[dict[str, Any]],
+               checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
+    """What must be identical on every backend (no ids, no timestamps)."""
+    return {
+        "chunks": [(c["sequence"], c["type"], c["step"]) for c in chunks],
+        "messages": [m["role"] for m in messages],
+        "checkpoints": [(c["step"], c["status"], c["messageCount"]) for c in checkpoints],
+    }
