@@ -129,6 +129,28 @@ class Backend:
                 if failures > self.reconnect_attempts:
                     raise self._unreachable(exc) from None
                 await asyncio.sleep(min(0.1 * 2 ** (failures - 1), 2.0))
+                resync = await self._resync(session_id, last)
+                if resync is not None:
+                    last = resync["sequence"]
+                    yield resync
+
+    async def _resync(self, session_id: str, last: int) -> dict[str, Any] | None:
+        """After a drop: a ``stream_resync`` chunk if the server is now behind this client.
+
+        That happens only when the server lost chunks it had sent (its storage was
+        restored from an older copy). Without a resync, the client would drop every new
+        chunk as already seen.
+        """
+        try:
+            status = await self.request(session_id, "GET", "/status")
+        except BackendError:
+            return None  # still down: the next attempt reports it
+        server_last = int(status.get("lastSequence") or 0)
+        if server_last >= last:
+            return None
+        return {"type": "stream_resync", "sequence": server_last, "previousSequence": last,
+                "agentId": session_id, "reason": "the server has fewer chunks than this "
+                "client saw; its storage was reset or restored"}
 
     async def _open_stream(self, session_id: str, after: int,
                            follow: bool) -> AsyncIterator[dict[str, Any]]:

@@ -98,6 +98,11 @@ class ViewState:
     def apply(self, chunk: dict[str, Any]) -> set[str]:
         """Fold one chunk in; returns the parts that changed."""
         sequence = chunk.get("sequence", 0)
+        if chunk["type"] == "stream_resync":  # the server went back: follow it
+            self.last_sequence = sequence
+            self.items.append(Item("error", chunk.get("step", 0), f"stream resynced: "
+                                   f"{chunk.get('reason', 'the server went back')}"))
+            return {"stream"}
         if sequence and sequence <= self.last_sequence:
             return set()
         self.last_sequence = sequence or self.last_sequence
