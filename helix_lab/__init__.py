@@ -33,9 +33,9 @@ _EXPORTS: dict[str, str] = {
     "AgentRegistry": "helix_lab.runtime.registry",
     "default_registry": "helix_lab.runtime.registry",
     "create_agent_server": "helix_lab.runtime.server",
-    "ServerHooks": "helix_lab.runtime.server",
-    "AbortResult": "helix_lab.runtime.server",
-    "ExecutionState": "helix_lab.runtime.server",
+    "ServerHooks": "helix_lab.runtime.hooks",
+    "AbortResult": "helix_lab.runtime.hooks",
+    "ExecutionState": "helix_lab.runtime.hooks",
     "LocalNamespace": "helix_lab.runtime.namespace",
     "Backend": "helix_lab.client.backend",
     "LocalBackend": "helix_lab.client.backend",
@@ -113,12 +113,8 @@ if TYPE_CHECKING:
     from .client.handle import AgentHandle
     from .errors import AgentNotFoundError, BackendError, HelixError, RunError, ToolError, UserError
     from .llm.scripted import ScriptedLLM, Turn, call
+    from .runtime.hooks import AbortResult, ExecutionState, ServerHooks
     from .runtime.namespace import LocalNamespace
     from .runtime.registry import AgentRegistry, default_registry
-    from .runtime.server import (
-        AbortResult,
-        ExecutionState,
-        ServerHooks,
-        create_agent_server,
-    )
+    from .runtime.server import create_agent_server
     from .tools import Tool, ToolContext, tool

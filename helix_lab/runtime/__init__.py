@@ -7,19 +7,11 @@ and uses no threads, subprocesses or files outside its storage.
 
 from ..errors import AgentNotFoundError
 from .executor import Execution, RetryPolicy
+from .hooks import AbortResult, CompleteContext, EndpointContext, ExecutionState, ServerHooks
 from .http import Request, Response, error_response, json_response
 from .namespace import LocalNamespace, LocalStub
 from .registry import AgentFactoryContext, AgentRegistry, default_registry
-from .server import (
-    AbortResult,
-    AgentServer,
-    CompleteContext,
-    EndpointContext,
-    ExecutionState,
-    LLMAdapterContext,
-    ServerHooks,
-    create_agent_server,
-)
+from .server import AgentServer, LLMAdapterContext, create_agent_server
 from .sql import SqliteStorage, SqlStorage
 from .state_store import DOStateStore
 from .stream import DOStreamManager

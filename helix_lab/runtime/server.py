@@ -30,6 +30,19 @@ from ..agent import Agent
 from ..errors import AgentNotFoundError, UserError
 from ..llm.base import LLMAdapter
 from .executor import Execution, RetryPolicy, call_hook
+from .hooks import (
+    AbortResult,
+    AfterResumeContext,
+    AfterRetryContext,
+    AfterStartContext,
+    BeforeResumeContext,
+    BeforeRetryContext,
+    BeforeStartContext,
+    CompleteContext,
+    EndpointContext,
+    ExecutionState,
+    ServerHooks,
+)
 from .http import BadRequest, Request, Response, WebSocketLike, error_response, json_response
 from .jsonpatch import JsonPatchError, apply_patch
 from .registry import AgentFactoryContext, AgentRegistry, AgentResolver
@@ -82,85 +95,6 @@ EndpointHandler: TypeAlias = Callable[[Request, "EndpointContext"], Awaitable[Re
 UsageStoreFactory: TypeAlias = Callable[[Any, str], UsageStore]
 
 
-@dataclass
-class AbortResult:
-    """Return this from a ``before_*`` hook to answer with ``response`` instead."""
-
-    response: Response
-    abort: bool = True
-
-
-@dataclass
-class BeforeStartContext:
-    env: Any
-    request: Request
-    body: StartAgentRequestV2
-    execution_state: ExecutionState
-
-
-@dataclass
-class BeforeResumeContext:
-    env: Any
-    request: Request
-    body: ResumeAgentRequestV2
-    execution_state: ExecutionState
-
-
-@dataclass
-class BeforeRetryContext:
-    env: Any
-    request: Request
-    body: RetryAgentRequestV2
-    execution_state: ExecutionState
-
-
-@dataclass
-class AfterStartContext:
-    env: Any
-    session_id: str
-    run_id: str
-    agent_type: str
-    handle: Execution
-
-
-AfterResumeContext = AfterStartContext
-AfterRetryContext = AfterStartContext
-
-
-@dataclass
-class CompleteContext:
-    env: Any
-    session_id: str
-    run_id: str
-    status: str
-    result: Any = None
-    error: str | None = None
-
-
-@dataclass
-class EndpointContext:
-    env: Any
-    execution_state: ExecutionState
-    logger: Any
-
-
-@dataclass
-class ServerHooks:
-    """Lifecycle hooks; each may be sync or async. ``before_*`` may return an AbortResult."""
-
-    before_start: Callable[[BeforeStartContext], Any] | None = None
-    after_start: Callable[[AfterStartContext], Any] | None = None
-    before_resume: Callable[[BeforeResumeContext], Any] | None = None
-    after_resume: Callable[[AfterStartContext], Any] | None = None
-    before_retry: Callable[[BeforeRetryContext], Any] | None = None
-    after_retry: Callable[[AfterStartContext], Any] | None = None
-    on_complete: Callable[[CompleteContext], Any] | None = None
-    transform_request: Callable[[Any, Any], Any] | None = None
-    """``(raw_body, env) -> StartAgentRequestV2-shaped dict`` for ``/start``."""
-    transform_response: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
-    """``(response, {"sessionId", "agentType"}) -> body`` for ``/start``."""
-
-
 class HostContext(Protocol):
     """What a host gives each object: its storage, a task spawner, its namespace."""
 
@@ -174,41 +108,6 @@ class HostContext(Protocol):
     def namespace(self) -> Any: ...
 
     def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
-
-
-class ExecutionState:
-    """The view of the current execution that hooks and custom endpoints get."""
-
-    def __init__(self, server: AgentServer) -> None:
-        self._server = server
-
-    @property
-    def session_id(self) -> str | None:
-        return self._server.session_id or None
-
-    @property
-    def run_id(self) -> str | None:
-        execution = self._server.execution
-        return execution.run_id if execution else None
-
-    @property
-    def is_executing(self) -> bool:
-        return self._server.is_executing
-
-    @property
-    def status(self) -> str:
-        return self._server.status
-
-    def get_handle(self) -> Execution | None:
-        return self._server.execution if self._server.is_executing else None
-
-    async def interrupt(self, reason: str = "interrupted") -> None:
-        if self._server.execution is not None:
-            await self._server.execution.interrupt(reason)
-
-    async def abort(self, reason: str = "aborted") -> None:
-        if self._server.execution is not None:
-            await self._server.execution.abort(reason)
 
 
 @dataclass

@@ -1,0 +1,149 @@
+"""Server hooks and the execution view they get: ``ServerHooks``, ``AbortResult``,
+``ExecutionState`` and the context object of each hook.
+
+Every hook may be sync or async (:func:`~helix_lab.runtime.executor.call_hook` awaits
+either). A ``before_*`` hook may answer the request itself by returning
+``AbortResult(response=...)``; ``before_start`` may also make room for the new run by
+interrupting the running one through ``execution_state.interrupt(...)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .http import Request, Response
+from .wire import ResumeAgentRequestV2, RetryAgentRequestV2, StartAgentRequestV2
+
+if TYPE_CHECKING:
+    from .executor import Execution
+    from .server import AgentServer
+
+__all__ = [
+    "AbortResult",
+    "AfterResumeContext",
+    "AfterRetryContext",
+    "AfterStartContext",
+    "BeforeResumeContext",
+    "BeforeRetryContext",
+    "BeforeStartContext",
+    "CompleteContext",
+    "EndpointContext",
+    "ExecutionState",
+    "ServerHooks",
+]
+
+
+@dataclass
+class AbortResult:
+    """Return this from a ``before_*`` hook to answer with ``response`` instead."""
+
+    response: Response
+    abort: bool = True
+
+
+@dataclass
+class BeforeStartContext:
+    env: Any
+    request: Request
+    body: StartAgentRequestV2
+    execution_state: ExecutionState
+
+
+@dataclass
+class BeforeResumeContext:
+    env: Any
+    request: Request
+    body: ResumeAgentRequestV2
+    execution_state: ExecutionState
+
+
+@dataclass
+class BeforeRetryContext:
+    env: Any
+    request: Request
+    body: RetryAgentRequestV2
+    execution_state: ExecutionState
+
+
+@dataclass
+class AfterStartContext:
+    env: Any
+    session_id: str
+    run_id: str
+    agent_type: str
+    handle: Execution
+
+
+AfterResumeContext = AfterStartContext
+AfterRetryContext = AfterStartContext
+
+
+@dataclass
+class CompleteContext:
+    env: Any
+    session_id: str
+    run_id: str
+    status: str
+    result: Any = None
+    error: str | None = None
+
+
+@dataclass
+class EndpointContext:
+    env: Any
+    execution_state: ExecutionState
+    logger: Any
+
+
+@dataclass
+class ServerHooks:
+    """Lifecycle hooks; each may be sync or async. ``before_*`` may return an AbortResult."""
+
+    before_start: Callable[[BeforeStartContext], Any] | None = None
+    after_start: Callable[[AfterStartContext], Any] | None = None
+    before_resume: Callable[[BeforeResumeContext], Any] | None = None
+    after_resume: Callable[[AfterStartContext], Any] | None = None
+    before_retry: Callable[[BeforeRetryContext], Any] | None = None
+    after_retry: Callable[[AfterStartContext], Any] | None = None
+    on_complete: Callable[[CompleteContext], Any] | None = None
+    transform_request: Callable[[Any, Any], Any] | None = None
+    """``(raw_body, env) -> StartAgentRequestV2-shaped dict`` for ``/start``."""
+    transform_response: Callable[[dict[str, Any], dict[str, Any]], Any] | None = None
+    """``(response, {"sessionId", "agentType"}) -> body`` for ``/start``."""
+
+
+class ExecutionState:
+    """The view of the current execution that hooks and custom endpoints get."""
+
+    def __init__(self, server: AgentServer) -> None:
+        self._server = server
+
+    @property
+    def session_id(self) -> str | None:
+        return self._server.session_id or None
+
+    @property
+    def run_id(self) -> str | None:
+        execution = self._server.execution
+        return execution.run_id if execution else None
+
+    @property
+    def is_executing(self) -> bool:
+        return self._server.is_executing
+
+    @property
+    def status(self) -> str:
+        return self._server.status
+
+    def get_handle(self) -> Execution | None:
+        return self._server.execution if self._server.is_executing else None
+
+    async def interrupt(self, reason: str = "interrupted") -> None:
+        if self._server.execution is not None:
+            await self._server.execution.interrupt(reason)
+
+    async def abort(self, reason: str = "aborted") -> None:
+        if self._server.execution is not None:
+            await self._server.execution.abort(reason)
