@@ -126,6 +126,7 @@ class DOStreamManager:
         self.logger = logger
         self._pending: list[dict[str, Any]] = []
         self._flush_scheduled = False
+        self._closed = False
         self._subscribers: set[Subscription] = set()
         self._sockets: dict[WebSocketLike, int] = {}
 
@@ -178,7 +179,7 @@ class DOStreamManager:
     def flush(self) -> None:
         """Store every queued chunk in one transaction, then send them."""
         self._flush_scheduled = False
-        if self._pending:
+        if self._pending and not self._closed:  # once closed, the host's storage may be gone
             self.broadcast(self.sql.transaction(self.take_pending))
 
     def broadcast(self, chunks: list[dict[str, Any]]) -> None:
@@ -249,6 +250,14 @@ class DOStreamManager:
             sub._wake.set()
 
     def close_all(self) -> None:
+        """The host is shutting down: store what is queued, then end every stream.
+
+        Hosts close the storage next, so a flush still scheduled must not touch it."""
+        try:
+            self.flush()
+        except Exception:  # the storage is already gone: nobody has seen these chunks
+            self._pending = []
+        self._closed = True
         for sub in list(self._subscribers):
             sub.close()
         for ws in list(self._sockets):
