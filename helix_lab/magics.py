@@ -246,6 +246,7 @@ class HelixMagics(Magics):
         %helix usage [SESSION]             tokens and cost, rolled up
         %helix use local | URL --token-env VAR
         %helix llm offline | scripted VAR | replay PATH | record PATH | anthropic | openai URL MODEL
+        %helix llm auto [PATH]             Claude if ANTHROPIC_API_KEY is set, else replay PATH
         %helix serve [--port 8787]         run `helix serve` in the background
         %helix deploy [--dry-run] [--name N] [--agents MODULE]
         """

@@ -83,8 +83,9 @@ class Workbench:
         return self.llm.adapter
 
     def use_llm(self, kind: str, *args: str) -> LLMChoice:
-        """Switch the model: offline, scripted VAR_VALUE, replay PATH, record PATH,
-        anthropic, or openai URL MODEL."""
+        """Switch the model: offline, replay PATH, record PATH, anthropic [BASE_URL],
+        openai URL MODEL, or auto [PATH] (Claude when ANTHROPIC_API_KEY is set, else the
+        cassette at PATH, else the offline model)."""
         if kind == "offline":
             from .llm.offline import OfflineLLM
 
@@ -108,6 +109,13 @@ class Workbench:
             url, model = args
             self.llm = LLMChoice("openai", ModelOverride(OpenAICompatAdapter(url), model),
                                  f"openai-compatible {model} at {url}")
+        elif kind == "auto":
+            if os.environ.get("ANTHROPIC_API_KEY"):
+                return self.use_llm("anthropic")
+            if not args:
+                return self.use_llm("offline")
+            self.use_llm("replay", *args)
+            self.llm.label += " (set ANTHROPIC_API_KEY for Claude)"
         elif kind == "replay":
             if len(args) != 1:
                 raise UserError("Usage: %helix llm replay PATH (a .jsonl cassette).")
@@ -126,7 +134,7 @@ class Workbench:
                                  f"{self.llm.label}, recorded to {args[0]}")
         else:
             raise UserError(f"Unknown model {kind!r}. Choose offline, scripted VAR, replay "
-                            "PATH, record PATH, anthropic, or openai URL MODEL.")
+                            "PATH, record PATH, anthropic, openai URL MODEL, or auto [PATH].")
         return self.llm
 
     def use_adapter(self, adapter: Any, label: str) -> LLMChoice:

@@ -247,7 +247,7 @@ def planned_fake() -> FakeAnthropic:
 def recording_source(source: str, base_url: str | None) -> str:
     """A ``cassette`` cell switched from replaying to recording."""
     llm = f"%helix llm anthropic {base_url}" if base_url else "%helix llm anthropic"
-    source, magics = re.subn(r"^%helix llm replay (\S+)$",
+    source, magics = re.subn(r"^%helix llm (?:replay|auto) (\S+)$",
                              lambda m: f"{llm}\n%helix llm record {m.group(1)}", source,
                              flags=re.M)
     adapter = f"AnthropicAdapter(base_url={base_url!r})" if base_url else "AnthropicAdapter()"
