@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 from helix_lab.runtime import Request
@@ -55,21 +54,6 @@ async def wait_idle(stub: Any, timeout: float = 15.0) -> dict[str, Any]:
         if time.monotonic() > deadline:
             raise AssertionError(f"session still executing after {timeout} s: {body}")
         await asyncio.sleep(0.01)
-
-
-async def eventually(check: Callable[[], Any], timeout: float = 10.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        await asyncio.sleep(0.005)
-
-
-def of_type(chunks: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
-    return [c for c in chunks if c["type"] == kind]
 
 
 def assert_error_body(status: int, raw: bytes, where: str) -> dict[str, Any]:

@@ -32,7 +32,8 @@ from typing import Any
 
 import pytest
 import rel_crash_child as child
-from rel_helpers import assert_contiguous, history, of_type
+from helpers import of_type
+from rel_helpers import assert_contiguous, history
 
 from helix_lab.client.backend import LocalBackend
 from helix_lab.runtime import LocalNamespace

@@ -44,7 +44,8 @@ from fakes.anthropic_server import (
     overloaded,
     turn,
 )
-from rel_helpers import history, of_type
+from helpers import of_type
+from rel_helpers import history
 
 from helix_lab.agent import Agent, LLMConfig
 from helix_lab.client.backend import LocalBackend, RemoteBackend

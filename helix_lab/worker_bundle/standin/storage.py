@@ -18,6 +18,7 @@ raises; transactions nest.
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import os
 import re
@@ -173,12 +174,25 @@ class DurableObjectStorage:
         self.sql = SqlStorage(self._conn, path)
         self._depth = 0
 
-    def transactionSync(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` atomically; if it raises, none of its writes stay."""
+    @contextlib.contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        """All writes inside land together, or none do (nestable, as on Cloudflare)."""
         name = f"_cf_txn_{self._depth}"
         self._conn.execute(f"SAVEPOINT {name}")
         self._depth += 1
         try:
+            yield
+        except BaseException:
+            self._conn.execute(f"ROLLBACK TO {name}")
+            self._conn.execute(f"RELEASE {name}")
+            raise
+        finally:
+            self._depth -= 1
+        self._conn.execute(f"RELEASE {name}")
+
+    def transactionSync(self, fn: Callable[[], T]) -> T:
+        """Run ``fn`` atomically; if it raises, none of its writes stay."""
+        with self._savepoint():
             result = fn()
             if inspect.isawaitable(result):
                 close = getattr(result, "close", None)
@@ -186,31 +200,14 @@ class DurableObjectStorage:
                     close()
                 raise TypeError("transactionSync() takes a synchronous function; use "
                                 "transaction() for an async one.")
-        except BaseException:
-            self._conn.execute(f"ROLLBACK TO {name}")
-            self._conn.execute(f"RELEASE {name}")
-            raise
-        finally:
-            self._depth -= 1
-        self._conn.execute(f"RELEASE {name}")
         return result
 
     async def transaction(self, fn: Callable[[Any], Any]) -> Any:
         """``await storage.transaction(async_fn)``; ``async_fn`` gets this storage as ``txn``."""
-        name = f"_cf_txn_{self._depth}"
-        self._conn.execute(f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
+        with self._savepoint():
             result = fn(self)
             if inspect.isawaitable(result):
                 result = await result
-        except BaseException:
-            self._conn.execute(f"ROLLBACK TO {name}")
-            self._conn.execute(f"RELEASE {name}")
-            raise
-        finally:
-            self._depth -= 1
-        self._conn.execute(f"RELEASE {name}")
         return result
 
     def close(self) -> None:
