@@ -50,7 +50,8 @@ from helix_lab.llm.offline import OfflineLLM
 from helix_lab.runtime import AgentRegistry, LocalNamespace, create_agent_server
 
 ROOT = Path(__file__).resolve().parents[1]
-ARTIFACT = ROOT / "artifacts" / "load.json"
+ARTIFACT = Path(os.environ.get("HELIX_LOAD_ARTIFACT", ROOT / "artifacts" / "load.json"))
+"""Where the figures go; ``python -m benchmarks`` points it at its own scratch file."""
 QUESTIONS = ["Tell me about sea otters", "What do octopuses do?", "How do tides work?",
              "Tell me about kelp forests", "What do crows remember?"]
 BURST = 12
