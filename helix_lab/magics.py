@@ -94,6 +94,19 @@ def _unquote(value: Any) -> Any:
     return value
 
 
+def _choices(magic: Any) -> str:
+    """What a magic accepts, in one line: its commands or agents, and its options."""
+    parser = magic.parser
+    options = ", ".join(sorted(o for a in parser._actions for o in a.option_strings
+                               if o.startswith("--") and o != "--help"))
+    if magic.__name__ == "helix":
+        return f"commands: {', '.join(COMMANDS)}; options: {options}; see %helix help"
+    from .runtime.registry import default_registry
+
+    agents = ", ".join(default_registry.get_registered_types()) or "none yet"
+    return f"agents: {agents}; options: {options}; see %%helix_agent?"
+
+
 def _parse(magic: Any, line: str) -> Any:
     """``parse_argstring``, minus the quotes it leaves around quoted values.
 
@@ -101,7 +114,11 @@ def _parse(magic: Any, line: str) -> Any:
     ``--message "go on"`` would arrive as ``'"go on"'`` and ``--state "{'a': 1}"`` would
     evaluate to a str. Quoting is the only way to pass a value with spaces, so drop them.
     """
-    args = parse_argstring(magic, line)
+    try:
+        args = parse_argstring(magic, line)
+    except UsageError as exc:
+        # argparse names the problem; add what would have been right.
+        raise UsageError(f"{exc} ({_choices(magic)})") from None
     for name, value in vars(args).items():
         if isinstance(value, list):
             setattr(args, name, [_unquote(v) for v in value])
@@ -389,11 +406,7 @@ class HelixMagics(Magics):
             if not token:
                 raise UsageError(f"The environment variable {args.token_env} is empty; set it "
                                  "to the server's token (never paste tokens into a notebook).")
-        try:
-            backend = self.workbench.use_remote(target, token)
-        except HelixError as exc:
-            raise UsageError(str(exc)) from None
-        agents = await self._call(backend.agents())
+        agents = await self._call(self.workbench.use_remote(target, token))
         print(f"backend: {self.workbench.describe_backend()}; agents: {', '.join(agents)}")
 
     async def _cmd_llm(self, args: Any) -> None:

@@ -181,12 +181,23 @@ class Workbench:
     def use_local(self) -> None:
         self.backend_name = "local"
 
-    def use_remote(self, url: str, token: str | None) -> Backend:
+    async def use_remote(self, url: str, token: str | None) -> list[str]:
+        """Switch to the server at ``url`` once it has answered; returns its agents.
+
+        A server that is unreachable or refuses the token leaves the backend as it was.
+        """
         from .client.backend import RemoteBackend
 
-        self._remote = RemoteBackend(url, token)
-        self.backend_name = "remote"
-        return self._remote
+        remote = RemoteBackend(url, token)
+        try:
+            agents = await remote.agents()
+        except BaseException:
+            await remote.aclose()
+            raise
+        if self._remote is not None:
+            await self._remote.aclose()
+        self._remote, self.backend_name = remote, "remote"
+        return agents
 
     def describe_backend(self) -> str:
         if self.backend_name == "local":

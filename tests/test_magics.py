@@ -314,7 +314,9 @@ async def test_an_agent_defined_in_a_cell_runs_by_name(kernel: Kernel) -> None:
     pytest.param("%%helix_agent nobody\nhi",
                  "Unknown agent 'nobody'. Available: briefing, researcher. Define one with "
                  "Agent(name=...) in a cell, or see %helix agents.", id="unknown-agent"),
-    pytest.param("%%helix_agent researcher --bogus\nhi", "unrecognized arguments: --bogus",
+    pytest.param("%%helix_agent researcher --bogus\nhi",
+                 "unrecognized arguments: --bogus (agents: briefing, researcher; options: "
+                 "--as, --backend, --session, --state, --wait; see %%helix_agent?)",
                  id="bad-option"),
     pytest.param("%%helix_agent researcher --state 1+\nhi",
                  "--state '1+' failed: SyntaxError: invalid syntax (<string>, line 1)",
@@ -330,8 +332,10 @@ async def test_an_agent_defined_in_a_cell_runs_by_name(kernel: Kernel) -> None:
     pytest.param("%helix bogus",
                  "Unknown command 'bogus'. Commands: " + ", ".join(COMMANDS) + ".",
                  id="unknown-command"),
-    pytest.param("%helix", "the following arguments are required: command, args",
-                 id="no-command"),
+    pytest.param("%helix", "the following arguments are required: command, args (commands: "
+                 + ", ".join(COMMANDS) + "; options: --agents, --checkpoint, --dry-run, "
+                 "--from-start, --message, --name, --port, --storage, --token-env; see "
+                 "%helix help)", id="no-command"),
     pytest.param("%helix status nosuch",
                  "There is no session 'nosuch' on this backend; %helix sessions lists them.",
                  id="unknown-session"),
@@ -573,3 +577,13 @@ async def test_a_magic_in_the_load_ext_cell_says_to_use_its_own_cell(
     assert "Traceback" not in ran.out + ran.err
     assert "model: offline" in (await kernel.ok("%helix llm")).out
     await close_workbench(kernel.magics)
+
+
+async def test_use_of_an_unreachable_server_keeps_the_backend(
+        kernel: Kernel, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HELIX_TEST_TOKEN", "not-shown")
+    message = await kernel.usage_error(
+        "%helix use http://127.0.0.1:9 --token-env HELIX_TEST_TOKEN")
+    assert "is unreachable" in message and "not-shown" not in message
+    assert kernel.magics.workbench.backend_name == "local"
+    assert "local" in (await kernel.ok("%helix use local")).out
