@@ -19,7 +19,10 @@ HEARTBEAT = b": ping\n\n"
 
 
 def encode_chunk(chunk: dict[str, Any]) -> bytes:
-    return f"id: {chunk['sequence']}\nevent: chunk\ndata: {json.dumps(chunk)}\n\n".encode()
+    """One SSE event; a stored chunk brings its own JSON (``Chunk.to_json``)."""
+    to_json = getattr(chunk, "to_json", None)
+    data = to_json() if to_json is not None else json.dumps(chunk)
+    return f"id: {chunk['sequence']}\nevent: chunk\ndata: {data}\n\n".encode()
 
 
 def encode_end(reason: str = "idle") -> bytes:

@@ -16,6 +16,7 @@ Three rules keep every client's view exact:
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from typing import Any, Literal
 from .http import WebSocketLike
 from .sql import SqlStorage
 
-__all__ = ["MAX_BATCH", "TERMINAL_TYPES", "DOStreamManager", "StreamStatus", "Subscription"]
+__all__ = ["MAX_BATCH", "TERMINAL_TYPES", "Chunk", "DOStreamManager", "StreamStatus", "Subscription"]
 
 StreamStatus = Literal["active", "paused", "ended", "failed"]
 TERMINAL_TYPES = frozenset({"run_completed", "run_failed", "run_interrupted"})
@@ -38,6 +39,30 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS helix_chunks (
     sequence INTEGER PRIMARY KEY, run_id TEXT, step INTEGER, timestamp INTEGER,
     type TEXT NOT NULL, body TEXT NOT NULL)"""
 _BASE_KEYS = frozenset({"type", "sequence", "agentId", "agentType", "step", "timestamp", "runId"})
+
+
+@functools.lru_cache(maxsize=4096)
+def _quoted(text: str) -> str:
+    return json.dumps(text)
+
+
+class Chunk(dict[str, Any]):
+    """A numbered chunk that keeps the JSON of its own fields (``body``, as stored).
+
+    Its wire form (:meth:`to_json`) splices the stamp in front of that JSON instead of
+    encoding the whole chunk again: one encode per chunk, however many clients read it.
+    """
+
+    __slots__ = ("body",)
+
+    def to_json(self) -> str:
+        head = (f'{{"type": {_quoted(self["type"])}, "sequence": {self["sequence"]}, '
+                f'"agentId": {_quoted(self["agentId"])}, '
+                f'"agentType": {_quoted(self["agentType"])}, "step": {self["step"]}, '
+                f'"timestamp": {self["timestamp"]}')
+        if "runId" in self:
+            head += f', "runId": {_quoted(self["runId"])}'
+        return head + ("}" if self.body == "{}" else ", " + self.body[1:])
 
 
 class Subscription:
@@ -124,7 +149,7 @@ class DOStreamManager:
         self.agent_type = ""
         self.is_live = is_live
         self.logger = logger
-        self._pending: list[dict[str, Any]] = []
+        self._pending: list[Chunk] = []
         self._flush_scheduled = False
         self._closed = False
         self._subscribers: set[Subscription] = set()
@@ -133,20 +158,22 @@ class DOStreamManager:
     # -- writing --------------------------------------------------------------------------
 
     def write(self, chunk: dict[str, Any], *, run_id: str | None = None,
-              step: int | None = None) -> dict[str, Any]:
+              step: int | None = None) -> Chunk:
         """Number and stamp ``chunk`` and queue it; it is stored and sent on the next flush."""
         self.sequence += 1
-        full = {
-            "type": chunk["type"],
-            "sequence": self.sequence,
-            "agentId": self.agent_id,
-            "agentType": self.agent_type,
-            "step": step if step is not None else chunk.get("step", 0),
-            "timestamp": int(time.time() * 1000),
-            **{k: v for k, v in chunk.items() if k not in _BASE_KEYS},
-        }
+        extra = {k: v for k, v in chunk.items() if k not in _BASE_KEYS}
+        full = Chunk(
+            type=chunk["type"],
+            sequence=self.sequence,
+            agentId=self.agent_id,
+            agentType=self.agent_type,
+            step=step if step is not None else chunk.get("step", 0),
+            timestamp=int(time.time() * 1000),
+        )
+        full.update(extra)
         if run_id is not None:
             full["runId"] = run_id
+        full.body = json.dumps(extra)  # encoded once: stored as is, spliced into SSE frames
         self._pending.append(full)
         if len(self._pending) >= MAX_BATCH:
             self.flush()
@@ -158,15 +185,12 @@ class DOStreamManager:
                 self.flush()
         return full
 
-    def take_pending(self) -> list[dict[str, Any]]:
+    def take_pending(self) -> list[Chunk]:
         """Store the queued chunks (inside the caller's transaction) and return them."""
         chunks, self._pending = self._pending, []
         if chunks:
-            rows = [
-                (c["sequence"], c.get("runId"), c["step"], c["timestamp"], c["type"],
-                 json.dumps({k: v for k, v in c.items() if k not in _BASE_KEYS}))
-                for c in chunks
-            ]
+            rows = [(c["sequence"], c.get("runId"), c["step"], c["timestamp"], c["type"], c.body)
+                    for c in chunks]
             insert = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
             bulk = getattr(self.sql, "executemany", None)
             if bulk is not None:
@@ -182,7 +206,7 @@ class DOStreamManager:
         if self._pending and not self._closed:  # once closed, the host's storage may be gone
             self.broadcast(self.sql.transaction(self.take_pending))
 
-    def broadcast(self, chunks: list[dict[str, Any]]) -> None:
+    def broadcast(self, chunks: list[Chunk]) -> None:
         """Send stored chunks to every live subscriber and socket."""
         if not chunks:
             return
@@ -192,7 +216,7 @@ class DOStreamManager:
             try:
                 for chunk in chunks:
                     if chunk["sequence"] > self._sockets[ws]:
-                        ws.send(json.dumps(chunk))
+                        ws.send(chunk.to_json())
                 self._sockets[ws] = chunks[-1]["sequence"]
             except Exception:  # a dead socket must not break the run
                 self._sockets.pop(ws, None)
@@ -205,17 +229,16 @@ class DOStreamManager:
 
     # -- reading --------------------------------------------------------------------------
 
-    def _row_to_chunk(self, row: dict[str, Any]) -> dict[str, Any]:
-        chunk = {
-            "type": row["type"], "sequence": row["sequence"], "agentId": self.agent_id,
-            "agentType": self.agent_type, "step": row["step"], "timestamp": row["timestamp"],
-        }
+    def _row_to_chunk(self, row: dict[str, Any]) -> Chunk:
+        chunk = Chunk(type=row["type"], sequence=row["sequence"], agentId=self.agent_id,
+                      agentType=self.agent_type, step=row["step"], timestamp=row["timestamp"])
+        chunk.update(json.loads(row["body"]))
         if row["run_id"] is not None:
             chunk["runId"] = row["run_id"]
-        chunk.update(json.loads(row["body"]))
+        chunk.body = row["body"]
         return chunk
 
-    def read(self, after: int, limit: int) -> list[dict[str, Any]]:
+    def read(self, after: int, limit: int) -> list[Chunk]:
         """Stored chunks with a sequence above ``after``, oldest first."""
         rows = self.sql.exec(
             "SELECT * FROM helix_chunks WHERE sequence > ? ORDER BY sequence LIMIT ?",
@@ -235,7 +258,7 @@ class DOStreamManager:
         while True:
             page = self.read(last, PAGE)
             for chunk in page:
-                ws.send(json.dumps(chunk))
+                ws.send(chunk.to_json())
                 last = chunk["sequence"]
             if len(page) < PAGE:
                 break

@@ -1,0 +1,41 @@
+"""A chunk is JSON-encoded once, when it is written; its wire form splices the stamp in
+front of that stored JSON. Whatever the fields, the spliced text must decode to the chunk."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from helix_lab.runtime.sql import SqliteStorage
+from helix_lab.runtime.sse import SSEDecoder, encode_chunk
+from helix_lab.runtime.stream import DOStreamManager
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8)
+fields = st.dictionaries(
+    st.text().filter(lambda k: k not in {"type", "sequence", "agentId", "agentType", "step",
+                                         "timestamp", "runId"}),
+    json_values, max_size=4)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.text(min_size=1), extra=fields, session=st.text(), run=st.none() | st.text(),
+       step=st.integers(min_value=0, max_value=10**6))
+def test_the_spliced_wire_form_decodes_to_the_chunk(kind: str, extra: dict[str, Any],
+                                                    session: str, run: str | None,
+                                                    step: int) -> None:
+    manager = DOStreamManager(SqliteStorage(":memory:"))
+    manager.agent_id, manager.agent_type = session, "agent"
+    written = manager.write({"type": kind, **extra}, run_id=run, step=step)
+    manager.flush()
+    (stored,) = manager.read(0, 10)
+    assert stored == written
+    for chunk in (written, stored):
+        assert json.loads(chunk.to_json()) == dict(chunk)
+        ((event, data),) = SSEDecoder().feed(encode_chunk(chunk).decode())
+        assert event == "chunk" and json.loads(data) == dict(chunk)
