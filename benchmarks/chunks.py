@@ -175,18 +175,16 @@ def measure(ctx: Context) -> Figure:
             "20,000 deltas, after it ≈ 70,000 chunks/s on the same machine.",
         ],
         plan=None if ratio >= GOAL else (
-            "The cost is per-chunk Python work, spread thin (cProfile of the 100,000-delta "
-            "run): building and stamping the chunk dict (`DOStreamManager.write`, two dict "
-            "comprehensions per chunk), JSON-encoding its body to store it, then for the "
-            "client decoding the stored body (`_row_to_chunk`), re-encoding the whole chunk "
-            "for the SSE frame (`encode_chunk`), and on the client SSE line parsing and a "
-            "final `json.loads`. Four JSON passes per chunk where two would do: (1) keep the "
-            "body's JSON from `take_pending` and splice it into the SSE frame of a replayed "
-            "chunk (`'{\"type\":…,' + body[1:]`), so the server never decodes and re-encodes "
-            "a stored chunk; (2) build the stored body once in `write`; (3) let the executor "
-            "yield to the loop after each flushed batch (every 1,024 chunks), so that a "
-            "client keeps up from memory even behind a model that never awaits. (1) and (3) "
-            "touch `stream.py` and `server.py._sse`. The profile puts the server-side decode, "
-            "re-encode and read-back at about 28% of the run: worth ~1.4x here, not enough "
-            "alone for 0.10; the rest is the write path and the client's own decoding."),
+            "The cost is per-chunk Python work, spread thin (cProfile of a 50,000-delta "
+            "run). Done so far: each chunk is JSON-encoded once, in `DOStreamManager.write`; "
+            "the stored JSON is spliced behind its stamp for SSE and WebSocket frames "
+            "(`Chunk.to_json`), so the server never re-encodes a chunk, live or replayed "
+            "(this moved the ratio from about 0.075 to 0.08, and replay from about 13x to "
+            "11x). What is left, by the profile: the client's SSE line parsing (`SSEDecoder."
+            "feed`, ~17%) and `json.loads` (~14%), the executor's per-delta `_emit` and "
+            "`write` (~35%). Next: a fast path in the decoder for the server's own framing "
+            "(one `data:` line per event), stamping chunks of one model call with a shared "
+            "header instead of per-chunk dicts, and letting the executor yield to the loop "
+            "after each flushed batch so a client reads from memory behind a model that "
+            "never awaits."),
     )
