@@ -46,6 +46,7 @@ from ..runtime.http import Response as HelixResponse
 from ..runtime.http import error_response
 from ..runtime.registry import AgentRegistry, default_registry
 from ..runtime.server import AgentServer, create_agent_server
+from .jsbody import body_bytes
 
 __all__ = [
     "DEFAULT_AGENTS_MODULE",
@@ -271,15 +272,6 @@ class _Forwarded(HelixResponse):
         self.native = native
 
 
-async def _body_chunks(native: Any) -> AsyncIterator[bytes]:
-    body = native.body
-    if body is None:
-        return
-    async for chunk in body:
-        to_bytes = getattr(chunk, "to_bytes", None)
-        yield to_bytes() if to_bytes is not None else bytes(chunk)
-
-
 class WorkerStub:
     """A Durable Object stub that takes and returns the runtime's requests and responses."""
 
@@ -305,7 +297,7 @@ class WorkerStub:
         if status == 101:
             return _Forwarded(status, reply_headers, native=native)
         if "text/event-stream" in reply_headers.get("content-type", ""):
-            return _Forwarded(status, reply_headers, native=native, stream=_body_chunks(native))
+            return _Forwarded(status, reply_headers, native=native, stream=body_bytes(native))
         return _Forwarded(status, reply_headers, body=await native.bytes())
 
 

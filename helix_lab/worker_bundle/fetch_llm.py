@@ -30,6 +30,7 @@ from ..llm._http import is_transient_status, redact, retry_after_seconds
 from ..llm.anthropic import _ERROR_TYPE_STATUS, _explain, _Translator
 from ..llm.base import LLMError, LLMEvent, LLMRequest
 from ..runtime.sse import SSEDecoder
+from .jsbody import body_bytes
 
 __all__ = ["DEFAULT_BASE_URL", "Fetch", "FetchAnthropicLLM"]
 
@@ -115,7 +116,7 @@ class FetchAnthropicLLM:
         utf8 = codecs.getincrementaldecoder("utf-8")()
         finished = False
         try:
-            async for chunk in _chunks(response):
+            async for chunk in body_bytes(response):
                 for event, data in decoder.feed(utf8.decode(chunk)):
                     for item in self._translate(translator, event, data):
                         yield item
@@ -182,15 +183,6 @@ class _Headers:
         if value is None:
             value = getter(name.title())
         return default if value is None else value
-
-
-async def _chunks(response: Any) -> AsyncIterator[bytes]:
-    body = response.body
-    if body is None:
-        return
-    async for chunk in body:
-        to_bytes = getattr(chunk, "to_bytes", None)
-        yield to_bytes() if to_bytes is not None else bytes(chunk)
 
 
 def _cancel(response: Any) -> None:
