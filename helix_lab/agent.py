@@ -18,8 +18,10 @@ import pydantic
 from .errors import UserError
 from .tools import Tool
 
-__all__ = ["FINISH_TOOL", "SUBAGENT_PREFIX", "Agent", "AgentHooks", "LLMConfig"]
+__all__ = ["DEFAULT_MODEL", "FINISH_TOOL", "SUBAGENT_PREFIX", "Agent", "AgentHooks", "LLMConfig"]
 
+DEFAULT_MODEL = "claude-sonnet-5-5"
+"""The newest Sonnet the bundled anthropic SDK knows (claude-sonnet-4-5 ends on 2026-11-30)."""
 FINISH_TOOL = "__finish__"
 SUBAGENT_PREFIX = "subagent__"
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
@@ -31,7 +33,7 @@ ToolHook: TypeAlias = Callable[..., Awaitable[None] | None]
 class LLMConfig:
     """Which model to call, and how."""
 
-    model: str = "claude-sonnet-4-5"
+    model: str = DEFAULT_MODEL
     max_tokens: int = 4096
     temperature: float | None = None
     thinking_budget: int | None = None

@@ -338,12 +338,12 @@ async def test_usage_has_entries_and_a_rollup(rt: Runtime) -> None:
     entries = usage["entries"]
     assert [(e["kind"], e["step"], e["runId"], e["sessionId"]) for e in entries] == [
         ("llm", 1, run_id, "s1"), ("llm", 2, run_id, "s1")]
-    assert all(e["model"] == "claude-sonnet-4-5" and e["inputTokens"] > 0 for e in entries)
+    assert all(e["model"] == "claude-sonnet-5-5" and e["inputTokens"] > 0 for e in entries)
     total = usage["rollup"]["total"]
     assert total["inputTokens"] == sum(e["inputTokens"] for e in entries)
     assert total["outputTokens"] == sum(e["outputTokens"] for e in entries)
     assert total["totalTokens"] == total["inputTokens"] + total["outputTokens"]
-    assert usage["rollup"]["byModel"]["claude-sonnet-4-5"]["calls"] == 2
+    assert usage["rollup"]["byModel"]["claude-sonnet-5-5"]["calls"] == 2
     assert usage["rollup"]["byKind"]["llm"]["calls"] == 2
     streamed = of_type(await rt.chunks("s1"), "usage")
     assert [c["input_tokens"] for c in streamed] == [e["inputTokens"] for e in entries]

@@ -344,7 +344,7 @@ async def test_with_a_key_agents_call_claude_through_the_workers_fetch(tmp_path:
             standin.uninstall()
         sent = fake.requests
     assert len(sent) == 2 and all(r.headers["x-api-key"] == KEY for r in sent)
-    assert sent[0].json()["model"] == "claude-sonnet-4-5"
+    assert sent[0].json()["model"] == "claude-sonnet-5-5"
     assert [t["name"] for t in sent[0].json()["tools"]] == ["search_notes", "save_finding",
                                                            "read_note"]
 
@@ -434,7 +434,7 @@ async def test_fetch_llm_streams_claude_through_fetch() -> None:
     with FakeAnthropic() as fake:
         fake.push(turn(Text("Otters hold hands."), ToolUse("search", {"query": "otters"})))
         llm = FetchAnthropicLLM(KEY, fetch=standin.fetch, base_url=fake.base_url)
-        request = LLMRequest(model="claude-sonnet-4-5", system="Be brief.", tools=[SEARCH],
+        request = LLMRequest(model="claude-sonnet-5-5", system="Be brief.", tools=[SEARCH],
                              messages=[{"role": "user", "content": "otters?"}])
         events = await _collect(llm, request)
         sent = fake.requests[0]
@@ -451,7 +451,7 @@ async def test_fetch_llm_errors_are_retryable_or_not_and_never_show_the_key() ->
     from helix_lab.worker_bundle import standin
     from helix_lab.worker_bundle.fetch_llm import FetchAnthropicLLM
 
-    request = LLMRequest(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "x"}])
+    request = LLMRequest(model="claude-sonnet-5-5", messages=[{"role": "user", "content": "x"}])
     with FakeAnthropic() as fake:
         fake.push(overloaded(), http_error(401, "authentication_error", f"bad key {KEY}"))
         llm = FetchAnthropicLLM(KEY, fetch=standin.fetch, base_url=fake.base_url)

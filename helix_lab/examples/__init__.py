@@ -81,7 +81,7 @@ researcher = Agent(
     ),
     tools=[search_notes, save_finding, read_note],
     state_schema=ResearchNotes,
-    llm_config=LLMConfig(model="claude-sonnet-4-5", max_tokens=1024),
+    llm_config=LLMConfig(max_tokens=1024),
     max_steps=8,
 )
 
@@ -102,6 +102,6 @@ briefing = Agent(
     ),
     agents=[researcher],
     output_schema=Briefing,
-    llm_config=LLMConfig(model="claude-sonnet-4-5", max_tokens=1024),
+    llm_config=LLMConfig(max_tokens=1024),
     max_steps=4,
 )

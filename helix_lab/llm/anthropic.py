@@ -2,7 +2,7 @@
 
 ::
 
-    adapter = AnthropicAdapter("claude-sonnet-4-5")      # key from ANTHROPIC_API_KEY
+    adapter = AnthropicAdapter("claude-sonnet-5-5")      # key from ANTHROPIC_API_KEY
     async for event in adapter.stream(LLMRequest(model="", messages=[...])):
         print(event)   # {"type": "text_delta", "delta": "Hel"} ... {"type": "finish", ...}
 

@@ -2,7 +2,7 @@
 
 ::
 
-    llm = RecordingLLM(AnthropicAdapter("claude-sonnet-4-5"), "cassettes/tides.jsonl")
+    llm = RecordingLLM(AnthropicAdapter("claude-sonnet-5-5"), "cassettes/tides.jsonl")
     ...                                     # run the agent once, online
     llm = ReplayLLM("cassettes/tides.jsonl")   # then offline, as often as you like
 

@@ -86,7 +86,7 @@ def message_events(
     output_tokens: int = 17,
     cache_read_input_tokens: int = 0,
     cache_creation_input_tokens: int = 0,
-    model: str = "claude-sonnet-4-5",
+    model: str = "claude-sonnet-5-5",
     message_id: str = "msg_01XFDUDYJgAACzvnptvVoYEL",
 ) -> list[SSEEvent]:
     """The full event sequence of one streamed message."""
