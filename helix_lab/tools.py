@@ -100,7 +100,10 @@ class ToolContext:
         """Send a chunk (usually ``{"type": "custom", "name": ..., "data": ...}``) to clients."""
         if not isinstance(chunk, dict) or "type" not in chunk:
             raise UserError('emit() takes a dict with a "type", e.g. {"type": "custom", ...}.')
-        await self._host.emit(chunk)
+        try:
+            await self._host.emit(chunk)
+        except (TypeError, ValueError) as exc:  # json.dumps refused it; nothing was sent
+            raise ToolError(f"emit() takes JSON data only: {exc}.") from None
 
     def record_usage(
         self,

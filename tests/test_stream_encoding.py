@@ -39,3 +39,18 @@ def test_the_spliced_wire_form_decodes_to_the_chunk(kind: str, extra: dict[str, 
         assert json.loads(chunk.to_json()) == dict(chunk)
         ((event, data),) = SSEDecoder().feed(encode_chunk(chunk).decode())
         assert event == "chunk" and json.loads(data) == dict(chunk)
+
+
+def test_a_chunk_that_is_not_json_takes_no_sequence() -> None:
+    manager = DOStreamManager(SqliteStorage(":memory:"))
+    manager.write({"type": "custom", "data": 1})
+    try:
+        manager.write({"type": "custom", "data": object()})
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("a chunk with an object() in it was accepted")
+    manager.write({"type": "custom", "data": 3})
+    manager.flush()
+    assert [c["sequence"] for c in manager.read(0, 10)] == [1, 2]
+    assert [c["data"] for c in manager.read(0, 10)] == [1, 3]

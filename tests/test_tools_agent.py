@@ -372,3 +372,20 @@ async def test_a_tool_that_fails_leaves_no_state_change(make_runtime: Any) -> No
     rt = make_runtime([agent], llm)
     assert (await rt.run("rollback"))["status"] == "completed"
     assert (await rt.get("rollback", "/snapshot"))["state"] == {"notes": ["fine"]}
+
+
+async def test_emitting_a_chunk_that_is_not_json_is_a_tool_error(make_runtime: Any) -> None:
+    @tool
+    async def chatty(ctx: ToolContext) -> str:
+        await ctx.emit({"type": "custom", "name": "ok", "data": 1})
+        await ctx.emit({"type": "custom", "name": "bad", "data": object()})
+        return "unreachable"
+
+    agent = Agent(name="a", tools=[chatty], register=False)
+    rt = make_runtime([agent], ScriptedLLM([Turn(tool_calls=[call("chatty")]), "done"]))
+    assert (await rt.run("emit"))["status"] == "completed"
+    chunks = await rt.chunks("emit")
+    (end,) = of_type(chunks, "tool_end")
+    assert end["error"].startswith("emit() takes JSON data only")
+    assert [c["name"] for c in of_type(chunks, "custom")] == ["ok"]
+    assert [c["sequence"] for c in chunks] == list(range(1, len(chunks) + 1))

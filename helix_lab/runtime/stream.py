@@ -160,8 +160,9 @@ class DOStreamManager:
     def write(self, chunk: dict[str, Any], *, run_id: str | None = None,
               step: int | None = None) -> Chunk:
         """Number and stamp ``chunk`` and queue it; it is stored and sent on the next flush."""
-        self.sequence += 1
         extra = {k: v for k, v in chunk.items() if k not in _BASE_KEYS}
+        body = json.dumps(extra)  # first: a chunk that cannot be encoded takes no sequence
+        self.sequence += 1
         full = Chunk(
             type=chunk["type"],
             sequence=self.sequence,
@@ -173,7 +174,7 @@ class DOStreamManager:
         full.update(extra)
         if run_id is not None:
             full["runId"] = run_id
-        full.body = json.dumps(extra)  # encoded once: stored as is, spliced into SSE frames
+        full.body = body  # encoded once: stored as is, spliced into SSE frames
         self._pending.append(full)
         if len(self._pending) >= MAX_BATCH:
             self.flush()
