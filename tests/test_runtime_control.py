@@ -555,6 +555,20 @@ async def test_retries_give_up_after_max_attempts(make_runtime: Any) -> None:
     assert all(r["delayMs"] == 10 for r in retries), "Retry-After is honoured"
 
 
+async def test_an_interrupt_cuts_the_wait_before_a_retry(make_runtime: Any) -> None:
+    llm = ScriptedLLM([Turn(error=LLMError("overloaded", retryable=True, status=529)), "ok"])
+    rt = make_runtime([notes_agent()], llm, retry=RetryPolicy(base_delay=60, max_delay=60))
+    assert (await rt.start("backoff")).status == 200
+    stream = rt.server("backoff").stream
+    await eventually(lambda: any(c["type"] == "llm_retry" for c in stream.read(0, 100)))
+    # The run now waits a minute before its retry; the interrupt must not wait with it.
+    interrupted = await asyncio.wait_for(
+        rt.call("backoff", "POST", "/interrupt", json={"reason": "not now"}), 10)
+    assert interrupted.json()["status"] == "interrupted"
+    assert len(llm.requests) == 1  # no retry was made
+    assert types(await rt.chunks("backoff"))[-2:] == ["checkpoint", "run_interrupted"]
+
+
 async def test_conflicting_requests_during_a_run(make_runtime: Any) -> None:
     llm = ScriptedLLM([Turn(delay=30)])
     rt = make_runtime([notes_agent()], llm)

@@ -7,8 +7,8 @@ at its previous checkpoint, with nothing half-written.
 
 Stopping:
 
-- ``interrupt`` is soft. During the model call the call is cut (nothing of the step is
-  committed); during tools the step finishes first. Either way an ``interrupted``
+- ``interrupt`` is soft. During the model call, or the wait before retrying it, the call
+  is cut (nothing of the step is committed); during tools the step finishes first. Either way an ``interrupted``
   checkpoint is written and the run can be resumed.
 - ``abort`` is hard: the task is cancelled wherever it is, tools see ``abort_signal``,
   the session becomes ``failed`` and cannot be resumed.
@@ -22,9 +22,9 @@ import inspect
 import json
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pydantic
 
@@ -41,6 +41,8 @@ if TYPE_CHECKING:
     from .server import AgentServer
 
 __all__ = ["Execution", "RetryPolicy"]
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -123,7 +125,7 @@ class Execution:
         self.error: str | None = None
         self.done = False
         self.task: asyncio.Task[None] | None = None
-        self._llm_task: asyncio.Task[_ModelTurn] | None = None
+        self._llm_task: asyncio.Task[Any] | None = None
         self._in_llm = False
         self._usage: list[dict[str, Any]] = []
         self._children: list[Any] = []
@@ -314,26 +316,31 @@ class Execution:
         return isinstance(content, list) and not any(
             b.get("type") == "tool_use" for b in content if isinstance(b, dict))
 
+    async def _cuttable(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
+        """Run ``coro`` so that an interrupt can cut it; returns its finished task."""
+        task = asyncio.ensure_future(coro)
+        self._llm_task, self._in_llm = task, True
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            # Aborted, or the host is shutting down: asyncio.wait does not cancel what it
+            # waits for, and a model call outliving its run would stream deltas after the
+            # run's final chunk.
+            task.cancel()
+            raise
+        finally:
+            self._llm_task, self._in_llm = None, False
+        return task
+
     async def _call_model(self, request: LLMRequest) -> _ModelTurn | None:
+        """The model's turn, retried with backoff; ``None`` when an interrupt cut it."""
         policy = self.server.retry
         attempt = 0
         while True:
             attempt += 1
             if self.interrupt_reason is not None:
                 return None
-            self._llm_task = asyncio.ensure_future(self._consume(request))
-            self._in_llm = True
-            try:
-                await asyncio.wait({self._llm_task})
-            except asyncio.CancelledError:
-                # Aborted, or the host is shutting down: asyncio.wait does not cancel what
-                # it waits for, and a model call outliving its run would stream deltas
-                # after the run's final chunk.
-                self._llm_task.cancel()
-                raise
-            finally:
-                self._in_llm = False
-            task, self._llm_task = self._llm_task, None
+            task = await self._cuttable(self._consume(request))
             if task.cancelled():
                 return None
             exc = task.exception()
@@ -344,7 +351,8 @@ class Execution:
                 self._emit({"type": "llm_retry", "attempt": attempt,
                             "maxAttempts": policy.max_attempts, "delayMs": int(delay * 1000),
                             "status": exc.status, "error": exc.message})
-                await asyncio.sleep(delay)
+                if (await self._cuttable(asyncio.sleep(delay))).cancelled():
+                    return None  # interrupted while waiting to retry
                 continue
             if isinstance(exc, LLMError):
                 tries = f" after {attempt} attempts" if exc.retryable else ""
