@@ -54,3 +54,16 @@ def test_a_chunk_that_is_not_json_takes_no_sequence() -> None:
     manager.flush()
     assert [c["sequence"] for c in manager.read(0, 10)] == [1, 2]
     assert [c["data"] for c in manager.read(0, 10)] == [1, 3]
+
+
+@settings(max_examples=100, deadline=None)
+@given(cuts=st.lists(st.integers(min_value=0, max_value=200), max_size=6))
+def test_the_sse_decoder_reads_any_split_of_a_stream(cuts: list[int]) -> None:
+    text = ("retry: 10\r\n: a comment\r\nid: 1\r\nevent: chunk\r\ndata: {\"a\": 1}\r\n\r\n"
+            "data:two\ndata: lines\n\n"
+            "event:end\ndata: {}\n\n")
+    points = sorted({min(c, len(text)) for c in cuts})
+    pieces = [text[a:b] for a, b in zip([0, *points], [*points, len(text)], strict=True)]
+    decoder = SSEDecoder()
+    events = [event for piece in pieces for event in decoder.feed(piece)]
+    assert events == [("chunk", '{"a": 1}'), ("message", "two\nlines"), ("end", "{}")]

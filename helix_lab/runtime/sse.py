@@ -43,21 +43,20 @@ class SSEDecoder:
         lines = (self._buffer + text).split("\n")
         self._buffer = lines.pop()  # the incomplete last line, if any
         events: list[tuple[str, str]] = []
-        for raw in lines:
-            line = raw.rstrip("\r")
+        event, data = self._event, self._data
+        for line in lines:
+            if line.endswith("\r"):
+                line = line[:-1]
             if not line:
-                if self._data:
-                    events.append((self._event, "\n".join(self._data)))
-                self._event, self._data = "message", []
-            elif line.startswith(":"):
-                continue
-            else:
-                name, _, value = line.partition(":")
-                value = value[1:] if value.startswith(" ") else value
-                if name == "event":
-                    self._event = value
-                elif name == "data":
-                    self._data.append(value)
+                if data:
+                    events.append((event, "\n".join(data)))
+                event, data = "message", []
+            elif line.startswith("data:"):  # the common line first
+                data.append(line[6:] if line.startswith("data: ") else line[5:])
+            elif line.startswith("event:"):
+                event = line[7:] if line.startswith("event: ") else line[6:]
+            # comments (":"), "id:" and "retry:" lines carry nothing a client needs here
+        self._event, self._data = event, data
         return events
 
 
