@@ -790,3 +790,14 @@ async def test_a_custom_usage_store_receives_the_entries(make_runtime: Any) -> N
     usage = await rt.get("u1", "/usage")
     assert usage["rollup"] == {"custom": 2}
     assert usage["entries"] == store.entries
+
+
+async def test_a_probe_of_a_session_that_does_not_exist_stores_nothing(make_runtime: Any) -> None:
+    rt = make_runtime([Agent(name="a", register=False)], ScriptedLLM(["hi"]))
+    before = stored_files(rt.ns.storage)
+    for path in ("/status", "/usage", "/checkpoints", "/history"):
+        await rt.call("ghost", "GET", path)
+    assert (await rt.call("ghost", "POST", "/resume", json={})).status == 404
+    assert stored_files(rt.ns.storage) == before
+    assert (await rt.run("real"))["status"] == "completed"  # a real session is kept
+    assert len(stored_files(rt.ns.storage)) > len(before)

@@ -16,6 +16,7 @@ Constructing an object runs its recovery, so a run whose kernel died is found
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import os
 from collections.abc import Coroutine
@@ -59,9 +60,15 @@ class LocalStub:
     async def fetch(self, request: Request | str) -> Response:
         if isinstance(request, str):
             request = Request("GET", request)
-        server, gate = self._namespace._instance(self.id)
+        namespace = self._namespace
+        new = not namespace.exists(self.id)
+        server, gate = namespace._instance(self.id)
         async with gate:
-            return await server.fetch(request)
+            response = await server.fetch(request)
+        if (new and not namespace.in_memory and response.stream is None
+                and server.store.get_session() is None):
+            namespace._discard(self.id)  # a probe of a session that does not exist
+        return response
 
     def __repr__(self) -> str:
         return f"<LocalStub {self.id[:12]}>"
@@ -101,6 +108,22 @@ class LocalNamespace:
             entry = (server, asyncio.Lock(), sql)
             self._objects[object_id] = entry
         return entry[0], entry[1]
+
+    def exists(self, object_id: ObjectId | str) -> bool:
+        """Whether the object is live or has storage (in memory: whether it is live)."""
+        if object_id in self._objects:
+            return True
+        return not self.in_memory and os.path.exists(self._path(ObjectId(object_id)))
+
+    def _discard(self, object_id: ObjectId) -> None:
+        """Drop an object that stored nothing, as a Durable Object that was never written
+        to leaves nothing behind."""
+        server, _, sql = self._objects.pop(object_id)
+        server.stream.close_all()
+        sql.close()
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(self._path(object_id) + suffix)
 
     def instance(self, object_id: ObjectId | str) -> AgentServer:
         """The live object itself, for inspection in tests and benchmarks."""
