@@ -23,7 +23,7 @@ lab: $(STAMP)
 
 ## Chromium for the browser test, wrangler for the deploy dry-run.
 browser-deps:
-	@command -v chromium >/dev/null || { apt-get update -qq && apt-get install -y -qq chromium >/dev/null; }
+	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@test -x .ci/node/node_modules/.bin/wrangler || npm install --silent --prefix .ci/node wrangler@4.86.0 >/dev/null
 
 lint: $(STAMP)
