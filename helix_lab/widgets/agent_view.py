@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from html import escape
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -188,8 +189,6 @@ class AgentView(widgets.VBox):
             button.disabled = name not in enabled
 
     def note(self, text: str, *, error: bool = False) -> None:
-        from html import escape
-
         colour = "#c62828" if error else "#2e7d32"
         self.message.value = f'<span style="color:{colour}">{escape(text)}</span>'
 
