@@ -143,13 +143,15 @@ class AgentServer:
         self.env = env if env is not None else {}
         self.sql = ctx.sql
         self.logger = self.config.logger or logging.getLogger("helix_lab.runtime")
-        self.store = DOStateStore(self.sql)
         self.execution: Execution | None = None
-        self.stream = DOStreamManager(self.sql, is_live=lambda: self.is_executing,
-                                      logger=self.logger)
+        # One transaction for every table's schema: one commit (one fsync) per new object.
+        self.store, self.stream, self.usage = self.sql.transaction(lambda: (
+            DOStateStore(self.sql),
+            DOStreamManager(self.sql, is_live=lambda: self.is_executing, logger=self.logger),
+            DOUsageStore(self.sql)))
         session = self.store.get_session()
         self.session_id: str = session["session_id"] if session else ""
-        self.usage = DOUsageStore(self.sql, self.session_id)
+        self.usage.session_id = self.session_id
         self.custom_usage = (self.config.usage_store(self.env, self.session_id)
                              if self.config.usage_store and self.session_id else None)
         self.execution_state = ExecutionState(self)
