@@ -37,6 +37,7 @@ def test_the_spliced_wire_form_decodes_to_the_chunk(kind: str, extra: dict[str, 
     assert stored == written
     for chunk in (written, stored):
         assert json.loads(chunk.to_json()) == dict(chunk)
+        assert chunk.to_json() is chunk.to_json()  # built once for every client
         ((event, data),) = SSEDecoder().feed(encode_chunk(chunk).decode())
         assert event == "chunk" and json.loads(data) == dict(chunk)
 

@@ -53,16 +53,22 @@ class Chunk(dict[str, Any]):
     encoding the whole chunk again: one encode per chunk, however many clients read it.
     """
 
-    __slots__ = ("body",)
+    __slots__ = ("_wire", "body")
 
     def to_json(self) -> str:
+        """The whole chunk as JSON; built once, then shared by every client's frame."""
+        try:
+            return self._wire
+        except AttributeError:
+            pass
         head = (f'{{"type": {_quoted(self["type"])}, "sequence": {self["sequence"]}, '
                 f'"agentId": {_quoted(self["agentId"])}, '
                 f'"agentType": {_quoted(self["agentType"])}, "step": {self["step"]}, '
                 f'"timestamp": {self["timestamp"]}')
         if "runId" in self:
             head += f', "runId": {_quoted(self["runId"])}'
-        return head + ("}" if self.body == "{}" else ", " + self.body[1:])
+        self._wire = head + ("}" if self.body == "{}" else ", " + self.body[1:])
+        return self._wire
 
 
 class Subscription:
