@@ -221,25 +221,9 @@ class Workbench:
         return session_id
 
     def stored_sessions(self) -> list[dict[str, Any]]:
-        """Sessions on disk in the local namespace: id, agent, status, steps."""
-        from .runtime.sql import SqliteStorage
-
+        """Sessions on disk in the local namespace: id, agent, status, oldest first."""
         rows = []
-        namespace = self.namespace
-        for object_id in namespace.stored_ids():
-            live = namespace._objects.get(object_id)
-            if live is not None:
-                session = live[0].store.get_session()
-            else:
-                sql = SqliteStorage(namespace._path(object_id))
-                try:
-                    found = sql.exec("SELECT name FROM sqlite_master WHERE name='helix_session'")
-                    session = (sql.exec("SELECT session_id, agent_type, status, updated_at "
-                                        "FROM helix_session") or [None])[0] if found else None
-                finally:
-                    sql.close()
-            if session:
-                rows.append({"sessionId": session["session_id"],
-                             "agentType": session["agent_type"], "status": session["status"],
-                             "updatedAt": session["updated_at"]})
+        for session in self.namespace.stored_sessions():
+            rows.append({"sessionId": session["session_id"], "agentType": session["agent_type"],
+                         "status": session["status"], "updatedAt": session["updated_at"]})
         return sorted(rows, key=lambda r: r["updatedAt"])

@@ -26,6 +26,7 @@ from typing import Any
 from .http import Request, Response
 from .server import AgentServer
 from .sql import SqliteStorage
+from .state_store import DOStateStore
 
 __all__ = ["LocalNamespace", "LocalStub", "ObjectId"]
 
@@ -141,6 +142,23 @@ class LocalNamespace:
         if not self.in_memory and os.path.isdir(self.storage):
             ids.update(ObjectId(p.stem) for p in Path(self.storage).glob("*.sqlite3"))
         return sorted(ids)
+
+    def stored_sessions(self) -> list[dict[str, Any]]:
+        """The session row of every stored object, without bringing any object to life."""
+        sessions = []
+        for object_id in self.stored_ids():
+            live = self._objects.get(object_id)
+            if live is not None:
+                session = live[0].store.get_session()
+            else:
+                sql = SqliteStorage(self._path(object_id))
+                try:
+                    session = DOStateStore.peek_session(sql)
+                finally:
+                    sql.close()
+            if session is not None:
+                sessions.append(session)
+        return sessions
 
     async def aclose(self) -> None:
         """Stop running tasks (as a host shutdown would) and close every database."""

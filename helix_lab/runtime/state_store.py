@@ -111,6 +111,14 @@ class DOStateStore:
 
     # -- the session row ------------------------------------------------------------------
 
+    @staticmethod
+    def peek_session(sql: SqlStorage) -> dict[str, Any] | None:
+        """The raw session row of a store, read without creating any table."""
+        if not sql.exec("SELECT name FROM sqlite_master WHERE name = 'helix_session'"):
+            return None
+        rows = sql.exec("SELECT * FROM helix_session WHERE id = 1")
+        return rows[0] if rows else None
+
     def get_session(self) -> dict[str, Any] | None:
         rows = self.sql.exec("SELECT * FROM helix_session WHERE id = 1")
         if not rows:
