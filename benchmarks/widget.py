@@ -71,7 +71,7 @@ def measure(ctx: Context) -> Figure:
     try:
         async def go() -> dict[str, Any]:
             backend = _null_backend(storage)
-            view = AgentView(backend, "widget", "talker")
+            view = AgentView(backend.handle("widget", "talker"))
             opened = len(RecordingComm.sent)
             base = {"agentId": "widget", "agentType": "talker", "runId": "run_1"}
             sequence = 0

@@ -145,6 +145,8 @@ class HelixMagics(Magics):
         self.workbench = workbench or Workbench()
         self.views: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.closing: asyncio.Future[None] | None = None
+        """Set by ``%unload_ext``: the closing of the views and the workbench."""
 
     # -- running async code from a plain magic call ----------------------------------------
 
@@ -162,6 +164,24 @@ class HelixMagics(Magics):
         # later cell; the transformer only sees cells that start after %load_ext.
         raise UsageError("Run %helix and %%helix_agent in a cell of their own, after the "
                          "cell with %load_ext helix_lab (they are awaited on the kernel's loop).")
+
+    def _close_soon(self) -> asyncio.Future[None] | None:
+        """Run :meth:`aclose` as a task of the running loop, or to the end on the private
+        loop when there is none (magics called directly); ``None`` once done."""
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = self._loop
+            if loop is None or loop.is_closed():
+                loop = asyncio.new_event_loop()
+            loop.run_until_complete(self.aclose())
+            loop.close()
+            self._loop = None
+            return None
+        task = loop.create_task(self.aclose())
+        _closing.add(task)
+        task.add_done_callback(_closing.discard)
+        return task
 
     # -- %%helix_agent ---------------------------------------------------------------------
 
@@ -200,13 +220,13 @@ class HelixMagics(Magics):
                                                 state=state))
         wb.remember(handle.session_id, args.name)
         self.shell.user_ns[args.var] = handle
-        view = self._view(backend, handle.session_id, args.name, handle, after)
+        view = self._view(handle, after)
         display(view)
         if args.wait:
             async for _ in handle.stream(after):
                 pass
             await asyncio.sleep(0)  # let the view fold in the last chunks
-            view._flush()
+            view.flush()
             status = await self._call(handle.status())
             print(self._status_line(status))
 
@@ -223,17 +243,23 @@ class HelixMagics(Magics):
                              f"{type(value).__name__}.")
         return value
 
-    def _view(self, backend: Any, session_id: str, agent_type: str, handle: Any,
-              after: int) -> Any:
+    def _view(self, handle: Any, after: int) -> Any:
         from .widgets.agent_view import AgentView
 
-        old = self.views.pop(session_id, None)
-        if old is not None and old._follow_task is not None:
-            old._follow_task.cancel()  # one live follower per session is enough
-        view = AgentView(backend, session_id, agent_type, handle=handle)
+        old = self.views.pop(handle.session_id, None)
+        if old is not None:
+            old.stop()  # one live follower per session is enough; the old drawing stays
+        view = AgentView(handle)
         view.follow(after)
-        self.views[session_id] = view
+        self.views[handle.session_id] = view
         return view
+
+    async def aclose(self) -> None:
+        """Stop every view and close the workbench (its runs, databases and clients)."""
+        views, self.views = list(self.views.values()), {}
+        for view in views:
+            view.stop()
+        await self.workbench.aclose()
 
     # -- %helix ----------------------------------------------------------------------------
 
@@ -346,7 +372,7 @@ class HelixMagics(Magics):
                              "%helix sessions lists them.")
         print(self._status_line(status))
         self.workbench.remember(handle.session_id, status.get("agentType"))
-        display(self._view(handle.backend, handle.session_id, status["agentType"], handle, 0))
+        display(self._view(handle.backend.handle(handle.session_id, status["agentType"]), 0))
 
     async def _cmd_interrupt(self, args: Any) -> None:
         status = await self._call(self._handle(args).interrupt("interrupted from %helix"))
@@ -465,6 +491,18 @@ def load_ipython_extension(ipython: Any) -> None:
 
 
 def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext helix_lab``: stop the views and runs, close the databases and clients.
+
+    On the kernel's running loop the closing is a task (the hook itself is synchronous);
+    it is kept as ``magics.closing`` so that nothing is left pending unseen.
+    """
     if transform_cell in ipython.input_transformers_cleanup:
         ipython.input_transformers_cleanup.remove(transform_cell)
+    magics = ipython.magics_manager.registry.get("HelixMagics")
+    if magics is not None:
+        magics.closing = magics._close_soon()
+
+
+_closing: set[asyncio.Future[None]] = set()
+"""Closings in progress, strongly referenced until they finish."""
 

@@ -7,6 +7,7 @@ that it is in a notebook.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
@@ -198,6 +199,22 @@ class Workbench:
             await self._remote.aclose()
         self._remote, self.backend_name = remote, "remote"
         return agents
+
+    async def aclose(self) -> None:
+        """Stop the local runs, close the databases and the HTTP clients, stop a server
+        that ``%helix serve`` started. The workbench stays usable: the next call opens
+        what it needs again (so ``%reload_ext`` works)."""
+        local, self._local = self._local, None
+        remote, self._remote = self._remote, None
+        server, self.serve_process = self.serve_process, None
+        self.backend_name = "local"
+        if local is not None:
+            await local.aclose()
+            await local.namespace.aclose()
+        if remote is not None:
+            await remote.aclose()
+        if server is not None:
+            await asyncio.to_thread(server.stop)  # it waits for the process to exit
 
     def describe_backend(self) -> str:
         if self.backend_name == "local":

@@ -113,12 +113,7 @@ class Kernel:
 
 async def close_workbench(magics: HelixMagics) -> None:
     """What a kernel shutdown does: stop the views and the runs, close the databases."""
-    for view in magics.views.values():
-        view.close()
-    local = magics.workbench._local
-    if local is not None:
-        await local.aclose()
-        await local.namespace.aclose()
+    await magics.aclose()
 
 
 def forget_extension(shell: InteractiveShell) -> None:
@@ -514,6 +509,38 @@ async def test_sessions_survive_a_kernel_restart(kernel: Kernel) -> None:
     view = kernel.views()[-1]
     await eventually(lambda: view.state.status == "completed")
     assert view.state.step_count == 3
+
+
+def helix_tasks() -> list[asyncio.Task[Any]]:
+    """Unfinished tasks running helix_lab code (the runs, the views' followers)."""
+    package = str(Path(helix_lab.__file__).parent)
+    return [t for t in asyncio.all_tasks() if not t.done() and t is not asyncio.current_task()
+            and getattr(t.get_coro(), "cr_code", None) is not None
+            and t.get_coro().cr_code.co_filename.startswith(package)]
+
+
+async def test_unload_ext_stops_runs_and_views_and_a_reload_finds_the_run_resumable(
+        slow: Kernel) -> None:
+    k = slow
+    await k.ok("%%helix_agent slow --session u1\nDo the five parts.")
+    await wait_until(k, "u1", lambda s: s["stepCount"] >= 1)
+    magics = k.magics
+    [view] = k.views()
+    assert view.following and helix_tasks()
+
+    await k.ok("%unload_ext helix_lab")
+    assert magics.closing is not None
+    await asyncio.wait_for(magics.closing, timeout=60)
+    assert not view.following
+    assert helix_tasks() == []
+    assert magics.views == {}
+
+    forget_extension(k.shell)
+    await k.ok("%load_ext helix_lab")
+    ran = await k.ok("%helix status u1")
+    assert ran.out.startswith("session u1 · slow · interrupted · ")  # the cut run, recovered
+    handle = k.magics.workbench.local.handle("u1")
+    assert await handle.can_resume()
 
 
 def test_magics_called_directly_without_a_loop_use_a_private_loop(

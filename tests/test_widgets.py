@@ -176,7 +176,7 @@ def runtime(make_runtime: Any) -> Any:
 def new_view(runtime: Any, views: list[AgentView]) -> Any:
     def make(session_id: str = "s1", agent_type: str = "counter", *, handle: Any = None,
              min_interval: float = 0.02) -> AgentView:
-        view = AgentView(runtime.backend, session_id, agent_type, handle=handle,
+        view = AgentView(handle or runtime.backend.handle(session_id, agent_type),
                          min_interval=min_interval)
         views.append(view)
         return view
@@ -311,6 +311,34 @@ async def test_at_ten_thousand_chunks_a_second_the_message_rate_is_bounded(
     assert rate <= 2 * (1 / 0.1) + 5, rate  # two messages per redraw, ten redraws a second
     assert view.flushes <= elapsed / 0.1 + 2
     assert "".join(deltas) in front_end_state(view.stream_html)["value"]
+
+
+async def test_flush_redraws_at_once_and_stop_keeps_the_drawing(
+        runtime: Any, views: list[AgentView]) -> None:
+    # A handle made without the agent type: the view learns it from the chunks.
+    handle = await runtime.backend.start("counter", "count to four", session_id="own")
+    view = AgentView(runtime.backend.handle("own"), min_interval=3600)
+    views.append(view)
+    assert view.handle.session_id == view.session_id == "own"
+    assert view.backend is runtime.backend
+    view.follow()
+    assert view.following
+    await eventually(lambda: view.state.status == "completed")
+    assert view.state.agent_type == "counter"
+    # An hour between redraws: only flush() draws what came in after the first redraw.
+    view.flush()
+    assert ">completed</span>" in front_end_state(view.header)["value"]
+    assert "all done" in front_end_state(view.stream_html)["value"]
+    drawn = front_end_state(view.stream_html)["value"]
+
+    seen = view.state.last_sequence
+    view.stop()
+    assert not view.following
+    again = await handle.send("count again")
+    assert await again.result() == "all done"
+    assert view.state.last_sequence == seen  # a stopped view takes no more chunks...
+    assert front_end_state(view.stream_html)["value"] == drawn  # ...and keeps its drawing
+    assert repr(view).startswith("AgentView(agent='counter', session='own', status='completed'")
 
 
 # -- the text/plain repr ------------------------------------------------------------------

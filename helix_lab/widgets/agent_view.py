@@ -6,6 +6,9 @@ so a model streaming 10,000 chunks a second costs the front end a handful of mes
 Buttons call the same :class:`~helix_lab.client.AgentHandle` methods a user would call in
 code; a refusal from the backend is shown under the buttons, never as a traceback.
 
+Its lifecycle is public: ``follow()`` starts following, ``flush()`` redraws now what has
+arrived, ``stop()`` stops following (the drawing stays), ``close()`` also closes the widget.
+
 Front-end events (a click, a selection) may arrive on another thread: JupyterLab sends
 comm messages to a kernel subshell when the kernel has them (ipykernel 7), and a subshell
 runs its own event loop. The view hands such events over to the loop it lives on, where
@@ -43,12 +46,10 @@ _LABELS = {
 class AgentView(widgets.VBox):
     """Stream, timeline, checkpoints and controls of one agent session."""
 
-    def __init__(self, backend: Backend, session_id: str, agent_type: str, *,
-                 handle: AgentHandle | None = None, min_interval: float = 0.1) -> None:
-        self.backend = backend
-        self.session_id = session_id
-        self.handle = handle or backend.handle(session_id, agent_type)
-        self.state = ViewState(agent_type, session_id)
+    def __init__(self, handle: AgentHandle, *, min_interval: float = 0.1) -> None:
+        self.handle = handle
+        """The session's handle; the controls replace it with the new run's handle."""
+        self.state = ViewState(handle.agent_type or "", handle.session_id)
         self.min_interval = min_interval
         self.flushes = 0
         """How many times the view has redrawn (each redraw is a few comm messages)."""
@@ -67,7 +68,7 @@ class AgentView(widgets.VBox):
         except RuntimeError:
             pass
 
-        self.header = widgets.HTML(render_header(self.state, backend.describe()))
+        self.header = widgets.HTML(render_header(self.state, self.backend.describe()))
         self.buttons: dict[str, widgets.Button] = {}
         for name in ACTIONS:
             label, icon, tip = _LABELS[name]
@@ -103,6 +104,14 @@ class AgentView(widgets.VBox):
                           self.tabs])
         self.add_class("helix-agent-view")
 
+    @property
+    def backend(self) -> Backend:
+        return self.handle.backend
+
+    @property
+    def session_id(self) -> str:
+        return self.handle.session_id
+
     def __repr__(self) -> str:
         return self.state.summary()
 
@@ -117,11 +126,18 @@ class AgentView(widgets.VBox):
 
     # -- following the stream --------------------------------------------------------------
 
-    def follow(self, from_sequence: int = 0) -> None:
-        """Start (or restart) following the session's chunks on the running loop."""
+    def follow(self, from_sequence: int = 0) -> asyncio.Task[None]:
+        """Start (or restart) following the session's chunks on the running loop.
+
+        Follows across runs until :meth:`stop`; returns the task that follows."""
         if self._follow_task is not None:
             self._follow_task.cancel()
         self._follow_task = self._spawn(self._follow(from_sequence))
+        return self._follow_task
+
+    @property
+    def following(self) -> bool:
+        return self._follow_task is not None and not self._follow_task.done()
 
     async def _follow(self, after: int) -> None:
         try:
@@ -132,17 +148,20 @@ class AgentView(widgets.VBox):
         except HelixError as exc:
             self.note(f"The stream stopped: {exc}", error=True)
         finally:
-            self._flush()
+            self.flush()
 
     def receive(self, chunk: dict[str, Any]) -> None:
         """Fold one chunk in and schedule a coalesced redraw."""
+        if not self.state.agent_type:  # a handle made without the type: the chunks carry it
+            self.state.agent_type = chunk.get("agentType") or ""
         self._dirty |= self.state.apply(chunk)
         if self._flush_handle is None:
             loop = asyncio.get_running_loop()
             delay = max(0.0, self._last_flush + self.min_interval - loop.time())
-            self._flush_handle = loop.call_later(delay, self._flush)
+            self._flush_handle = loop.call_later(delay, self.flush)
 
-    def _flush(self) -> None:
+    def flush(self) -> None:
+        """Redraw now whatever has changed since the last redraw (nothing if nothing has)."""
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -162,11 +181,20 @@ class AgentView(widgets.VBox):
         if "checkpoints" in dirty:
             self._spawn(self.refresh_checkpoints())
 
-    def close(self) -> None:
+    def stop(self) -> None:
+        """Stop following and cancel the view's pending work; what is drawn stays."""
         if self._follow_task is not None:
             self._follow_task.cancel()
+            self._follow_task = None
         for task in list(self._tasks):
             task.cancel()
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+
+    def close(self) -> None:
+        """Stop, and close the widget in the front end."""
+        self.stop()
         super().close()
 
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
