@@ -16,6 +16,7 @@ from typing import Any, TypeAlias
 import pydantic
 
 from .errors import UserError
+from .pricing import Price, parse_price
 from .tools import Tool
 
 __all__ = ["DEFAULT_MODEL", "FINISH_TOOL", "SUBAGENT_PREFIX", "Agent", "AgentHooks", "LLMConfig"]
@@ -38,6 +39,25 @@ class LLMConfig:
     temperature: float | None = None
     thinking_budget: int | None = None
     """Tokens of extended thinking per call; ``None`` turns thinking off."""
+    pricing: Price | dict[str, float] | None = None
+    """Dollars per million tokens for this model (a :class:`~helix_lab.pricing.Price` or a
+    dict of ``input``, ``output``, ``cache_read``, ``cache_write``), instead of the shipped
+    table; the only way to price a model the table does not know (OpenAI-compatible ones)."""
+    max_cost_usd: float | None = None
+    """A budget: the run is interrupted (reason ``budget_exceeded``) at the end of the step
+    that takes the session's spend past it. Resume with a higher budget to go on."""
+
+    def __post_init__(self) -> None:
+        if self.pricing is not None:
+            try:
+                self.pricing = parse_price(self.pricing)
+            except (TypeError, ValueError) as exc:
+                raise UserError(f"LLMConfig(pricing=...): {exc}") from None
+        budget = self.max_cost_usd
+        if budget is not None and (isinstance(budget, bool) or not isinstance(
+                budget, int | float) or budget <= 0):
+            raise UserError(f"LLMConfig(max_cost_usd=...) must be a positive number of "
+                            f"dollars, got {budget!r}.")
 
 
 @dataclass

@@ -9,7 +9,8 @@
         return corpus.search(query)
 
 The input schema comes from the signature (through pydantic), the description from the
-docstring. A parameter annotated ``ToolContext`` is filled in by the runtime and hidden
+docstring. ``@tool(requires_approval=True)`` (or a predicate ``(input, state) -> bool``)
+makes the run pause before the call until a person approves, edits or denies it. A parameter annotated ``ToolContext`` is filled in by the runtime and hidden
 from the model. Sync and async functions both work; a sync tool runs on the event loop,
 so keep it quick (the runtime must also run where there are no threads).
 """
@@ -20,14 +21,26 @@ import asyncio
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, get_type_hints, overload
+from typing import Any, Protocol, TypeAlias, get_type_hints, overload
 
 import pydantic
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .errors import ToolError, UserError
 
-__all__ = ["AbortSignal", "Tool", "ToolContext", "tool"]
+__all__ = ["AbortSignal", "ApprovalRule", "Tool", "ToolContext", "ToolInputError", "tool"]
+
+ApprovalRule: TypeAlias = "bool | Callable[[dict[str, Any], Any], bool]"
+"""``True``: every call waits for approval; a predicate ``(input, state) -> bool`` decides
+per call, from the model's arguments and the agent's state."""
+
+
+class ToolInputError(ToolError):
+    """Arguments that do not fit a tool's input schema; ``field`` names the first culprit."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class AbortSignal:
@@ -139,6 +152,34 @@ class Tool:
     context_param: str | None = None
     timeout: float | None = 60.0
     """Seconds before the call is cancelled and reported as an error; ``None``: no limit."""
+    requires_approval: ApprovalRule = False
+
+    def needs_approval(self, arguments: dict[str, Any], state: Any) -> bool:
+        """Whether this call must wait for a person (see :data:`ApprovalRule`)."""
+        rule = self.requires_approval
+        if callable(rule):
+            return bool(rule(arguments, state))
+        return bool(rule)
+
+    def validate_input(self, arguments: Any) -> dict[str, Any]:
+        """``arguments`` checked against the input schema, as JSON; :class:`ToolError`
+        names the first field that does not fit (unknown fields included)."""
+        if not isinstance(arguments, dict):
+            raise ToolInputError(f"The input of tool {self.name!r} must be a JSON object.",
+                                 field="")
+        unknown = sorted(set(arguments) - set(self.input_model.model_fields))
+        if unknown:
+            raise ToolInputError(
+                f"Tool {self.name!r} has no parameter {unknown[0]!r}; its parameters: "
+                f"{', '.join(self.input_model.model_fields) or 'none'}.", field=unknown[0])
+        try:
+            parsed = self.input_model.model_validate(arguments)
+        except pydantic.ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"])
+            raise ToolInputError(f"Invalid input for tool {self.name!r}: "
+                                 f"{where or 'input'}: {err['msg']}", field=where) from None
+        return parsed.model_dump(mode="json")
 
     @property
     def input_schema(self) -> dict[str, Any]:
@@ -186,9 +227,12 @@ def _is_context(annotation: Any) -> bool:
 
 
 def _build(fn: Callable[..., Any], name: str | None, description: str | None,
-           timeout: float | None) -> Tool:
+           timeout: float | None, requires_approval: ApprovalRule = False) -> Tool:
     if not callable(fn):
         raise UserError(f"@tool needs a function, got {fn!r}.")
+    if not (isinstance(requires_approval, bool) or callable(requires_approval)):
+        raise UserError("requires_approval must be True, False or a function "
+                        f"(input, state) -> bool; got {requires_approval!r}.")
     signature = inspect.signature(fn)
     try:
         hints = get_type_hints(fn, include_extras=True)
@@ -217,6 +261,7 @@ def _build(fn: Callable[..., Any], name: str | None, description: str | None,
         input_model=model,
         context_param=context_param,
         timeout=timeout,
+        requires_approval=requires_approval,
     )
 
 
@@ -226,7 +271,8 @@ def tool(fn: Callable[..., Any], /) -> Tool: ...
 
 @overload
 def tool(
-    *, name: str | None = None, description: str | None = None, timeout: float | None = 60.0
+    *, name: str | None = None, description: str | None = None, timeout: float | None = 60.0,
+    requires_approval: ApprovalRule = False,
 ) -> Callable[[Callable[..., Any]], Tool]: ...
 
 
@@ -237,9 +283,11 @@ def tool(
     name: str | None = None,
     description: str | None = None,
     timeout: float | None = 60.0,
+    requires_approval: ApprovalRule = False,
 ) -> Tool | Callable[[Callable[..., Any]], Tool]:
-    """Turn a function into a :class:`Tool`: ``@tool`` or ``@tool(name=..., timeout=...)``."""
+    """Turn a function into a :class:`Tool`: ``@tool`` or ``@tool(name=..., timeout=...,
+    requires_approval=...)``."""
     if fn is not None:
-        return _build(fn, name, description, timeout)
-    return lambda f: _build(f, name, description, timeout)
+        return _build(fn, name, description, timeout, requires_approval)
+    return lambda f: _build(f, name, description, timeout, requires_approval)
 
