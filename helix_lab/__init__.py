@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "LocalBackend": "helix_lab.client.backend",
     "RemoteBackend": "helix_lab.client.backend",
     "poll_until": "helix_lab.client.backend",
+    "diff_runs": "helix_lab.client.diff",
     "AgentHandle": "helix_lab.client.handle",
     "ScriptedLLM": "helix_lab.llm.scripted",
     "Turn": "helix_lab.llm.scripted",
@@ -80,6 +81,7 @@ __all__ = [
     "call",
     "create_agent_server",
     "default_registry",
+    "diff_runs",
     "load_ipython_extension",
     "poll_until",
     "tool",
@@ -110,6 +112,7 @@ def unload_ipython_extension(ipython: Any) -> None:
 if TYPE_CHECKING:
     from .agent import Agent, AgentHooks, LLMConfig
     from .client.backend import Backend, LocalBackend, RemoteBackend, poll_until
+    from .client.diff import diff_runs
     from .client.handle import AgentHandle
     from .errors import AgentNotFoundError, BackendError, HelixError, RunError, ToolError, UserError
     from .llm.scripted import ScriptedLLM, Turn, call

@@ -9,6 +9,7 @@
 
     %helix status otters          # summary, and a live view of the session
     %helix checkpoints otters     # every checkpoint of every branch
+    %helix diff otters otters@1   # where two branches (or two sessions) part
     %helix interrupt | resume | retry | abort [SESSION]
     %helix llm anthropic          # real model (key from ANTHROPIC_API_KEY)
     %helix help
@@ -40,7 +41,7 @@ from .workbench import Workbench
 __all__ = ["HelixMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 COMMANDS = ("agents", "sessions", "status", "interrupt", "abort", "resume", "retry",
-            "checkpoints", "usage", "use", "llm", "serve", "deploy", "help")
+            "checkpoints", "usage", "use", "llm", "serve", "deploy", "diff", "help")
 _LINE = re.compile(r"^%helix(\s.*)?$")
 
 
@@ -287,6 +288,8 @@ class HelixMagics(Magics):
         %helix retry [SESSION] [--from-start] [--message M]
         %helix checkpoints [SESSION]       every checkpoint of every branch
         %helix usage [SESSION]             tokens and cost, rolled up
+        %helix diff A B                    where two runs part; A, B: SESSION, SESSION@BRANCH
+                                           or a checkpoint id
         %helix use local | URL --token-env VAR
         %helix llm offline | scripted VAR | replay PATH | record PATH | anthropic | openai URL MODEL
         %helix llm auto [PATH]             Claude if ANTHROPIC_API_KEY is set, else replay PATH
@@ -417,6 +420,16 @@ class HelixMagics(Magics):
         rows.append(["total", rollup["entries"], total["inputTokens"], total["outputTokens"],
                      total["cost"]])
         print(_table(rows, ["kind", "calls", "input tokens", "output tokens", "cost"]))
+
+    async def _cmd_diff(self, args: Any) -> None:
+        if len(args.args) != 2:
+            raise UsageError("Usage: %helix diff A B, each a session id, SESSION@BRANCH (the "
+                             "head of that branch) or a checkpoint id (cpv1-...).")
+        from .client.diff import diff_runs
+
+        diff = await self._call(diff_runs(*args.args, backend=self._backend()))
+        self.shell.user_ns["_helix_diff"] = diff
+        print(diff)
 
     async def _cmd_use(self, args: Any) -> None:
         if not args.args:

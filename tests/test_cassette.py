@@ -1,4 +1,8 @@
-"""RecordingLLM and ReplayLLM: record real adapter runs against the fake API, replay them."""
+"""RecordingLLM and ReplayLLM: record real adapter runs against the fake API, replay them.
+
+A replay answers only the requests it recorded: anything else is a ``CassetteMismatch``
+that names the first differing field.
+"""
 
 from __future__ import annotations
 
@@ -20,9 +24,12 @@ from fakes.anthropic_server import (
     turn,
 )
 
+from helix_lab import Agent, tool
+from helix_lab.difference import MISSING
 from helix_lab.llm.anthropic import AnthropicAdapter
 from helix_lab.llm.base import LLMAdapter, LLMError, LLMEvent, LLMRequest
-from helix_lab.llm.cassette import RecordingLLM, ReplayLLM
+from helix_lab.llm.cassette import CassetteMismatch, RecordingLLM, ReplayLLM
+from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 
 KEY = "sk-ant-cassette-key-5550123"
 SEARCH = {"name": "search", "description": "Search.", "input_schema": {"type": "object"}}
@@ -249,3 +256,97 @@ def test_both_speak_the_adapter_protocol(tmp_path):
 
     assert isinstance(ReplayLLM(path), LLMAdapter)
     assert isinstance(RecordingLLM(ReplayLLM(path), path), LLMAdapter)
+
+
+# -- a replay answers only what it recorded ----------------------------------------------------
+
+
+async def mismatch(replay: ReplayLLM, request: LLMRequest) -> CassetteMismatch:
+    events, error = await run(replay, request)
+    assert events == [] and isinstance(error, CassetteMismatch), (events, error)
+    return error
+
+
+def recorded_cassette(path: Path, *requests: LLMRequest) -> None:
+    events = [{"type": "text_delta", "delta": "ok"}, {"type": "finish", "stop_reason": "end_turn"}]
+    path.write_text("".join(json.dumps({"request": r.to_json(), "events": events, "error": None})
+                            + "\n" for r in requests))
+
+
+async def test_a_different_request_raises_cassette_mismatch_naming_the_field(tmp_path):
+    path = tmp_path / "c.jsonl"
+    recorded_cassette(path, ask("when is high tide?", tools=[SEARCH]))
+    replay = ReplayLLM(path)
+
+    error = await mismatch(replay, ask("when is low tide?", tools=[SEARCH]))
+
+    assert (error.field, error.recorded, error.got) == (
+        "messages[0].content", "when is high tide?", "when is low tide?")
+    assert error.call == 1 and not error.retryable
+    assert str(error) == (f"cassette {path} call 1: the request differs from the recording at "
+                          "messages[0].content: recorded 'when is high tide?', got 'when is "
+                          "low tide?' — re-record it with RecordingLLM.")
+    assert replay.requests == []  # nothing was consumed: the right request still replays
+    assert (await run(replay, ask("when is high tide?", tools=[SEARCH])))[1] is None
+
+
+async def test_mismatch_names_nested_and_missing_fields(tmp_path):
+    path = tmp_path / "c.jsonl"
+    recorded_cassette(path, ask("x", tools=[SEARCH]))
+
+    found = await mismatch(ReplayLLM(path), ask("x", tools=[{**SEARCH, "description": "F."}]))
+    assert found.field == "tools[0].description"
+
+    found = await mismatch(ReplayLLM(path), ask("x"))
+    assert found.field == "tools[0]" and found.got is MISSING
+
+    found = await mismatch(ReplayLLM(path), ask("x", tools=[SEARCH], max_tokens=10))
+    assert found.field == "max_tokens"
+
+
+async def test_ignore_lets_a_replay_cross_a_field(tmp_path):
+    path = tmp_path / "c.jsonl"
+    recorded_cassette(path, ask("x"))
+    other_model = LLMRequest(model="claude-other", messages=[{"role": "user", "content": "x"}])
+
+    assert "at model: recorded 'claude-test'" in str(await mismatch(ReplayLLM(path),
+                                                                    other_model))
+    events, error = await run(ReplayLLM(path, ignore={"model"}), other_model)
+    assert error is None and events[0] == {"type": "text_delta", "delta": "ok"}
+
+
+async def test_a_call_past_the_end_is_a_mismatch_on_calls(tmp_path):
+    path = tmp_path / "c.jsonl"
+    recorded_cassette(path, ask("x"))
+    replay = ReplayLLM(path)
+    await run(replay, ask("x"))
+
+    found = await mismatch(replay, ask("x"))
+    assert (found.field, found.recorded, found.got) == ("calls", 1, 2)
+    assert "has 1 recorded calls; call 2 was requested" in str(found)
+
+
+async def test_a_run_whose_tool_now_answers_differently_fails_naming_the_field(make_runtime,
+                                                                             tmp_path):
+    answers = {"value": "high tide at 6"}
+
+    @tool
+    def tides() -> str:
+        """Read the tide table."""
+        return answers["value"]
+
+    agent = Agent(name="a", tools=[tides], register=False)
+    path = tmp_path / "agent.jsonl"
+    recording = RecordingLLM(ScriptedLLM([Turn(tool_calls=[call("tides")]), "At 6."]), path)
+    runtime = make_runtime([agent], recording)
+    assert await (await runtime.backend.start("a", "tides?", session_id="r1")).result() == "At 6."
+
+    replay = make_runtime([agent], ReplayLLM(path))
+    assert await (await replay.backend.start("a", "tides?", session_id="r1")).result() == "At 6."
+
+    answers["value"] = "high tide at 7"
+    again = make_runtime([agent], ReplayLLM(path))
+    status = await again.run("r1", "tides?")
+    assert status["status"] == "failed"
+    assert "call 2: the request differs from the recording at messages[2].content[0].content:" \
+           " recorded 'high tide at 6', got 'high tide at 7'" in status["error"]

@@ -16,6 +16,10 @@ A call that failed keeps the events it streamed before failing, and its error::
 
 so retried failures replay exactly as they happened. Requests carry no credentials and
 adapters keep keys out of error messages, so a cassette holds no secrets.
+
+A replay checks each request against the recorded one. When they differ (the prompt, a
+tool result or the model changed since the recording) it raises :class:`CassetteMismatch`
+naming the first differing field, rather than answering a question nobody asked.
 """
 
 from __future__ import annotations
@@ -28,9 +32,46 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Literal
 
+from ..difference import Difference, first_difference
 from .base import LLMAdapter, LLMError, LLMEvent, LLMRequest
 
-__all__ = ["RecordingLLM", "ReplayLLM"]
+__all__ = ["CassetteMismatch", "RecordingLLM", "ReplayLLM"]
+
+
+class CassetteMismatch(LLMError):
+    """A replay was asked something its recording never saw.
+
+    ``field`` is the first differing field of the request (``messages[3].content[0].text``,
+    ``model``, ...), or ``"calls"`` when the recording has no more calls.
+    """
+
+    def __init__(self, source: str, call: int, field: str, recorded: Any, got: Any,
+                 hint: str = "re-record it with RecordingLLM") -> None:
+        self.source, self.call, self.field = source, call, field
+        self.recorded, self.got = recorded, got
+        if field == "calls":
+            message = (f"{source} has {recorded} recorded calls; call {got} was requested — "
+                       f"{hint}.")
+        else:
+            message = (f"{source} call {call}: the request differs from the recording at "
+                       f"{Difference(field, recorded, got).describe()} — {hint}.")
+        super().__init__(message, retryable=False)
+
+
+def request_json(request: LLMRequest) -> dict[str, Any]:
+    """A request as a cassette stores it, after a JSON round trip (tuples become lists)."""
+    return json.loads(json.dumps(request.to_json()))
+
+
+def check_request(source: str, call: int, recorded: dict[str, Any], request: LLMRequest,
+                  ignore: frozenset[str] = frozenset()) -> None:
+    """Raise :class:`CassetteMismatch` unless ``request`` is the recorded one."""
+    got = {k: v for k, v in request_json(request).items() if k not in ignore}
+    want = {k: v for k, v in recorded.items() if k not in ignore}
+    difference = first_difference(want, got)
+    if difference is not None:
+        raise CassetteMismatch(source, call, difference.path, difference.left,
+                               difference.right)
 
 
 class RecordingLLM:
@@ -91,8 +132,10 @@ class RecordingLLM:
 
 
 class ReplayLLM:
-    """Replays the calls of a cassette in order, whatever the requests are.
+    """Replays the calls of a cassette in order, each one only for the request it recorded.
 
+    A request that differs from the recorded one raises :class:`CassetteMismatch`; list
+    top-level request fields in ``ignore`` (e.g. ``{"model"}``) to replay across them.
     ``delay`` seconds pass between events, so notebooks can show a replay streaming live.
     Each request is kept in :attr:`requests` for tests to inspect.
     """
@@ -103,11 +146,13 @@ class ReplayLLM:
         *,
         delay: float = 0.0,
         match: Literal["sequential"] = "sequential",
+        ignore: frozenset[str] | set[str] = frozenset(),
     ) -> None:
         if match != "sequential":
             raise ValueError(f"ReplayLLM supports match='sequential' only, not {match!r}.")
         self.path = Path(path)
         self.delay = delay
+        self.ignore = frozenset(ignore)
         self.calls = _load(self.path)
         self.requests: list[LLMRequest] = []
 
@@ -118,13 +163,12 @@ class ReplayLLM:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         number = len(self.requests) + 1
+        source = f"cassette {self.path}"
         if number > len(self.calls):
-            raise LLMError(
-                f"cassette {self.path} has {len(self.calls)} recorded calls; call {number} was "
-                "requested — re-record it with RecordingLLM."
-            )
-        self.requests.append(request)
+            raise CassetteMismatch(source, number, "calls", len(self.calls), number)
         call = self.calls[number - 1]
+        check_request(source, number, call["request"], request, self.ignore)
+        self.requests.append(request)
         for index, event in enumerate(call["events"]):
             if self.delay and index:
                 await asyncio.sleep(self.delay)
