@@ -31,8 +31,8 @@ T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
 TINY_USAGE = {"input_tokens": 1, "output_tokens": 1}
-"""Given to every scripted turn: ScriptedLLM's default token estimate serialises the whole
-conversation on every call, which is the model's cost, not the runtime's."""
+"""Given to scripted turns where only the runtime is timed: ScriptedLLM's default token
+estimate measures each new message, a model-side cost (figure 1 times it separately)."""
 
 
 # -- the run ------------------------------------------------------------------------------
@@ -198,27 +198,27 @@ def python_startup(code: str, repeat: int) -> float:
 # -- the helix_lab agent -------------------------------------------------------------------
 
 
-def tool_loop_llm(steps: Callable[[], int], stamps: list[float] | None = None) -> Any:
+def tool_loop_llm(steps: Callable[[], int], stamps: list[float] | None = None, *,
+                  default: bool = False) -> Any:
     """A zero-latency ScriptedLLM: call ``echo`` until ``steps()`` tool calls were made
     in this model's life, then answer ``"done"``.
 
-    ScriptedLLM keeps every request it was sent; each holds that step's message list, so
-    over a long session they would pin O(steps²) memory. The benchmark model forgets them.
+    Normally it reports fixed usage and keeps no requests, so only the runtime is timed.
+    ``default=True`` is ScriptedLLM as a user gets it: its own usage estimate, and its
+    default bound on the requests it keeps.
     """
     from helix_lab.llm import ScriptedLLM, Turn, call
 
     made = [0]
-    llm: Any = None
+    usage = None if default else TINY_USAGE
 
     def turn(_request: Any) -> Turn:
-        llm.requests.clear()
         if made[0] < steps():
             made[0] += 1
-            return Turn(tool_calls=[call("echo", i=made[0])], usage=TINY_USAGE)
-        return Turn(text="done", usage=TINY_USAGE)
+            return Turn(tool_calls=[call("echo", i=made[0])], usage=usage)
+        return Turn(text="done", usage=usage)
 
-    llm = ScriptedLLM([turn], loop=True)
-    return llm
+    return ScriptedLLM([turn], loop=True, **({} if default else {"keep_requests": 0}))
 
 
 class HelixRig:
@@ -226,11 +226,13 @@ class HelixRig:
 
     ``steps`` is how many tool steps the model takes before it answers (settable between
     runs); ``stamps`` gets ``time.perf_counter()`` at every tool call; ``note`` (when not
-    empty) is appended to the ``notes`` state on every step, to grow the state.
+    empty) is appended to the ``notes`` state on every step, to grow the state;
+    ``default_llm`` runs ScriptedLLM with its own usage estimate and request bound.
     """
 
     def __init__(self, storage: Path, *, steps: int, note: str = "",
-                 llm_factory: Callable[[], Any] | None = None) -> None:
+                 llm_factory: Callable[[], Any] | None = None,
+                 default_llm: bool = False) -> None:
         from pydantic import BaseModel
 
         from helix_lab import Agent, AgentRegistry, ToolContext, create_agent_server, tool
@@ -256,7 +258,8 @@ class HelixRig:
                            max_steps=steps + 1, register=False)
         registry = AgentRegistry()
         registry.register(self.agent)
-        factory = llm_factory or (lambda: tool_loop_llm(lambda: self.steps))
+        factory = llm_factory or (
+            lambda: tool_loop_llm(lambda: self.steps, default=default_llm))
         self.server_class = create_agent_server(llm_adapter=lambda env, ctx: factory(),
                                                 agents=registry)
         self.namespace = LocalNamespace(self.server_class, storage=str(storage))
