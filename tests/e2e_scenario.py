@@ -26,6 +26,7 @@ from helix_lab import Agent, AgentRegistry, ToolContext, tool
 from helix_lab.errors import BackendError, ConflictError, NotFoundError
 from helix_lab.llm.base import LLMRequest
 from helix_lab.llm.scripted import ScriptedLLM, Turn, call
+from helix_lab.runtime.chunks import CHUNK_TYPES
 
 __all__ = ["llm_adapter", "registry", "run_scenario", "stepper", "summary_of"]
 
@@ -121,6 +122,7 @@ async def run_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:
     chunks = [c async for c in h.stream()]
     contiguous(chunks)
     assert chunks[0]["type"] == "run_started" and chunks[-1]["type"] == "run_completed"
+    assert {c["type"] for c in chunks} <= CHUNK_TYPES
     assert [c["data"]["n"] for c in chunks if c["type"] == "custom"] == [1, 2, 3]
     assert await h.result() == "finished 3 steps"
     assert await h.get_state() == {"done": [1, 2, 3], "label": ""}

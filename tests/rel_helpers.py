@@ -9,8 +9,6 @@ from typing import Any
 
 from helix_lab.runtime import Request
 
-TERMINAL = ("run_completed", "run_failed", "run_interrupted")
-
 
 def soak_enabled(config: Any) -> bool:
     """Whether pytest was run with ``--soak`` (the long variants)."""

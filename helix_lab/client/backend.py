@@ -22,6 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import BackendError, UnreachableError, UserError, backend_error
+from ..runtime.chunks import TERMINAL
 from .handle import AgentHandle
 
 if TYPE_CHECKING:
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["Backend", "LocalBackend", "RemoteBackend", "poll_until"]
 
 T = TypeVar("T")
-TERMINAL = frozenset({"run_completed", "run_failed", "run_interrupted"})
 
 
 class Backend:

@@ -26,10 +26,9 @@ from typing import Any, Literal
 from .http import WebSocketLike
 from .sql import SqlStorage
 
-__all__ = ["MAX_BATCH", "TERMINAL_TYPES", "Chunk", "DOStreamManager", "StreamStatus", "Subscription"]
+__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription"]
 
 StreamStatus = Literal["active", "paused", "ended", "failed"]
-TERMINAL_TYPES = frozenset({"run_completed", "run_failed", "run_interrupted"})
 MAX_BATCH = 1024
 PAGE = 2000
 MAX_BUFFER = 50_000

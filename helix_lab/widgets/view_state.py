@@ -8,15 +8,18 @@ session never makes the front end draw everything at once.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
+
+from ..runtime.chunks import ChunkType, SessionStatus
 
 __all__ = ["ACTIONS", "Item", "StepMark", "ViewState", "allowed_actions"]
 
 RENDER_ITEMS = 200
 ACTIONS = ("interrupt", "resume", "retry", "abort")
 
-_STATUS_BY_CHUNK = {
+_STATUS_BY_CHUNK: dict[ChunkType, SessionStatus] = {
     "run_started": "running",
     "run_resumed": "running",
     "run_completed": "completed",
@@ -25,7 +28,7 @@ _STATUS_BY_CHUNK = {
 }
 
 
-def allowed_actions(status: str) -> set[str]:
+def allowed_actions(status: SessionStatus | str) -> set[str]:
     """Which buttons make sense for a session in ``status``."""
     return {
         "running": {"interrupt", "abort"},
@@ -108,74 +111,103 @@ class ViewState:
         self.last_sequence = sequence or self.last_sequence
         self.chunks += 1
         kind = chunk["type"]
-        step = chunk.get("step", 0)
-        stamp = chunk.get("timestamp", 0)
         changed = {"stream"}
         if kind in _STATUS_BY_CHUNK:
             self.status = _STATUS_BY_CHUNK[kind]
             self.run_id = chunk.get("runId", self.run_id)
             changed |= {"header", "buttons", "timeline"}
-        if kind == "text_delta":
-            self._append_text("text", step, chunk.get("delta", ""))
-        elif kind == "thinking":
-            self._append_text("thinking", step, chunk.get("delta", ""))
-        elif kind == "step_started":
-            self._mark(step, stamp).status = "running"
-            changed.add("timeline")
-        elif kind == "tool_start":
-            item = Item("tool", step, chunk.get("toolName", "?"),
-                        {"input": chunk.get("input"), "id": chunk.get("toolCallId")})
-            self._tools[str(chunk.get("toolCallId"))] = item
-            self.items.append(item)
-            self._mark(step, stamp).tools += 1
-        elif kind == "tool_end":
-            item = self._tools.pop(str(chunk.get("toolCallId")), None)
-            if item is not None:
-                item.data["output" if "output" in chunk else "error"] = chunk.get(
-                    "output", chunk.get("error"))
-        elif kind == "usage":
-            mark = self._mark(step, stamp)
-            mark.input_tokens += chunk.get("input_tokens", 0)
-            mark.output_tokens += chunk.get("output_tokens", 0)
-            self.input_tokens += chunk.get("input_tokens", 0)
-            self.output_tokens += chunk.get("output_tokens", 0)
-            changed |= {"header", "timeline"}
-        elif kind == "checkpoint":
-            self.checkpoint_ids.append(chunk.get("checkpointId", ""))
-            if step in self.steps and self.steps[step].status == "running":
-                self.steps[step].status, self.steps[step].ended = "done", stamp
-            changed |= {"checkpoints", "timeline"}
-        elif kind == "llm_retry":
-            self.items.append(Item("retry", step, f"model call failed ({chunk.get('error')}); "
-                                   f"retry {chunk.get('attempt')} of "
-                                   f"{chunk.get('maxAttempts')} in {chunk.get('delayMs')} ms"))
-        elif kind == "run_completed":
-            self.output = chunk.get("output")
-        elif kind == "run_failed":
-            self.error = chunk.get("error")
-            self.items.append(Item("error", step, str(self.error)))
-            for mark in self.steps.values():
-                if mark.status == "running":
-                    mark.status, mark.ended = "failed", stamp
-        elif kind == "run_interrupted":
-            self.items.append(Item("info", step, f"interrupted: {chunk.get('reason')}"))
-            for mark in self.steps.values():
-                if mark.status == "running":
-                    mark.status, mark.ended = "interrupted", stamp
-        elif kind == "run_resumed":
-            mode = chunk.get("mode", "continue")
-            source = chunk.get("fromCheckpointId") or ""
-            self.items.append(Item("info", step, f"resumed ({mode}) from step {step}"
-                                   + (f", branch {chunk['branch']}" if "branch" in chunk else ""),
-                                   {"checkpoint": source}))
-        elif kind in ("subagent_start", "subagent_end"):
-            verb = "started" if kind == "subagent_start" else "ended"
-            self.items.append(Item("info", step, f"sub-agent {chunk.get('childAgentType', '')} "
-                                   f"{verb}: {chunk.get('childSessionId')}"))
-        elif kind == "custom":
-            self.items.append(Item("custom", step, str(chunk.get("name", "custom")),
-                                   {"data": chunk.get("data")}))
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            changed |= handler(self, chunk, chunk.get("step", 0), chunk.get("timestamp", 0))
         return changed
+
+    # One handler per chunk type: (view, chunk, step, timestamp) -> the parts it changed.
+
+    def _on_text(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self._append_text("text", step, chunk.get("delta", ""))
+        return set()
+
+    def _on_thinking(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self._append_text("thinking", step, chunk.get("delta", ""))
+        return set()
+
+    def _on_step_started(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self._mark(step, stamp).status = "running"
+        return {"timeline"}
+
+    def _on_tool_start(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        item = Item("tool", step, chunk.get("toolName", "?"),
+                    {"input": chunk.get("input"), "id": chunk.get("toolCallId")})
+        self._tools[str(chunk.get("toolCallId"))] = item
+        self.items.append(item)
+        self._mark(step, stamp).tools += 1
+        return set()
+
+    def _on_tool_end(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        item = self._tools.pop(str(chunk.get("toolCallId")), None)
+        if item is not None:
+            item.data["output" if "output" in chunk else "error"] = chunk.get(
+                "output", chunk.get("error"))
+        return set()
+
+    def _on_usage(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        mark = self._mark(step, stamp)
+        mark.input_tokens += chunk.get("input_tokens", 0)
+        mark.output_tokens += chunk.get("output_tokens", 0)
+        self.input_tokens += chunk.get("input_tokens", 0)
+        self.output_tokens += chunk.get("output_tokens", 0)
+        return {"header", "timeline"}
+
+    def _on_checkpoint(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self.checkpoint_ids.append(chunk.get("checkpointId", ""))
+        if step in self.steps and self.steps[step].status == "running":
+            self.steps[step].status, self.steps[step].ended = "done", stamp
+        return {"checkpoints", "timeline"}
+
+    def _on_llm_retry(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self.items.append(Item("retry", step, f"model call failed ({chunk.get('error')}); "
+                               f"retry {chunk.get('attempt')} of "
+                               f"{chunk.get('maxAttempts')} in {chunk.get('delayMs')} ms"))
+        return set()
+
+    def _on_completed(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self.output = chunk.get("output")
+        return set()
+
+    def _end_running_steps(self, status: str, stamp: int) -> None:
+        for mark in self.steps.values():
+            if mark.status == "running":
+                mark.status, mark.ended = status, stamp
+
+    def _on_failed(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self.error = chunk.get("error")
+        self.items.append(Item("error", step, str(self.error)))
+        self._end_running_steps("failed", stamp)
+        return set()
+
+    def _on_interrupted(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self.items.append(Item("info", step, f"interrupted: {chunk.get('reason')}"))
+        self._end_running_steps("interrupted", stamp)
+        return set()
+
+    def _on_resumed(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        mode = chunk.get("mode", "continue")
+        source = chunk.get("fromCheckpointId") or ""
+        self.items.append(Item("info", step, f"resumed ({mode}) from step {step}"
+                               + (f", branch {chunk['branch']}" if "branch" in chunk else ""),
+                               {"checkpoint": source}))
+        return set()
+
+    def _on_subagent(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        verb = "started" if chunk["type"] == "subagent_start" else "ended"
+        self.items.append(Item("info", step, f"sub-agent {chunk.get('childAgentType', '')} "
+                               f"{verb}: {chunk.get('childSessionId')}"))
+        return set()
+
+    def _on_custom(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        self.items.append(Item("custom", step, str(chunk.get("name", "custom")),
+                               {"data": chunk.get("data")}))
+        return set()
 
     # -- summaries -------------------------------------------------------------------------
 
@@ -204,3 +236,25 @@ class ViewState:
         if self.error:
             parts.append(f"error={self.error[:60]!r}")
         return f"AgentView({', '.join(parts)})"
+
+
+_Handler = Callable[[ViewState, dict[str, Any], int, int], set[str]]
+_HANDLERS: dict[str, _Handler] = {
+    "text_delta": ViewState._on_text,
+    "thinking": ViewState._on_thinking,
+    "step_started": ViewState._on_step_started,
+    "tool_start": ViewState._on_tool_start,
+    "tool_end": ViewState._on_tool_end,
+    "usage": ViewState._on_usage,
+    "checkpoint": ViewState._on_checkpoint,
+    "llm_retry": ViewState._on_llm_retry,
+    "run_completed": ViewState._on_completed,
+    "run_failed": ViewState._on_failed,
+    "run_interrupted": ViewState._on_interrupted,
+    "run_resumed": ViewState._on_resumed,
+    "subagent_start": ViewState._on_subagent,
+    "subagent_end": ViewState._on_subagent,
+    "custom": ViewState._on_custom,
+}
+"""How each chunk type changes the view; a type with no handler changes only the stream
+(``run_started``, ``state_patch``: the status table above covers what they say)."""
