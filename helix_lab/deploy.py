@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import DeployError
 
 __all__ = [
     "COMPATIBILITY_DATE",
@@ -82,10 +82,6 @@ _SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules", ".ipynb_checkpoint
               ".pytest_cache", ".mypy_cache", ".ruff_cache"}
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _MAX_AGENT_BYTES = 20 * 1024 * 1024
-
-
-class DeployError(UserError):
-    """``helix deploy`` cannot go on; the message says what to do."""
 
 
 @dataclass

@@ -1,21 +1,29 @@
 """Every exception helix_lab raises on purpose, in one place.
 
 Three kinds are kept apart, as pydantic-ai does: a mistake by the developer using the
-library, a failure while an agent runs, and an HTTP-level refusal from a backend::
+library, a failure while an agent runs, and an HTTP-level refusal::
 
     HelixError
     ├── UserError                 wrong use of the API: fix your code
-    │   └── AgentNotFoundError    unknown agent type (lists the available ones)
+    │   ├── AgentNotFoundError    unknown agent type (lists the available ones)
+    │   ├── JsonPatchError        a JSON patch is malformed or does not apply
+    │   ├── DeployError           helix deploy cannot go on
+    │   └── ServeError            helix serve cannot start
     ├── RunError                  an agent run failed (max_steps, a model error, ...)
+    │   └── RunInterrupted        result() of a run that was interrupted: resume it
     ├── ToolError                 a tool refused or failed; the model sees the message
-    └── BackendError              a backend answered with an error body
+    ├── LLMError                  a model call failed (``retryable`` ones are retried)
+    └── BackendError              an HTTP-level refusal: status, code, message, details
+        ├── BadRequestError       400 (names the field)
         ├── AuthError             401 / 403
         ├── NotFoundError         404 (agent type, session or checkpoint)
         ├── ConflictError         409 (already executing, not resumable)
-        ├── BadRequestError       400 (names the field)
         └── UnreachableError      no answer at all (connection refused, DNS, timeout)
 
-``LLMError`` lives in :mod:`helix_lab.llm.base` beside the protocol it belongs to.
+``BackendError`` is the one HTTP error type on both sides of the wire: the runtime raises
+it to refuse a request and ``AgentServer.fetch`` turns it into the JSON error body
+``{"error": {"code", "message", **details}}``; a client turns that body back into the same
+class with :func:`backend_error`.
 """
 
 from __future__ import annotations
@@ -28,12 +36,18 @@ __all__ = [
     "BackendError",
     "BadRequestError",
     "ConflictError",
+    "DeployError",
     "HelixError",
+    "JsonPatchError",
+    "LLMError",
     "NotFoundError",
     "RunError",
+    "RunInterrupted",
+    "ServeError",
     "ToolError",
     "UnreachableError",
     "UserError",
+    "backend_error",
 ]
 
 
@@ -55,47 +69,109 @@ class AgentNotFoundError(UserError):
         super().__init__(f"Unknown agent type {agent_type!r}. Available types: {available}.")
 
 
+class JsonPatchError(UserError, ValueError):
+    """A JSON patch is malformed or does not apply to the document."""
+
+
+class DeployError(UserError):
+    """``helix deploy`` cannot go on; the message says what to do."""
+
+
+class ServeError(UserError):
+    """``helix serve`` cannot start; the message names the fix."""
+
+
 class RunError(HelixError):
     """An agent run ended in failure."""
+
+
+class RunInterrupted(RunError):
+    """``result()`` of a run that was interrupted; resume it to get a result."""
 
 
 class ToolError(HelixError):
     """Raise from a tool to report a failure to the model without a traceback."""
 
 
+class LLMError(HelixError):
+    """A model call failed.
+
+    ``retryable`` marks transient failures (429, 529, 5xx, a dropped connection) that the
+    executor retries with backoff, emitting an ``llm_retry`` chunk each time.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retryable: bool = False,
+        status: int | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.retryable = retryable
+        self.status = status
+        self.retry_after = retry_after
+
+
 class BackendError(HelixError):
-    """A backend refused a request. ``code`` is the machine-readable error code."""
+    """An HTTP-level refusal. ``code`` is the machine-readable error code, and ``details``
+    the body's other fields (``field``, ``availableTypes``, ...)."""
 
-    status: int = 0
+    status: int = 500
+    default_code: str = "error"
 
-    def __init__(self, message: str, *, code: str = "error", status: int | None = None,
+    def __init__(self, message: str, *, code: str | None = None, status: int | None = None,
                  details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
         self.message = message
-        self.code = code
+        self.code = code or self.default_code
         if status is not None:
             self.status = status
         self.details = details or {}
 
+    def to_body(self) -> dict[str, Any]:
+        """The JSON error body of the wire."""
+        return {"error": {"code": self.code, "message": self.message, **self.details}}
+
 
 class BadRequestError(BackendError):
+    """400: the request is malformed; ``field`` names what to fix."""
+
     status = 400
+    default_code = "bad_request"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None,
+                 status: int | None = None, details: dict[str, Any] | None = None) -> None:
+        details = dict(details or {})
+        if field:
+            details["field"] = field
+        super().__init__(message, code=code, status=status, details=details)
+
+    @property
+    def field(self) -> str | None:
+        return self.details.get("field")
 
 
 class AuthError(BackendError):
     status = 401
+    default_code = "unauthorized"
 
 
 class NotFoundError(BackendError):
     status = 404
+    default_code = "not_found"
 
 
 class ConflictError(BackendError):
     status = 409
+    default_code = "conflict"
 
 
 class UnreachableError(BackendError):
     status = 0
+    default_code = "unreachable"
 
 
 _BY_STATUS: dict[int, type[BackendError]] = {

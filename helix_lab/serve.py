@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import UserError
+from .errors import ServeError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ServeError", "WorkerApp",
            "create_app", "serve"]
@@ -47,10 +47,6 @@ log = logging.getLogger("helix_lab.serve")
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
-
-
-class ServeError(UserError):
-    """``helix serve`` cannot start; the message names the fix."""
 
 
 def _json(status: int, code: str, message: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -9,16 +9,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any, Literal
 
-from ..errors import RunError, UserError
+from ..errors import RunError, RunInterrupted, UserError
 
 if TYPE_CHECKING:
     from .backend import Backend
 
 __all__ = ["AgentHandle", "RunInterrupted"]
-
-
-class RunInterrupted(RunError):
-    """``result()`` of a run that was interrupted; resume it to get a result."""
 
 
 class AgentHandle:

@@ -31,6 +31,8 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypeAlias, TypedDict, runtime_checkable
 
+from ..errors import LLMError
+
 __all__ = [
     "FinishEvent",
     "LLMAdapter",
@@ -117,28 +119,6 @@ class LLMRequest:
             "temperature": self.temperature,
             "thinking_budget": self.thinking_budget,
         }
-
-
-class LLMError(Exception):
-    """A model call failed.
-
-    ``retryable`` marks transient failures (429, 529, 5xx, a dropped connection) that the
-    executor retries with backoff, emitting an ``llm_retry`` chunk each time.
-    """
-
-    def __init__(
-        self,
-        message: str,
-        *,
-        retryable: bool = False,
-        status: int | None = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message)
-        self.message = message
-        self.retryable = retryable
-        self.status = status
-        self.retry_after = retry_after
 
 
 @runtime_checkable

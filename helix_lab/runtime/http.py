@@ -15,8 +15,9 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
+from ..errors import BadRequestError
+
 __all__ = [
-    "BadRequest",
     "Request",
     "Response",
     "WebSocketLike",
@@ -33,15 +34,6 @@ class WebSocketLike(Protocol):
     def send(self, text: str) -> None: ...
 
     def close(self, code: int = 1000, reason: str = "") -> None: ...
-
-
-class BadRequest(Exception):
-    """Raised while reading a request; becomes a 400 naming the field."""
-
-    def __init__(self, message: str, *, field: str | None = None) -> None:
-        super().__init__(message)
-        self.message = message
-        self.field = field
 
 
 class Request:
@@ -70,9 +62,9 @@ class Request:
         self.websocket = websocket
 
     def json(self) -> Any:
-        """The body as JSON; a :class:`BadRequest` (400) when it is not."""
+        """The body as JSON; a :class:`~helix_lab.errors.BadRequestError` (400) when it is not."""
         if not self.body:
-            raise BadRequest("The request body is empty; send a JSON object.")
+            raise BadRequestError("The request body is empty; send a JSON object.")
         try:
             value = _json.loads(self.body)
             if b"\\u" in self.body:
@@ -81,12 +73,12 @@ class Request:
                 _json.dumps(value, ensure_ascii=False).encode("utf-8")
             return value
         except UnicodeEncodeError:
-            raise BadRequest("The request body is not valid Unicode: it has a lone surrogate "
+            raise BadRequestError("The request body is not valid Unicode: it has a lone surrogate "
                              "escape (\\uD800-\\uDFFF without its pair).") from None
         except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"The request body is not valid JSON: {exc}.") from None
+            raise BadRequestError(f"The request body is not valid JSON: {exc}.") from None
         except RecursionError:  # json's decoder recurses per level: absurd nesting is a 400
-            raise BadRequest("The request body is nested too deeply to be read.") from None
+            raise BadRequestError("The request body is nested too deeply to be read.") from None
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.url}>"

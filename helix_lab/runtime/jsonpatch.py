@@ -12,13 +12,11 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from ..errors import JsonPatchError
+
 __all__ = ["JsonPatchError", "apply_patch", "make_patch"]
 
 Json = Any
-
-
-class JsonPatchError(ValueError):
-    """A patch is malformed or does not apply to the document."""
 
 
 def _escape(token: str) -> str:

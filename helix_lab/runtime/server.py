@@ -27,7 +27,14 @@ from typing import Any, ClassVar, Protocol, TypeAlias
 import pydantic
 
 from ..agent import Agent
-from ..errors import AgentNotFoundError, UserError
+from ..errors import (
+    AgentNotFoundError,
+    BackendError,
+    BadRequestError,
+    ConflictError,
+    NotFoundError,
+    UserError,
+)
 from ..llm.base import LLMAdapter
 from .executor import Execution, RetryPolicy, call_hook
 from .hooks import (
@@ -43,7 +50,7 @@ from .hooks import (
     ExecutionState,
     ServerHooks,
 )
-from .http import BadRequest, Request, Response, WebSocketLike, error_response, json_response
+from .http import Request, Response, WebSocketLike, error_response, json_response
 from .jsonpatch import JsonPatchError, apply_patch
 from .registry import AgentFactoryContext, AgentRegistry, AgentResolver
 from .sql import SqlStorage
@@ -119,16 +126,6 @@ class ServerConfig:
     usage_store: UsageStoreFactory | None = None
     logger: Any = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
-
-
-class _Conflict(Exception):
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code, self.message = code, message
-
-
-class _NotFound(_Conflict):
-    pass
 
 
 class AgentServer:
@@ -266,16 +263,11 @@ class AgentServer:
             if handler is None:
                 return self._no_route(request)
             return await handler(request)
-        except BadRequest as exc:
-            extra = {"field": exc.field} if exc.field else {}
-            return error_response(400, "bad_request", exc.message, **extra)
+        except BackendError as exc:
+            return error_response(exc.status, exc.code, exc.message, **exc.details)
         except AgentNotFoundError as exc:
             return error_response(404, "agent_not_found", str(exc),
                                   agentType=exc.agent_type, availableTypes=exc.available_types)
-        except _NotFound as exc:
-            return error_response(404, exc.code, exc.message)
-        except _Conflict as exc:
-            return error_response(409, exc.code, exc.message)
         except UserError as exc:
             return error_response(400, "bad_request", str(exc))
         except Exception as exc:
@@ -317,21 +309,19 @@ class AgentServer:
     def _require_session(self) -> dict[str, Any]:
         session = self.store.get_session()
         if session is None:
-            raise _NotFound("session_not_found",
-                            "This session has not been started; POST /start first.")
+            raise NotFoundError(code="session_not_found", message="This session has not been started; POST /start first.")
         return session
 
     def _require_idle(self, action: str) -> None:
         if self.is_executing:
             run_id = self.execution.run_id if self.execution else "?"
-            raise _Conflict("already_executing",
-                            f"Session {self.session_id!r} is executing run {run_id}; "
+            raise ConflictError(code="already_executing", message=f"Session {self.session_id!r} is executing run {run_id}; "
                             f"interrupt or abort it before you {action}.")
 
     def _head(self, session: dict[str, Any]) -> Checkpoint:
         head = self.store.get_checkpoint(session["head_checkpoint"] or "")
         if head is None:
-            raise _NotFound("checkpoint_not_found", "This session has no checkpoint yet.")
+            raise NotFoundError(code="checkpoint_not_found", message="This session has no checkpoint yet.")
         return head
 
     def _validate_state(self, agent: Agent, data: Any, field_name: str) -> dict[str, Any]:
@@ -339,7 +329,7 @@ class AgentServer:
             return agent.validate_state(data)
         except pydantic.ValidationError as exc:
             _, message = describe(exc)
-            raise BadRequest(f"{field_name} does not fit {agent.name}'s state schema: {message}",
+            raise BadRequestError(f"{field_name} does not fit {agent.name}'s state schema: {message}",
                              field=field_name) from None
 
     @staticmethod
@@ -348,7 +338,7 @@ class AgentServer:
             content = message.get("content")
             if message.get("role") not in ("user", "assistant") or not isinstance(
                     content, str | list):
-                raise BadRequest(f"{field_name}[{i}] must be {{'role': 'user'|'assistant', "
+                raise BadRequestError(f"{field_name}[{i}] must be {{'role': 'user'|'assistant', "
                                  "'content': str | list}}.", field=f"{field_name}[{i}]")
 
     def _begin(self, agent: Agent, *, run_id: str, parent: Checkpoint | None,
@@ -418,17 +408,15 @@ class AgentServer:
                 body = StartAgentRequestV2.model_validate(shaped)
             except pydantic.ValidationError as exc:
                 field_name, message = describe(exc)
-                raise BadRequest(message, field=field_name) from None
+                raise BadRequestError(message, field=field_name) from None
         else:
             body = parse_body(request, StartAgentRequestV2)
         session = self.store.get_session()
         if session and session["session_id"] != body.session_id:
-            raise _Conflict("session_mismatch",
-                            f"This object holds session {session['session_id']!r}, "
+            raise ConflictError(code="session_mismatch", message=f"This object holds session {session['session_id']!r}, "
                             f"not {body.session_id!r}.")
         if session and session["agent_type"] != body.agent_type:
-            raise _Conflict("agent_type_mismatch",
-                            f"Session {body.session_id!r} runs agent {session['agent_type']!r}; "
+            raise ConflictError(code="agent_type_mismatch", message=f"Session {body.session_id!r} runs agent {session['agent_type']!r}; "
                             f"start a new session to run {body.agent_type!r}.")
         run_id = "run_" + secrets.token_hex(6)
         metadata = body.metadata or {}
@@ -496,12 +484,11 @@ class AgentServer:
         self._check_messages(append, "options.appendMessages")
         if options.mode == "branch" or options.checkpoint_id:
             if not options.checkpoint_id:
-                raise BadRequest("options.checkpointId is required for mode 'branch'.",
+                raise BadRequestError("options.checkpointId is required for mode 'branch'.",
                                  field="options.checkpointId")
             parent = self.store.get_checkpoint(options.checkpoint_id)
             if parent is None:
-                raise _NotFound("checkpoint_not_found",
-                                f"No checkpoint {options.checkpoint_id!r} in session "
+                raise NotFoundError(code="checkpoint_not_found", message=f"No checkpoint {options.checkpoint_id!r} in session "
                                 f"{self.session_id!r}; GET /checkpoints lists them.")
             parent_state = self.store.state_at(parent.id)
             state = self._modified_state(agent, parent_state, options.modify_state)
@@ -510,8 +497,7 @@ class AgentServer:
                      "branch": branch}
         else:
             if session["status"] not in RESUMABLE:
-                raise _Conflict("not_resumable",
-                                f"Session {self.session_id!r} is {session['status']} and cannot "
+                raise ConflictError(code="not_resumable", message=f"Session {self.session_id!r} is {session['status']} and cannot "
                                 "be resumed. Send a new message, retry it, or branch from a "
                                 "checkpoint.")
             parent = self._head(session)
@@ -533,11 +519,11 @@ class AgentServer:
             try:
                 new = apply_patch(state, change)
             except JsonPatchError as exc:
-                raise BadRequest(f"options.modifyState: {exc}", field="options.modifyState") from None
+                raise BadRequestError(f"options.modifyState: {exc}", field="options.modifyState") from None
         elif isinstance(change, dict):
             new = {**state, **change}
         else:
-            raise BadRequest("options.modifyState must be an object (merged into the state) or "
+            raise BadRequestError("options.modifyState must be an object (merged into the state) or "
                              "a JSON patch list.", field="options.modifyState")
         return self._validate_state(agent, new, "options.modifyState")
 
@@ -568,8 +554,7 @@ class AgentServer:
             append, branch = [], self.store.new_branch()
         else:
             if session["status"] == "completed":
-                raise _Conflict("not_retryable",
-                                f"Session {self.session_id!r} completed; there is nothing to "
+                raise ConflictError(code="not_retryable", message=f"Session {self.session_id!r} completed; there is nothing to "
                                 "retry. Branch from a checkpoint with /resume mode 'branch'.")
             parent, parent_state = head, self.store.state_at(head.id)
             append = [{"role": "user", "content": message}] if message else []
@@ -586,7 +571,7 @@ class AgentServer:
     async def _interrupt(self, request: Request) -> Response:
         body = parse_body(request, InterruptRequest, optional=True)
         if not self.is_executing or self.execution is None:
-            raise _Conflict("not_running", f"Session {self.session_id or '(new)'!r} is "
+            raise ConflictError(code="not_running", message=f"Session {self.session_id or '(new)'!r} is "
                             f"{self.status}; there is nothing to interrupt.")
         try:
             await asyncio.wait_for(self.execution.interrupt(body.reason), INTERRUPT_WAIT)
@@ -602,7 +587,7 @@ class AgentServer:
             return json_response(self._status_body())
         session = self._require_session()
         if session["status"] not in RESUMABLE:
-            raise _Conflict("not_running", f"Session {self.session_id!r} is {session['status']};"
+            raise ConflictError(code="not_running", message=f"Session {self.session_id!r} is {session['status']};"
                             " there is nothing to abort.")
         error = f"Aborted: {body.reason}"
         self.stream.write({"type": "run_failed", "error": error, "aborted": True},
@@ -646,10 +631,10 @@ class AgentServer:
         try:
             value = int(raw)
         except ValueError:
-            raise BadRequest(f"{name} must be a whole number, got {raw[:40]!r}.",
+            raise BadRequestError(f"{name} must be a whole number, got {raw[:40]!r}.",
                              field=name) from None
         if value < 0:
-            raise BadRequest(f"{name} must be 0 or more, got {raw[:40]}.", field=name)
+            raise BadRequestError(f"{name} must be 0 or more, got {raw[:40]}.", field=name)
         # SQLite integers are 64-bit; no sequence or limit comes anywhere near that.
         return min(value, maximum if maximum is not None else 2**63 - 1)
 
@@ -691,7 +676,7 @@ class AgentServer:
         if wanted:
             cp = self.store.get_checkpoint(wanted)
             if cp is None:
-                raise _NotFound("checkpoint_not_found", f"No checkpoint {wanted!r}.")
+                raise NotFoundError(code="checkpoint_not_found", message=f"No checkpoint {wanted!r}.")
             return cp
         return self._head(session)
 
@@ -723,7 +708,7 @@ class AgentServer:
         self._require_session()
         cp = self.store.get_checkpoint(cp_id)
         if cp is None:
-            raise _NotFound("checkpoint_not_found", f"No checkpoint {cp_id!r} in session "
+            raise NotFoundError(code="checkpoint_not_found", message=f"No checkpoint {cp_id!r} in session "
                             f"{self.session_id!r}; GET /checkpoints lists them.")
         return json_response({**cp.to_json(), "state": self.store.state_at(cp.id),
                               "output": cp.output})

@@ -12,7 +12,8 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from .http import BadRequest, Request
+from ..errors import BadRequestError
+from .http import Request
 
 __all__ = [
     "AbortRequest",
@@ -89,15 +90,15 @@ def describe(exc: pydantic.ValidationError) -> tuple[str, str]:
 
 
 def parse_body(request: Request, model: type[M], *, optional: bool = False) -> M:
-    """Read and validate a JSON body; a :class:`BadRequest` names the offending field."""
+    """Read and validate a JSON body; a :class:`~helix_lab.errors.BadRequestError` names the offending field."""
     if optional and not request.body.strip():
         data: Any = {}
     else:
         data = request.json()
     if not isinstance(data, dict):
-        raise BadRequest(f"The request body must be a JSON object, got {type(data).__name__}.")
+        raise BadRequestError(f"The request body must be a JSON object, got {type(data).__name__}.")
     try:
         return model.model_validate(data)
     except pydantic.ValidationError as exc:
         field, message = describe(exc)
-        raise BadRequest(message, field=field) from None
+        raise BadRequestError(message, field=field) from None
