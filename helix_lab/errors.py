@@ -12,6 +12,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     ├── RunError                  an agent run failed (max_steps, a model error, ...)
     │   └── RunInterrupted        result() of a run that was interrupted: resume it
     ├── ToolError                 a tool refused or failed; the model sees the message
+    │   └── ToolInputError        arguments that do not fit the tool's schema (names the field)
     ├── LLMError                  a model call failed (``retryable`` ones are retried)
     └── BackendError              an HTTP-level refusal: status, code, message, details
         ├── BadRequestError       400 (names the field)
@@ -45,6 +46,7 @@ __all__ = [
     "RunInterrupted",
     "ServeError",
     "ToolError",
+    "ToolInputError",
     "UnreachableError",
     "UserError",
     "backend_error",
@@ -91,6 +93,14 @@ class RunInterrupted(RunError):
 
 class ToolError(HelixError):
     """Raise from a tool to report a failure to the model without a traceback."""
+
+
+class ToolInputError(ToolError):
+    """Arguments that do not fit a tool's input schema; ``field`` names the first culprit."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 class LLMError(HelixError):

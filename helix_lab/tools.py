@@ -26,21 +26,13 @@ from typing import Any, Protocol, TypeAlias, get_type_hints, overload
 import pydantic
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
-from .errors import ToolError, UserError
+from .errors import ToolError, ToolInputError, UserError
 
 __all__ = ["AbortSignal", "ApprovalRule", "Tool", "ToolContext", "ToolInputError", "tool"]
 
 ApprovalRule: TypeAlias = "bool | Callable[[dict[str, Any], Any], bool]"
 """``True``: every call waits for approval; a predicate ``(input, state) -> bool`` decides
 per call, from the model's arguments and the agent's state."""
-
-
-class ToolInputError(ToolError):
-    """Arguments that do not fit a tool's input schema; ``field`` names the first culprit."""
-
-    def __init__(self, message: str, field: str) -> None:
-        super().__init__(message)
-        self.field = field
 
 
 class AbortSignal:
