@@ -8,12 +8,18 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   ├── AgentNotFoundError    unknown agent type (lists the available ones)
     │   ├── JsonPatchError        a JSON patch is malformed or does not apply
     │   ├── DeployError           helix deploy cannot go on
-    │   └── ServeError            helix serve cannot start
+    │   ├── ServeError            helix serve cannot start
+    │   ├── D1Error                       (workflows.d1) a D1 query failed
+    │   ├── StepResultTooLargeError       (workflows.errors) over Cloudflare's 1 MiB
+    │   └── StepResultNotJSONError        (workflows.errors) cannot be stored
     ├── RunError                  an agent run failed (max_steps, a model error, ...)
-    │   └── RunInterrupted        result() of a run that was interrupted: resume it
+    │   ├── RunInterrupted        result() of a run that was interrupted: resume it
+    │   ├── NonRetryableError             (workflows.errors) fail a step without retries
+    │   └── WorkflowTimeoutError          (workflows.errors) a step or a wait timed out
     ├── ToolError                 a tool refused or failed; the model sees the message
     │   └── ToolInputError        arguments that do not fit the tool's schema (names the field)
     ├── LLMError                  a model call failed (``retryable`` ones are retried)
+    │   └── CassetteMismatch              (llm.cassette) a replay was asked something new
     └── BackendError              an HTTP-level refusal: status, code, message, details
         ├── BadRequestError       400 (names the field)
         ├── AuthError             401 / 403
@@ -21,7 +27,8 @@ library, a failure while an agent runs, and an HTTP-level refusal::
         ├── ConflictError         409 (already executing, not resumable)
         └── UnreachableError      no answer at all (connection refused, DNS, timeout)
 
-``BackendError`` is the one HTTP error type on both sides of the wire: the runtime raises
+The classes marked with a module live beside the code that raises them; every other one
+is defined here. ``BackendError`` is the one HTTP error type on both sides of the wire: the runtime raises
 it to refuse a request and ``AgentServer.fetch`` turns it into the JSON error body
 ``{"error": {"code", "message", **details}}``; a client turns that body back into the same
 class with :func:`backend_error`.
