@@ -22,6 +22,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   └── CassetteMismatch              (llm.cassette) a replay was asked something new
     └── BackendError              an HTTP-level refusal: status, code, message, details
         ├── BadRequestError       400 (names the field)
+    │   └── SearchQueryError              (runtime.search) FTS5 cannot parse the query
         ├── AuthError             401 / 403
         ├── NotFoundError         404 (agent type, session or checkpoint)
         ├── ConflictError         409 (already executing, not resumable)

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
+from ..errors import BadRequestError
 from .sql import SqlStorage
 
 __all__ = ["SEGMENT_CHARS", "SearchHit", "SearchIndex", "SearchQueryError"]
@@ -44,8 +45,8 @@ class SearchHit(TypedDict):
     snippet: str
 
 
-class SearchQueryError(ValueError):
-    """FTS5 could not parse the query; the message says why."""
+class SearchQueryError(BadRequestError):
+    """FTS5 could not parse the query (a 400); the message says why."""
 
 
 @dataclass
