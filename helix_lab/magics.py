@@ -41,7 +41,7 @@ from .workbench import Workbench
 __all__ = ["HelixMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 COMMANDS = ("agents", "sessions", "status", "interrupt", "abort", "resume", "retry",
-            "checkpoints", "usage", "use", "llm", "serve", "deploy", "diff", "help")
+            "checkpoints", "usage", "use", "llm", "serve", "deploy", "diff", "otel", "help")
 _LINE = re.compile(r"^%helix(\s.*)?$")
 
 
@@ -220,6 +220,7 @@ class HelixMagics(Magics):
         handle = await self._call(backend.start(args.name, message, session_id=args.session,
                                                 state=state))
         wb.remember(handle.session_id, args.name)
+        wb.trace(handle, after)
         self.shell.user_ns[args.var] = handle
         view = self._view(handle, after)
         display(view)
@@ -290,6 +291,8 @@ class HelixMagics(Magics):
         %helix usage [SESSION]             tokens and cost, rolled up
         %helix diff A B                    where two runs part; A, B: SESSION, SESSION@BRANCH
                                            or a checkpoint id
+        %helix otel [URL | off]            export runs as OpenTelemetry GenAI spans (OTLP/HTTP;
+                                           endpoint from OTEL_EXPORTER_OTLP_* by default)
         %helix use local | URL --token-env VAR
         %helix llm offline | scripted VAR | replay PATH | record PATH | anthropic | openai URL MODEL
         %helix llm auto [PATH]             Claude if ANTHROPIC_API_KEY is set, else replay PATH
@@ -385,8 +388,15 @@ class HelixMagics(Magics):
         status = await self._call(self._handle(args).abort("aborted from %helix"))
         print(self._status_line(status))
 
+    async def _traced_from(self, handle: Any) -> int:
+        """The sequence a run about to start will follow, when its runs are traced."""
+        if self.workbench.otel is None:
+            return 0
+        return int((await self._call(handle.status())).get("lastSequence") or 0)
+
     async def _cmd_resume(self, args: Any) -> None:
         handle = self._handle(args)
+        after = await self._traced_from(handle)
         if args.checkpoint:
             new = await self._call(handle.resume("from_checkpoint", checkpoint_id=args.checkpoint,
                                                  message=args.message))
@@ -395,13 +405,16 @@ class HelixMagics(Magics):
         else:
             new = await self._call(handle.resume())
         self.shell.user_ns["_helix"] = new
+        self.workbench.trace(new, after)
         print(f"resumed session {new.session_id}")
 
     async def _cmd_retry(self, args: Any) -> None:
         handle = self._handle(args)
         mode = "from_start" if args.from_start else "from_checkpoint"
+        after = await self._traced_from(handle)
         new = await self._call(handle.retry(mode, message=args.message))
         self.shell.user_ns["_helix"] = new
+        self.workbench.trace(new, after)
         print(f"retrying session {new.session_id} ({mode.replace('_', ' ')})")
 
     async def _cmd_checkpoints(self, args: Any) -> None:
@@ -430,6 +443,22 @@ class HelixMagics(Magics):
         diff = await self._call(diff_runs(*args.args, backend=self._backend()))
         self.shell.user_ns["_helix_diff"] = diff
         print(diff)
+
+    async def _cmd_otel(self, args: Any) -> None:
+        wb = self.workbench
+        target = args.args[0] if args.args else None
+        if target == "off":
+            await wb.stop_otel()
+            print("otel: off")
+            return
+        if target == "status":
+            print(f"otel: on, {wb.otel.label}" if wb.otel else "otel: off")
+            return
+        try:
+            label = await wb.use_otel(target)
+        except HelixError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"otel: runs started from now on are exported as GenAI spans, {label}")
 
     async def _cmd_use(self, args: Any) -> None:
         if not args.args:
@@ -501,6 +530,13 @@ def load_ipython_extension(ipython: Any) -> None:
     wb = magics.workbench
     print(f"helix_lab {__import__('helix_lab').__version__} · model: {wb.llm.label} · "
           f"backend: {wb.describe_backend()} · agents: {', '.join(wb.agent_types())}")
+    from .otel import env_configured
+
+    if env_configured() and wb.otel is None:
+        try:
+            print(f"otel: on (OTEL_EXPORTER_OTLP_* is set), {wb.start_otel()}")
+        except HelixError as exc:
+            print(f"otel: off — {exc}")
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -17,7 +17,9 @@ from .errors import UserError
 
 if TYPE_CHECKING:
     from .client.backend import Backend, LocalBackend
+    from .client.handle import AgentHandle
     from .llm.base import LLMAdapter, LLMEvent, LLMRequest
+    from .otel import LiveTracing
     from .runtime.namespace import LocalNamespace
     from .runtime.server import LLMAdapterContext
 
@@ -76,6 +78,8 @@ class Workbench:
         """Session id -> agent type, for the sessions this notebook started or opened."""
         self.last_session: str | None = None
         self.serve_process: Any = None
+        self.otel: LiveTracing | None = None
+        """OpenTelemetry export of runs, when on (``%helix otel``)."""
 
     # -- models ----------------------------------------------------------------------------
 
@@ -200,10 +204,48 @@ class Workbench:
         self._remote, self.backend_name = remote, "remote"
         return agents
 
+    # -- OpenTelemetry ---------------------------------------------------------------------
+
+    async def use_otel(self, endpoint: str | None = None, *, provider: Any = None,
+                       capture_content: bool = False) -> str:
+        """Trace every run this notebook starts from now on; returns where spans go.
+
+        Spans go over OTLP/HTTP to ``endpoint`` (else the ``OTEL_EXPORTER_OTLP_*``
+        variables), or to ``provider``, an OpenTelemetry SDK tracer provider.
+        """
+        await self.stop_otel()
+        return self.start_otel(endpoint, provider=provider, capture_content=capture_content)
+
+    def start_otel(self, endpoint: str | None = None, *, provider: Any = None,
+                   capture_content: bool = False) -> str:
+        """:meth:`use_otel` when tracing is off (at ``%load_ext``, from the variables)."""
+        from .otel import LiveTracing, RunTracer, otlp_endpoint, otlp_provider
+
+        if self.otel is not None:
+            raise UserError("OpenTelemetry export is already on; %helix otel off first.")
+        if provider is None:
+            label = f"OTLP/HTTP to {otlp_endpoint(endpoint)}"
+            provider = otlp_provider(endpoint)
+        else:
+            label = type(provider).__name__
+        self.otel = LiveTracing(RunTracer(provider, capture_content=capture_content), label)
+        return label
+
+    async def stop_otel(self) -> None:
+        otel, self.otel = self.otel, None
+        if otel is not None:
+            await otel.aclose()
+
+    def trace(self, handle: AgentHandle, from_sequence: int = 0) -> None:
+        """Trace the session's runs from ``from_sequence`` on, when tracing is on."""
+        if self.otel is not None:
+            self.otel.follow(handle, from_sequence)
+
     async def aclose(self) -> None:
         """Stop the local runs, close the databases and the HTTP clients, stop a server
         that ``%helix serve`` started. The workbench stays usable: the next call opens
         what it needs again (so ``%reload_ext`` works)."""
+        await self.stop_otel()
         local, self._local = self._local, None
         remote, self._remote = self._remote, None
         server, self.serve_process = self.serve_process, None
