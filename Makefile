@@ -1,13 +1,14 @@
 # The two commands of the README, and the steps they need. Each target installs what it
 # uses, so a fresh machine needs only python3 (3.11+), make and, for the browser test,
-# Debian's apt (chromium) and npm (wrangler, for the deploy dry-run).
+# Debian's apt (chromium) and npm (wrangler, for the deploy dry-run; Pyodide, for the
+# Worker bundle under the runtime Cloudflare uses).
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: lab test lint bench install browser-deps clean
+.PHONY: lab test lint bench install browser-deps pyodide-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,12 +27,18 @@ browser-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@test -x .ci/node/node_modules/.bin/wrangler || npm install --silent --prefix .ci/node wrangler@4.86.0 >/dev/null
 
+## Pyodide, sql.js and ws from npm, pydantic's wasm wheels from PyPI, pinned in
+## helix_lab/pyodide_host and cached under .ci/ (node/, wheels/): the Pyodide test tier
+## and `helix serve --engine pyodide` run the Worker bundle with them.
+pyodide-deps: $(STAMP)
+	@$(BIN)/python -m helix_lab.pyodide_host install >/dev/null
+
 lint: $(STAMP)
 	$(BIN)/ruff check helix_lab tests benchmarks
 
 ## Every test: unit, end to end, browser, and the notebooks under nbval.
 test: export HELIX_WRANGLER = $(CURDIR)/.ci/node/node_modules/.bin/wrangler
-test: $(STAMP) browser-deps lint
+test: $(STAMP) browser-deps pyodide-deps lint
 	$(BIN)/pytest tests -q
 	env -u ANTHROPIC_API_KEY $(BIN)/pytest --nbval notebooks --nbval-sanitize-with notebooks/sanitize.cfg -q
 
@@ -39,4 +46,4 @@ bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
 clean:
-	rm -rf $(VENV) .ci/node .helix artifacts
+	rm -rf $(VENV) .ci/node .ci/wheels .helix artifacts

@@ -5,6 +5,8 @@
     $ HELIX_TOKEN=... helix serve [--host 127.0.0.1] [--port 8787] [--storage DIR] [--agents MODULE]
     helix serve listening on http://127.0.0.1:8787
 
+    $ HELIX_TOKEN=... helix serve --engine pyodide     # the bundle under real Pyodide (Node)
+
     $ helix deploy --dry-run [--name N] [--agents MODULE] [--dir OUT]
 
 Problems are reported as one line, ``helix: error: ...``, with exit status 2.
@@ -23,7 +25,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .deploy import DEFAULT_DIR, DEFAULT_NAME
-    from .serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORAGE
+    from .serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORAGE, ENGINES
 
     parser = argparse.ArgumentParser(prog="helix", description="Serve or deploy helix_lab "
                                      "agents as a (local or Cloudflare) Worker.")
@@ -41,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"directory for the objects' sqlite files (default {DEFAULT_STORAGE})")
     serve.add_argument("--agents", default=None, metavar="MODULE",
                        help="module defining the agents (default helix_lab.examples)")
+    serve.add_argument("--engine", choices=ENGINES, default="cpython",
+                       help="cpython: the bundle on this interpreter with a stand-in runtime "
+                       "(default); pyodide: the bundle as deployed, under real Pyodide in "
+                       "Node (install it with: python -m helix_lab.pyodide_host install)")
 
     deploy = commands.add_parser(
         "deploy", help="write a Cloudflare Worker project and deploy it",
@@ -68,7 +74,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be between 0 and 65535, got {args.port}.")
     try:
         serve(host=args.host, port=args.port, storage=args.storage, agents=args.agents,
-              announce=_say)
+              engine=args.engine, announce=_say)
     except KeyboardInterrupt:
         pass
     return 0

@@ -68,7 +68,7 @@ MARKER = ".helix-worker"
 """Marks a directory ``helix deploy`` wrote, so it may be rewritten."""
 
 _PACKAGE = Path(__file__).resolve().parent
-_NOT_BUNDLED = ("client", "widgets", "worker_bundle/standin", "magics.py",
+_NOT_BUNDLED = ("client", "widgets", "worker_bundle/standin", "pyodide_host", "magics.py",
                 "workbench.py", "cli.py", "serve.py", "serve_process.py", "deploy.py")
 """Parts of helix_lab the Worker never imports (notebook, client and tooling side).
 

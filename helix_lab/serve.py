@@ -15,6 +15,10 @@ and WebSockets. :class:`WorkerApp` is the ASGI glue: each HTTP request or WebSoc
 becomes a ``workers.Request`` for the Worker's ``Default.fetch``, and its ``Response``
 (streams and ``101`` upgrades included) is sent back.
 
+``--engine pyodide`` serves the same bundle, as ``helix deploy`` writes it, under real
+Pyodide in Node instead (:mod:`helix_lab.pyodide_host`): the runtime Cloudflare runs, with
+the real ``workers`` SDK and pydantic's wasm wheels, still offline.
+
 The token comes from ``HELIX_TOKEN`` and is never printed. Errors are JSON bodies, never
 tracebacks; unexpected failures are logged on the server's stderr only.
 """
@@ -26,6 +30,7 @@ import json
 import logging
 import os
 import socket
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +38,17 @@ from typing import Any
 
 from .errors import ServeError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ServeError", "WorkerApp",
-           "create_app", "serve"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES", "ServeError",
+           "WorkerApp", "create_app", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_STORAGE = ".helix/serve"
+PYODIDE_STORAGE = ".helix/serve-pyodide"
+"""The pyodide engine's default: its database files (sql.js) are not the stand-in's (WAL)."""
+ENGINES = ("cpython", "pyodide")
+"""``cpython``: the bundle on this interpreter with the stand-in runtime (the default);
+``pyodide``: the bundle under real Pyodide in Node."""
 MAX_BODY = 16 * 1024 * 1024
 _PASSED_ENV = ("ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL")
 
@@ -336,19 +346,60 @@ def _ws_protocol() -> str:
     return "websockets"
 
 
+def _warn_if_public(host: str, announce: Callable[[str], None]) -> None:
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        announce(f"warning: {host} is reachable from other machines over plain HTTP; only "
+                 "the bearer token protects it.")
+
+
+def _serve_pyodide(*, host: str, port: int, storage: str | os.PathLike[str],
+                   agents: str | None, announce: Callable[[str], None]) -> None:
+    """Build the bundle into a temporary folder and serve it with the Pyodide host."""
+    import signal
+    import tempfile
+
+    from .pyodide_host import PyodideHost, build_bundle
+
+    token = os.environ.get("HELIX_TOKEN")
+    if not token:
+        raise ServeError("HELIX_TOKEN is not set: set HELIX_TOKEN=... (any long random "
+                         "string; clients send it as 'Authorization: Bearer ...').")
+    module = agents or os.environ.get("HELIX_AGENTS_MODULE") or "helix_lab.examples"
+    # SIGTERM ends this process through the finally below, which stops the host.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    with tempfile.TemporaryDirectory(prefix="helix-pyodide-") as folder:
+        bundle = build_bundle(Path(folder) / "worker", module)
+        served = PyodideHost(bundle, storage, token=token, agents=module, host=host, port=port)
+        try:
+            served.start()
+            announce(f"helix serve listening on {served.url}")
+            announce(f"agents from {module}: {', '.join(served.agent_types) or 'none'}; "
+                     f"storage {os.fspath(storage)}; engine pyodide (started in "
+                     f"{served.boot_seconds:.1f} s)")
+            _warn_if_public(host, announce)
+            served.wait()
+        finally:
+            served.stop()
+
+
 def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           storage: str | os.PathLike[str] = DEFAULT_STORAGE, agents: str | None = None,
-          announce: Callable[[str], None] = print) -> None:
+          engine: str = "cpython", announce: Callable[[str], None] = print) -> None:
     """Run ``helix serve`` until interrupted. Raises :class:`ServeError` before binding."""
+    if engine not in ENGINES:
+        raise ServeError(f"Unknown engine {engine!r}: use one of {', '.join(ENGINES)}.")
+    if engine == "pyodide":
+        if os.fspath(storage) == DEFAULT_STORAGE:
+            storage = PYODIDE_STORAGE
+        _serve_pyodide(host=host, port=port, storage=storage, agents=agents, announce=announce)
+        return
     import uvicorn
 
     built = create_app(storage=storage, agents=agents)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
-    if host not in ("127.0.0.1", "localhost", "::1"):
-        announce(f"warning: {host} is reachable from other machines over plain HTTP; only "
-                 "the bearer token protects it.")
+    _warn_if_public(host, announce)
     config = uvicorn.Config(built.app, log_level="warning", access_log=False, lifespan="on",
                             timeout_graceful_shutdown=3, ws=_ws_protocol())
 

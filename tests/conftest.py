@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -48,6 +49,28 @@ async def make_runtime(tmp_path: Path):
         await runtime.close()
     problems = [p for runtime in made for p in runtime.violations]
     assert not problems, problems
+
+
+@pytest.fixture(scope="session")
+def local_summary() -> dict[str, Any]:
+    """The e2e scenario's summary on an in-kernel LocalBackend: every remote tier must match it."""
+    import asyncio
+
+    import e2e_scenario
+
+    from helix_lab import LocalBackend, create_agent_server
+    from helix_lab.runtime import LocalNamespace
+
+    async def run() -> dict[str, Any]:
+        server = create_agent_server(llm_adapter=e2e_scenario.llm_adapter,
+                                     agents=e2e_scenario.registry)
+        namespace = LocalNamespace(server, storage=":memory:")
+        async with LocalBackend(namespace) as backend:
+            summary = await e2e_scenario.run_scenario(backend)
+        await namespace.aclose()
+        return summary
+
+    return asyncio.run(run())
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

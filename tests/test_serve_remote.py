@@ -13,14 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
-import queue
-import re
-import signal
-import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,80 +22,11 @@ import httpx
 import pytest
 import websockets
 from fakes.anthropic_server import FakeAnthropic, Text, ToolUse, http_error, overloaded, turn
+from served import TOKEN, Served
 
-from helix_lab import LocalBackend, RemoteBackend, create_agent_server
+from helix_lab import RemoteBackend
 from helix_lab.errors import AuthError
 from helix_lab.llm.base import LLMError, LLMRequest
-from helix_lab.runtime import LocalNamespace
-
-TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
-TOKEN = "helix-test-token-5f0c1e9a"
-
-
-class Served:
-    """``helix serve`` in a subprocess, on 127.0.0.1."""
-
-    def __init__(self, storage: Path, *, agents: str | None = "e2e_scenario",
-                 token: str | None = TOKEN, port: int = 0) -> None:
-        self.storage, self.agents, self.token, self.port = storage, agents, token, port
-        self.process: subprocess.Popen[str] | None = None
-        self.lines: queue.Queue[str] = queue.Queue()
-        self.output: list[str] = []
-        self.log = storage.parent / f"{storage.name}.stderr"
-
-    def start(self) -> Served:
-        env = {k: v for k, v in os.environ.items() if k not in ("HELIX_TOKEN",)}
-        env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
-        if self.token is not None:
-            env["HELIX_TOKEN"] = self.token
-        command = [sys.executable, "-m", "helix_lab.cli", "serve", "--port", str(self.port),
-                   "--storage", str(self.storage)]
-        if self.agents:
-            command += ["--agents", self.agents]
-        self.process = subprocess.Popen(command, env=env, cwd=str(self.storage.parent),
-                                        stdout=subprocess.PIPE, stderr=self.log.open("a"),
-                                        text=True)
-        threading.Thread(target=self._read, args=(self.process,), daemon=True).start()
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                line = self.lines.get(timeout=0.2)
-            except queue.Empty:
-                if self.process.poll() is not None:
-                    raise RuntimeError(f"helix serve exited: {self.log.read_text()}") from None
-                continue
-            found = re.search(r"listening on http://127\.0\.0\.1:(\d+)", line)
-            if found:
-                self.port = int(found.group(1))
-                return self
-        raise RuntimeError("helix serve did not announce itself in 30 s")
-
-    def _read(self, process: subprocess.Popen[str]) -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            self.output.append(line)
-            self.lines.put(line)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
-
-    def object_files(self) -> set[str]:
-        return {p.name for p in self.storage.glob("*.sqlite")}
 
 
 @pytest.fixture(scope="module")
@@ -114,20 +37,6 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     everything = "".join(server.output) + server.log.read_text()
     assert TOKEN not in everything, "helix serve printed the token"
     assert "Traceback" not in everything
-
-
-@pytest.fixture(scope="module")
-def local_summary() -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        server = create_agent_server(llm_adapter=e2e_scenario.llm_adapter,
-                                     agents=e2e_scenario.registry)
-        namespace = LocalNamespace(server, storage=":memory:")
-        async with LocalBackend(namespace) as backend:
-            summary = await e2e_scenario.run_scenario(backend)
-        await namespace.aclose()
-        return summary
-
-    return asyncio.run(run())
 
 
 def test_scenario_local(local_summary: dict[str, Any]) -> None:

@@ -1,0 +1,156 @@
+"""The Worker bundle under real Pyodide: the runtime Cloudflare runs, in Node, offline.
+
+``helix deploy``'s bundle (the real ``workers`` SDK vendored, pydantic's wasm wheels) is
+served by ``helix_lab/pyodide_host/host.mjs``. The e2e scenario must give the same summary
+as in-kernel, over SSE and over WebSockets; a host killed mid-run and restarted on the
+same storage loses nothing committed, and the run resumes; ``helix serve --engine
+pyodide`` serves the bundled example agents. Pyodide starts once per host (5 to 20 s).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import e2e_scenario
+import httpx
+import pytest
+import websockets
+from served import TOKEN, Served
+
+from helix_lab import RemoteBackend
+from helix_lab.pyodide_host import PyodideHost, build_bundle, install
+
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PyodideHost]:
+    """The scenario's bundle (agents from :mod:`e2e_scenario`) on one Pyodide host."""
+    install()  # pinned and cached: a no-op after `make pyodide-deps`
+    folder = tmp_path_factory.mktemp("pyodide")
+    bundle = build_bundle(folder / "worker", "e2e_scenario")
+    log = folder / "host.log"
+    with log.open("w") as stderr:
+        served = PyodideHost(bundle, folder / "objects", token=TOKEN, agents="e2e_scenario",
+                             stderr=stderr).start()
+        yield served
+        served.stop()
+    text = log.read_text()
+    assert TOKEN not in text, "the host logged the token"
+    assert "Traceback" not in text, text[-3000:]
+
+
+def _remote(host: PyodideHost, stream_via: str = "sse") -> RemoteBackend:
+    return RemoteBackend(host.url, token=TOKEN, stream_via=stream_via)
+
+
+async def test_health_agents_and_auth(host: PyodideHost) -> None:
+    assert host.agent_types == ["stepper"]
+    async with httpx.AsyncClient(base_url=host.url) as client:
+        assert (await client.get("/health")).json() == {"ok": True}
+        refused = await client.get("/agents", headers={"authorization": "Bearer wrong"})
+        assert refused.status_code == 401
+        assert refused.json()["error"]["code"] == "unauthorized"
+        agents = await client.get("/agents", headers={"authorization": f"Bearer {TOKEN}"})
+        assert agents.json() == {"agents": ["stepper"]}
+
+
+@pytest.mark.parametrize("stream_via", ["sse", "websocket"])
+async def test_scenario_under_pyodide_matches_local(host: PyodideHost,
+                                                    local_summary: dict[str, Any],
+                                                    stream_via: str) -> None:
+    async with _remote(host, stream_via) as backend:
+        summary = await e2e_scenario.run_scenario(backend, tag=f"pyodide-{stream_via}")
+    assert summary == local_summary
+
+
+async def test_host_killed_mid_run_restarts_on_the_same_storage(host: PyodideHost) -> None:
+    backend = _remote(host)
+    backend.reconnect_attempts = 200  # the restart takes as long as Pyodide's start
+    try:
+        handle = await backend.start("stepper", "steps=30", session_id="survivor")
+        seen: list[dict[str, Any]] = []
+        reached = asyncio.Event()
+
+        async def watch() -> None:
+            async for chunk in handle.stream():
+                seen.append(chunk)
+                if chunk["type"] == "checkpoint" and chunk["step"] >= 4:
+                    reached.set()
+
+        watcher = asyncio.create_task(watch())
+        await asyncio.wait_for(reached.wait(), 60)
+        host.kill()
+        at_kill = list(seen)
+        committed = [c["checkpointId"] for c in at_kill if c["type"] == "checkpoint"]
+        await asyncio.to_thread(host.start)  # same port, same storage
+        await asyncio.wait_for(watcher, 300)  # the open stream reconnected and ended
+
+        e2e_scenario.contiguous(seen)
+        assert seen[: len(at_kill)] == at_kill
+        assert seen[-1]["type"] == "run_interrupted" and seen[-1]["reason"] == "host_restarted"
+        status = await handle.status()
+        assert status["status"] == "interrupted" and status["canResume"]
+        assert set(committed) <= {c["checkpointId"] for c in await handle.checkpoints()}
+        done = (await handle.get_state())["done"]
+        assert done == list(range(1, len(done) + 1)) and len(done) >= 4
+
+        resumed = await handle.resume()
+        assert await resumed.result() == "finished 30 steps"
+        assert (await resumed.get_state())["done"] == list(range(1, 31))
+        everything = [c async for c in handle.stream()]
+        e2e_scenario.contiguous(everything)
+        assert everything[: len(seen)] == seen
+    finally:
+        await backend.aclose()
+
+
+# -- helix serve --engine pyodide --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def served_pyodide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``helix serve --engine pyodide`` with the default agents (helix_lab.examples)."""
+    install()
+    server = Served(tmp_path_factory.mktemp("serve-pyodide") / "objects", agents=None,
+                    engine="pyodide", start_timeout=300).start()
+    yield server
+    server.stop()
+    assert server.process is not None and server.process.returncode == 0
+    everything = "".join(server.output) + server.log.read_text()
+    assert TOKEN not in everything and "Traceback" not in everything
+
+
+async def test_serve_engine_pyodide_runs_the_researcher(served_pyodide: Served) -> None:
+    assert "engine pyodide" in "".join(served_pyodide.output)
+    async with httpx.AsyncClient(base_url=served_pyodide.url) as client:
+        assert (await client.get("/health")).json() == {"ok": True}
+    async with RemoteBackend(served_pyodide.url, token=TOKEN) as backend:
+        assert "researcher" in await backend.agents()
+        handle = await backend.start("researcher", "What do sea otters eat?")
+        chunks = [c async for c in handle.stream()]  # over SSE
+        e2e_scenario.contiguous(chunks)
+        assert chunks[-1]["type"] == "run_completed"
+        assert any(c["type"] == "tool_start" for c in chunks)
+        assert await handle.result()
+        assert (await handle.status())["status"] == "completed"
+
+    # The same run's chunks over a WebSocket, from the start.
+    url = served_pyodide.url.replace("http", "ws") + f"/sessions/{handle.session_id}/"
+    over_socket = []
+    async with websockets.connect(url + "?fromSequence=0",
+                                  additional_headers={"authorization": f"Bearer {TOKEN}"}) as ws:
+        while not over_socket or over_socket[-1]["type"] != "run_completed":
+            over_socket.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+    assert over_socket == chunks
+
+
+async def test_serve_engine_pyodide_refuses_an_unknown_agents_module(tmp_path: Path) -> None:
+    server = Served(tmp_path / "objects", agents="not_a_module_xyz", engine="pyodide")
+    with pytest.raises(RuntimeError, match="not_a_module_xyz"):
+        server.start()
+    assert server.process is not None and server.process.wait(30) == 2
