@@ -4,6 +4,7 @@ reply of the 'server' is exactly what the test says."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import httpx
@@ -86,3 +87,102 @@ async def test_the_token_is_sent_and_never_shown() -> None:
     assert seen == ["Bearer s3cret-token"]
     assert "s3cret-token" not in repr(backend)
     await backend.aclose()
+
+
+# -- the in-kernel stream ------------------------------------------------------------------
+
+
+def _calculator_runtime(make_runtime: Any) -> Any:
+    from helix_lab import Agent, tool
+    from helix_lab.llm import ScriptedLLM, Turn, call
+
+    @tool
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    llm = ScriptedLLM([Turn(thinking="Use the tool.", tool_calls=[call("add", a=2, b=3)]),
+                       "2 + 3 = 5"], loop=True)
+    return make_runtime([Agent(name="calculator", tools=[add], register=False)], llm)
+
+
+async def test_the_local_stream_gives_what_sse_gives_without_http(
+        make_runtime: Any, monkeypatch: Any) -> None:
+    from helix_lab.client.transport import NamespaceTransport
+
+    runtime = _calculator_runtime(make_runtime)
+    handle = await runtime.backend.start("calculator", "What is 2 + 3?", session_id="calc")
+    assert await handle.result() == "2 + 3 = 5"
+
+    paths: list[str] = []
+    real = NamespaceTransport.handle_async_request
+
+    async def counting(self: Any, request: httpx.Request) -> httpx.Response:
+        paths.append(request.url.path)
+        return await real(self, request)
+
+    monkeypatch.setattr(NamespaceTransport, "handle_async_request", counting)
+    local = [c async for c in runtime.backend.stream("calc")]
+    assert paths == []  # no request at all: read from the subscription in this process
+
+    over_sse = RemoteBackend("http://helix.local", transport=NamespaceTransport(runtime.ns))
+    try:
+        sse_chunks = [c async for c in over_sse.stream("calc")]
+    finally:
+        await over_sse.aclose()
+    assert paths == ["/sessions/calc/sse"]
+    assert local == sse_chunks
+    assert [c["sequence"] for c in local] == list(range(1, len(local) + 1))
+    assert all(type(c) is dict for c in local)
+    assert {"tool_start", "tool_end", "checkpoint", "run_completed"} <= {c["type"] for c in local}
+
+
+async def test_local_chunks_belong_to_the_caller(make_runtime: Any) -> None:
+    # Two followers of one live run are handed the same chunks by the runtime; whatever
+    # one does to its chunks reaches neither the other nor the session.
+    runtime = _calculator_runtime(make_runtime)
+    backend = runtime.backend
+    careless, careful = backend.stream("own", follow=True), backend.stream("own", follow=True)
+
+    async def read(stream: Any, scribble: bool) -> list[dict[str, Any]]:
+        got = []
+        async for c in stream:
+            if scribble:
+                for value in c.values():
+                    if isinstance(value, dict):
+                        value["scribbled"] = True
+                c["thinking"] = c["delta"] = "scribbled"
+            got.append(c)
+            if c["type"] == "run_completed":
+                await stream.aclose()
+                return got
+        return got
+
+    readers = [asyncio.ensure_future(read(careless, True)),
+               asyncio.ensure_future(read(careful, False))]
+    await asyncio.sleep(0)  # both are following before the run starts
+    await backend.start("calculator", "What is 2 + 3?", session_id="own")
+    scribbled, kept = await asyncio.wait_for(asyncio.gather(*readers), timeout=60)
+    assert len(scribbled) == len(kept)
+    stored = [c async for c in backend.stream("own")]
+    assert kept == stored
+    [start] = [c for c in kept if c["type"] == "tool_start"]
+    assert start["input"] == {"a": 2, "b": 3}
+    tool_uses = [block for m in await backend.handle("own").messages()
+                 if isinstance(m["content"], list) for block in m["content"]
+                 if block.get("type") == "tool_use"]
+    assert [block["input"] for block in tool_uses] == [{"a": 2, "b": 3}]
+
+
+async def test_a_local_stream_of_no_session_is_empty_and_leaves_nothing(
+        make_runtime: Any) -> None:
+    import pytest
+
+    from helix_lab.errors import BadRequestError
+
+    runtime = _calculator_runtime(make_runtime)
+    assert [c async for c in runtime.backend.stream("nobody")] == []
+    assert runtime.ns.stored_ids() == []
+    with pytest.raises(BadRequestError) as caught:
+        [c async for c in runtime.backend.stream("no/such id")]
+    assert caught.value.status == 400 and caught.value.details["field"] == "sessionId"

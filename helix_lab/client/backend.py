@@ -1,16 +1,18 @@
 """``Backend``: the client side of the agent servers, one implementation for both hosts.
 
-Both backends speak the Worker's HTTP routes through an ``httpx.AsyncClient``; only the
-transport differs, which is the seam httpx is built around:
+Both backends speak the Worker's HTTP routes through an ``httpx.AsyncClient`` for their
+control calls; only the transport differs, which is the seam httpx is built around:
 
 - :class:`LocalBackend` mounts a :class:`~helix_lab.runtime.LocalNamespace` as an
   in-process transport (no sockets; the request goes through the same gateway code the
-  Worker runs);
+  Worker runs). Its stream skips HTTP altogether: it reads the session's stream
+  subscription in this process, so a chunk is never encoded, framed and parsed back;
 - :class:`RemoteBackend` uses the network, with a bearer token, and can stream over
   WebSockets instead of SSE.
 
-Streams reconnect from the last sequence seen, with backoff, and drop any sequence they
-have already yielded, so a dropped connection shows up as nothing at all to the caller.
+Streams drop any sequence they have already yielded (the one dedupe, here at the client);
+remote streams reconnect from the last sequence seen, with backoff, so a dropped
+connection shows up as nothing at all to the caller.
 """
 
 from __future__ import annotations
@@ -187,8 +189,22 @@ class _Dropped(Exception):
     """The stream broke off; reconnect from the last sequence."""
 
 
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def _detached(chunk: Any) -> dict[str, Any]:
+    """A chunk of the caller's own: the stream's chunk objects are shared with the runtime
+    and every other subscriber. Fields that are all scalars copy shallowly; a chunk with a
+    nested value is rebuilt from its JSON, as a client over HTTP would get it."""
+    for value in chunk.values():
+        if type(value) not in _SCALARS:
+            return json.loads(chunk.to_json())
+    return dict(chunk)
+
+
 class LocalBackend(Backend):
-    """The in-kernel backend: a :class:`LocalNamespace` behind an in-process transport."""
+    """The in-kernel backend: a :class:`LocalNamespace` behind an in-process transport,
+    with streams read straight from the session's subscription."""
 
     name = "local"
 
@@ -203,6 +219,34 @@ class LocalBackend(Backend):
 
     def describe(self) -> str:
         return f"the local namespace at {self.namespace.storage}"
+
+    async def stream(self, session_id: str, from_sequence: int = 0, *,
+                     follow: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """Chunks after ``from_sequence`` from the session's subscription, in order and
+        without repeats; nothing can drop in between, so there is nothing to reconnect."""
+        from ..runtime.gateway import check_session_id, session_object_name
+
+        problem = check_session_id(session_id)
+        if problem is not None:
+            raise backend_error(problem.status, json.loads(problem.body))
+        namespace = self.namespace
+        subscription = await namespace.subscribe(
+            namespace.id_from_name(session_object_name(session_id)), from_sequence,
+            follow=follow)
+        if subscription is None:
+            return
+        batches = subscription.__aiter__()
+        last = from_sequence
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    if chunk["sequence"] <= last:
+                        continue
+                    last = chunk["sequence"]
+                    yield _detached(chunk)
+        finally:
+            subscription.close()
+            await batches.aclose()
 
 
 class RemoteBackend(Backend):

@@ -16,7 +16,7 @@ from typing import Any, Protocol
 
 from .http import Request, Response, error_response, json_response
 
-__all__ = ["Namespace", "check_bearer", "route", "session_object_name"]
+__all__ = ["Namespace", "check_bearer", "check_session_id", "route", "session_object_name"]
 
 _SESSION_PATH = re.compile(r"^/sessions/([^/]+)(/.*)?$")
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}$")
@@ -46,6 +46,15 @@ def check_bearer(request: Request, token: str | None) -> Response | None:
     return None
 
 
+def check_session_id(session_id: str) -> Response | None:
+    """``None`` for a valid session id; a 400 that states the rule otherwise."""
+    if _SESSION_ID.match(session_id):
+        return None
+    return error_response(400, "bad_request",
+                          f"Session id {session_id[:80]!r} is not valid: use letters, "
+                          "digits and . _ : ~ - (at most 128).", field="sessionId")
+
+
 async def route(request: Request, namespace: Namespace, *, token: str | None,
                 agent_types: Callable[[], list[str]]) -> Response:
     """Answer a request to the Worker as a whole."""
@@ -63,10 +72,9 @@ async def route(request: Request, namespace: Namespace, *, token: str | None,
         return error_response(404, "not_found", f"No route {request.path}. Routes: /health, "
                               "/agents, /sessions/{sessionId}/{endpoint}.")
     session_id, rest = match.group(1), match.group(2) or "/"
-    if not _SESSION_ID.match(session_id):
-        return error_response(400, "bad_request",
-                              f"Session id {session_id[:80]!r} is not valid: use letters, "
-                              "digits and . _ : ~ - (at most 128).", field="sessionId")
+    problem = check_session_id(session_id)
+    if problem is not None:
+        return problem
     body = request.body
     if request.method == "POST" and rest == "/start" and body:
         body, problem = _bind_session(body, session_id)

@@ -27,6 +27,7 @@ from .http import Request, Response
 from .server import AgentServer
 from .sql import SqliteStorage
 from .state_store import DOStateStore
+from .stream import Subscription
 
 __all__ = ["LocalNamespace", "LocalStub", "ObjectId"]
 
@@ -129,6 +130,21 @@ class LocalNamespace:
     def instance(self, object_id: ObjectId | str) -> AgentServer:
         """The live object itself, for inspection in tests and benchmarks."""
         return self._instance(ObjectId(object_id))[0]
+
+    async def subscribe(self, object_id: ObjectId | str, from_sequence: int = 0, *,
+                        follow: bool = False) -> Subscription | None:
+        """The object's chunks after ``from_sequence``, as ``GET /sse`` serves them but
+        without the HTTP: the subscription yields the stored chunk objects themselves.
+
+        ``None`` when the object has no storage and ``follow`` is off: there is nothing to
+        stream, and a probe should not bring an object to life."""
+        object_id = ObjectId(object_id)
+        if not follow and not self.exists(object_id):
+            return None
+        server, gate = self._instance(object_id)
+        async with gate:
+            server.stream.flush()  # subscribe behind everything already written
+            return server.stream.subscribe(from_sequence, follow=follow)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
