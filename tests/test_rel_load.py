@@ -3,10 +3,15 @@
 ``helix serve`` runs as a real subprocess (``python -m helix_lab.cli serve``) with the
 bundled example agents and the offline model; the client is :class:`RemoteBackend` over
 HTTP with the bearer token. Each of 200 sessions starts a ``researcher`` run and streams
-it, sending a follow-up message whenever a run completes, for a bounded time from its
-start (5 s; 3 s in process); then the clients hang up, the host is shut down with its runs
-still going, and restarted.
+it to the end, however long that takes; then it sends a follow-up message whenever a run
+completes, until a load window from its start (5 s; 3 s in process) is over. Then the
+clients hang up, the host is shut down with its runs still going, and restarted.
 
+No assertion depends on how fast the machine is: every session must stream its first run
+to completion, and the only deadline (``HANG``) is there to catch a hang. The window sizes
+the load; it is not a pass mark, and neither are the latencies or the duration.
+
+- Every session streams, and its first run completes.
 - Errors must be 0: no exception in any client, no ``run_failed`` chunk, no run ending
   other than ``completed``, and ``helix serve`` logs nothing at warning level or above.
 - Chunk latency is the time from a chunk's ``timestamp`` (when the server numbered it) to
@@ -42,6 +47,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from rel_helpers import assert_contiguous
 
 from helix_lab.client.backend import Backend, LocalBackend, RemoteBackend
@@ -55,6 +61,8 @@ ARTIFACT = Path(os.environ.get("HELIX_LOAD_ARTIFACT", ROOT / "artifacts" / "load
 QUESTIONS = ["Tell me about sea otters", "What do octopuses do?", "How do tides work?",
              "Tell me about kelp forests", "What do crows remember?"]
 BURST = 12
+HANG = 600.0
+"""Seconds the whole load may take before the test calls it a hang (it takes seconds)."""
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -131,20 +139,28 @@ class Load:
         self.first_chunk: list[float] = []
         self.errors: list[str] = []
         self.runs = 0
+        self.completed_first: set[str] = set()
+        """Sessions whose first run streamed to its end and completed."""
         self.seen: dict[str, list[tuple[int, str]]] = {}
         self.bursts: dict[str, list[int]] = {}
 
     async def session(self, index: int) -> None:
-        """Start a run and stream for ``duration`` seconds, sending again after each run."""
+        """Start a run and stream it to its end; then send again after each run until
+        ``duration`` seconds from the start have passed, and hang up mid-run."""
         sid = f"{self.prefix}-{index}"
         seen = self.seen.setdefault(sid, [])
         backend = self.backends[index % len(self.backends)]
+        loop = asyncio.get_running_loop()
+        window_end = loop.time() + self.duration
         try:
             asked = time.time()
             handle = await backend.start("researcher", QUESTIONS[index % len(QUESTIONS)],
                                          session_id=sid)
-            async with asyncio.timeout(self.duration):
-                while True:
+            first_run = True
+            while True:
+                # The first run streams to its end whatever the machine's speed; later
+                # runs only while the window lasts.
+                async with asyncio.timeout_at(None if first_run else window_end):
                     first = True
                     async for chunk in handle.stream(seen[-1][0] if seen else 0):
                         now = time.time() * 1000
@@ -156,14 +172,19 @@ class Load:
                         if chunk["type"] == "run_failed":
                             self.errors.append(f"{sid}: run_failed {chunk.get('error')}")
                     status = await handle.status()
-                    if status["status"] != "completed":
-                        self.errors.append(f"{sid}: a run ended {status['status']}")
-                        return
-                    self.runs += 1
-                    asked = time.time()
-                    handle = await handle.send(QUESTIONS[(index + self.runs) % len(QUESTIONS)])
+                if status["status"] != "completed":
+                    self.errors.append(f"{sid}: a run ended {status['status']}")
+                    return
+                self.runs += 1
+                if first_run:
+                    self.completed_first.add(sid)
+                    first_run = False
+                if loop.time() >= window_end:
+                    return
+                asked = time.time()
+                handle = await handle.send(QUESTIONS[(index + self.runs) % len(QUESTIONS)])
         except TimeoutError:
-            pass  # the time is up: the client hangs up
+            pass  # the window is over: the client hangs up mid-run
         except Exception as exc:
             self.errors.append(f"{sid}: {type(exc).__name__}: {exc}")
 
@@ -178,14 +199,15 @@ class Load:
         started = time.monotonic()
         bursts = asyncio.ensure_future(self.bursts_under_load())
         await asyncio.wait_for(asyncio.gather(*(self.session(i) for i in range(self.sessions))),
-                               self.duration + 30)
-        await asyncio.wait_for(bursts, 30)
+                               HANG)
+        await asyncio.wait_for(bursts, HANG)
         elapsed = time.monotonic() - started
         chunks = sum(len(v) for v in self.seen.values())
         return {
             "sessions": self.sessions, "boundS": self.duration, "durationS": round(elapsed, 2),
             "runsCompleted": self.runs, "chunks": chunks, "chunksPerS": round(chunks / elapsed),
             "sessionsStreamed": sum(1 for seen in self.seen.values() if seen),
+            "sessionsCompletedFirstRun": len(self.completed_first),
             "latencyMs": {"p50": round(percentile(self.latencies, 50), 1),
                           "p90": round(percentile(self.latencies, 90), 1),
                           "p99": round(percentile(self.latencies, 99), 1),
@@ -260,6 +282,8 @@ async def exercise(backends: list[Backend], sessions: int, duration: float, pref
     load = Load(backends, sessions, duration, prefix)
     figures = await load.run()
     assert not load.errors, load.errors[:10]
+    assert figures["sessionsStreamed"] == sessions  # every session really streamed
+    assert figures["sessionsCompletedFirstRun"] == sessions
     figures["serialized"] = {"burstSize": BURST, "idleBursts": len(exact),
                              "loadedBursts": len(load.bursts),
                              "loadedAccepted": [a.count(200) for a in load.bursts.values()]}
@@ -308,6 +332,7 @@ def remote(url: str, token: str) -> RemoteBackend:
         verify=False, limits=httpx.Limits(max_connections=None, max_keepalive_connections=None)))
 
 
+@pytest.mark.timeout(HANG + 300)
 async def test_200_concurrent_sessions_stream_on_helix_serve(tmp_path: Path, soak: bool) -> None:
     sessions, duration = (400, 60.0) if soak else (200, 5.0)
     token = secrets.token_urlsafe(24)
@@ -341,12 +366,11 @@ async def test_200_concurrent_sessions_stream_on_helix_serve(tmp_path: Path, soa
             if proc.returncode is None:
                 logs.append(await stop_serve(proc))
     record("serve_soak" if soak else "serve", figures)
-    assert figures["sessionsStreamed"] == sessions  # every session really streamed
     for log in logs:
         assert not re.search(r"Traceback|ERROR|WARNING|Exception", log), log[-3000:]
-    assert figures["durationS"] < duration + 15
 
 
+@pytest.mark.timeout(HANG + 300)
 async def test_200_concurrent_sessions_stream_in_process(tmp_path: Path, soak: bool) -> None:
     from helix_lab import examples
 
@@ -376,5 +400,3 @@ async def test_200_concurrent_sessions_stream_in_process(tmp_path: Path, soak: b
             await backend.aclose()
             await namespace.aclose()
     record("in_process_soak" if soak else "in_process", figures)
-    assert figures["sessionsStreamed"] == sessions
-    assert figures["durationS"] < duration + 15

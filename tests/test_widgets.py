@@ -115,8 +115,9 @@ def new_view(runtime: Any, views: list[AgentView]) -> Any:
 
 
 async def settle(view: AgentView) -> None:
-    """Let the coalescing timer redraw what the view has received."""
-    await asyncio.sleep(view.min_interval * 2 + 0.02)
+    """Wait until the coalescing timer has redrawn what the view has received (the
+    deadline only catches a timer that never fires)."""
+    await eventually(lambda: not view.redraw_pending, timeout=60)
 
 
 def enabled(view: AgentView) -> set[str]:
@@ -177,6 +178,19 @@ async def test_a_button_pressed_in_the_wrong_status_explains_itself(new_view: An
 
 
 # -- coalescing -----------------------------------------------------------------------------
+
+
+async def test_a_received_chunk_is_drawn_by_the_next_scheduled_redraw(new_view: Any) -> None:
+    view = new_view(min_interval=0.05)
+    chunk = Chunks()
+    assert not view.redraw_pending
+    before = view.flushes
+    view.receive(chunk("run_started"))
+    view.receive(chunk("text_delta", delta="otters "))
+    assert view.redraw_pending and view.flushes == before  # coalesced, not drawn yet
+    await settle(view)
+    assert view.flushes == before + 1
+    assert "otters" in front_end_state(view.stream_html)["value"]
 
 
 async def test_ten_thousand_deltas_as_fast_as_possible_cost_a_handful_of_messages(

@@ -160,6 +160,11 @@ class AgentView(widgets.VBox):
             delay = max(0.0, self._last_flush + self.min_interval - loop.time())
             self._flush_handle = loop.call_later(delay, self.flush)
 
+    @property
+    def redraw_pending(self) -> bool:
+        """Whether chunks were received that a scheduled redraw has yet to draw."""
+        return self._flush_handle is not None
+
     def flush(self) -> None:
         """Redraw now whatever has changed since the last redraw (nothing if nothing has)."""
         if self._flush_handle is not None:
