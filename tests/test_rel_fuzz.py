@@ -136,7 +136,8 @@ OPTIONS = st.fixed_dictionaries({}, optional={
     "appendMessages": maybe(st.lists(MESSAGE, max_size=2)),
     "message": maybe(BODY_TEXT),
 })
-CONTROL = st.fixed_dictionaries({}, optional={"agentType": maybe(BODY_TEXT),
+CONTROL = st.fixed_dictionaries({}, optional={"agentType": maybe(
+                                                  st.sampled_from(["fz", "fz", "FZ"]) | BODY_TEXT),
                                               "options": maybe(OPTIONS),
                                               "reason": maybe(BODY_TEXT)})
 RAW_BODIES = [
@@ -144,7 +145,7 @@ RAW_BODIES = [
     b"{", b"{}}", b"\xff\xfe\xfd", b"\xed\xa0\x80", b"\x00" * 8, b"{\"a\": \"\xc3\x28\"}",
     b"[" * 200_000, b'{"a":' * 50_000, b"9" * 5000, b"1e999999", b'"\\udcff"',
     b'{"agentType": "fz", "sessionId": "done", "input": {"message": "\\ud800"}}',
-    b'{"options": {"mode": "branch", "checkpointId": "\\udfff"}}',
+    b'{"agentType": "fz", "options": {"mode": "branch", "checkpointId": "\\udfff"}}',
     b'{"agentType": "fz", "input": {"message": "hi"}, "userId": "\\ud83d"}',
     b'{"reason": "\\ud800\\u0041"}', b"\xef\xbb\xbf{}",
 ]
@@ -180,9 +181,9 @@ EDGE_REQUESTS = [  # (query, body): inputs that once reached storage unchecked
     ("fromSequence=18446744073709551616&limit=99999999999999999999", b""),
     ("fromSequence=9223372036854775808", b"{}"),
     ("checkpointId=%00", b'{"agentType": "fz", "input": {"message": "hi"}, "userId": "\\ud83d"}'),
-    ("", b'{"options": {"mode": "branch", "checkpointId": "\\udfff"}}'),
+    ("", b'{"agentType": "fz", "options": {"mode": "branch", "checkpointId": "\\udfff"}}'),
     ("", b'{"agentType": "fz", "input": {"message": "hi", "state": {"count": 18446744073709551616}}}'),
-    ("", b'{"options": {"modifyState": {"count": 99999999999999999999}}}'),
+    ("", b'{"agentType": "fz", "options": {"modifyState": {"count": 99999999999999999999}}}'),
 ]
 VALID_SESSION = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}$")  # as the gateway's
 METHODS = ["GET", "POST", "PUT", "DELETE", "PATCH", "HEAD", "OPTIONS"]

@@ -117,7 +117,7 @@ async def exact_bursts(backend: Backend, prefix: str, count: int = 3) -> dict[st
         await backend.start("briefing", "sea otters", session_id=sid)
         status = await backend.request(sid, "POST", "/interrupt", json={"reason": "burst"})
         assert status["status"] == "interrupted", status
-        answers = list(await asyncio.gather(*(post(backend, sid, "/resume", {})
+        answers = list(await asyncio.gather(*(post(backend, sid, "/resume", {"agentType": "briefing"})
                                               for _ in range(BURST))))
         assert sorted(answers) == [200] + [409] * (BURST - 1), (sid, answers)
         return sid, answers

@@ -284,7 +284,8 @@ async def test_resume_mode_retry_goes_on_from_the_last_checkpoint(make_runtime: 
     llm = ScriptedLLM([remember_turn("a"), Turn(error=LLMError("flaky")), "fine"])
     rt = make_runtime([notes_agent()], llm)
     await rt.run("rr")
-    response = await rt.call("rr", "POST", "/resume", json={"options": {"mode": "retry"}})
+    response = await rt.call("rr", "POST", "/resume", json={"agentType": "a",
+                                                           "options": {"mode": "retry"}})
     assert response.status == 200 and response.json()["status"] == "resumed"
     assert (await rt.wait("rr"))["output"] == "fine"
 
@@ -604,6 +605,6 @@ async def test_conflicting_requests_during_a_run(make_runtime: Any) -> None:
     rt = make_runtime([notes_agent()], llm)
     await rt.start("busy")
     for path in ("/resume", "/retry"):
-        response = await rt.call("busy", "POST", path, json={})
+        response = await rt.call("busy", "POST", path, json={"agentType": "a"})
         assert response.status == 409 and error_of(response)["code"] == "already_executing"
     await rt.call("busy", "POST", "/abort", json={})

@@ -206,18 +206,19 @@ async def test_start_with_initial_state_and_prior_messages(rt: Runtime) -> None:
 
 
 async def test_resume_errors(rt: Runtime) -> None:
-    nothing = await rt.call("s1", "POST", "/resume", json={})
+    nothing = await rt.call("s1", "POST", "/resume", json={"agentType": "a"})
     assert nothing.status == 404 and error_of(nothing)["code"] == "session_not_found"
     await rt.run("s1")
-    completed = await rt.call("s1", "POST", "/resume", json={})
+    completed = await rt.call("s1", "POST", "/resume", json={"agentType": "a"})
     assert completed.status == 409
     assert error_of(completed)["code"] == "not_resumable"
     assert "completed" in error_of(completed)["message"]
-    branch = await rt.call("s1", "POST", "/resume", json={"options": {"mode": "branch"}})
+    branch = await rt.call("s1", "POST", "/resume", json={"agentType": "a",
+                                                          "options": {"mode": "branch"}})
     assert branch.status == 400
     assert error_of(branch)["field"] == "options.checkpointId"
     unknown = await rt.call("s1", "POST", "/resume", json={
-        "options": {"mode": "branch", "checkpointId": "cpv1-nope"}})
+        "agentType": "a", "options": {"mode": "branch", "checkpointId": "cpv1-nope"}})
     assert unknown.status == 404 and error_of(unknown)["code"] == "checkpoint_not_found"
     cp = (await status_of(rt, "s1"))["checkpointId"]
     for options, field in [
@@ -230,7 +231,8 @@ async def test_resume_errors(rt: Runtime) -> None:
         ({"mode": "branch", "checkpointId": cp, "appendMessages": [{"role": "bot"}]},
          "options.appendMessages[0]"),
     ]:
-        response = await rt.call("s1", "POST", "/resume", json={"options": options})
+        response = await rt.call("s1", "POST", "/resume",
+                                 json={"agentType": "a", "options": options})
         assert response.status == 400, options
         assert error_of(response)["field"] == field
     assert (await status_of(rt, "s1"))["status"] == "completed"
@@ -238,15 +240,16 @@ async def test_resume_errors(rt: Runtime) -> None:
 
 
 async def test_retry_interrupt_and_abort_errors(rt: Runtime) -> None:
-    for path in ("/retry", "/abort"):
-        response = await rt.call("s1", "POST", path, json={})
+    for path, body in (("/retry", {"agentType": "a"}), ("/abort", {})):
+        response = await rt.call("s1", "POST", path, json=body)
         assert response.status == 404, path
     interrupt = await rt.call("s1", "POST", "/interrupt", json={})
     assert interrupt.status == 409 and error_of(interrupt)["code"] == "not_running"
     await rt.run("s1")
-    retry = await rt.call("s1", "POST", "/retry", json={})
+    retry = await rt.call("s1", "POST", "/retry", json={"agentType": "a"})
     assert retry.status == 409 and error_of(retry)["code"] == "not_retryable"
-    bad_mode = await rt.call("s1", "POST", "/retry", json={"options": {"mode": "again"}})
+    bad_mode = await rt.call("s1", "POST", "/retry",
+                             json={"agentType": "a", "options": {"mode": "again"}})
     assert bad_mode.status == 400 and error_of(bad_mode)["field"] == "options.mode"
     for path in ("/interrupt", "/abort"):
         response = await rt.call("s1", "POST", path, json={"reason": "stop"})
@@ -267,7 +270,7 @@ async def test_abort_of_an_interrupted_session_fails_it(rt: Runtime) -> None:
     assert body["error"] == "Aborted: give up"
     last = (await rt.chunks("slow"))[-1]
     assert last["type"] == "run_failed" and last["aborted"] is True
-    assert (await rt.call("slow", "POST", "/resume", json={})).status == 409
+    assert (await rt.call("slow", "POST", "/resume", json={"agentType": "slow"})).status == 409
 
 
 async def test_no_malformed_control_request_is_a_server_error(rt: Runtime) -> None:
@@ -621,13 +624,13 @@ async def test_lifecycle_hooks_are_called_in_order(make_runtime: Any, flavour: s
     await rt.call("hk", "POST", "/interrupt", json={})
     await eventually(lambda: len(log) == 3)
     assert contexts["on_complete"].run_id == run_id
-    assert (await rt.call("hk", "POST", "/resume", json={})).status == 200
+    assert (await rt.call("hk", "POST", "/resume", json={"agentType": "slow"})).status == 200
     assert isinstance(contexts["before_resume"], BeforeResumeContext)
     await rt.wait("hk")
     await eventually(lambda: len(log) == 6)
     await rt.run("hk", "second", agent_type="slow")
     await eventually(lambda: len(log) == 9)
-    assert (await rt.call("hk", "POST", "/retry", json={})).status == 200
+    assert (await rt.call("hk", "POST", "/retry", json={"agentType": "slow"})).status == 200
     assert isinstance(contexts["before_retry"], BeforeRetryContext)
     await rt.wait("hk")
     await eventually(lambda: len(log) == 12)
@@ -671,7 +674,7 @@ async def test_before_hooks_can_refuse_with_their_own_response(make_runtime: Any
     assert allowed.status == 200
     await rt.wait("yes")
     for path in ("/resume", "/retry"):
-        refused = await rt.call("yes", "POST", path, json={})
+        refused = await rt.call("yes", "POST", path, json={"agentType": "a"})
         assert refused.status == 403, path
     assert (await status_of(rt, "yes"))["status"] == "completed"
     assert refusals == ["BeforeStartContext"] * 3 + ["BeforeResumeContext", "BeforeRetryContext"]
@@ -797,7 +800,7 @@ async def test_a_probe_of_a_session_that_does_not_exist_stores_nothing(make_runt
     before = stored_files(rt.ns.storage)
     for path in ("/status", "/usage", "/checkpoints", "/history"):
         await rt.call("ghost", "GET", path)
-    assert (await rt.call("ghost", "POST", "/resume", json={})).status == 404
+    assert (await rt.call("ghost", "POST", "/resume", json={"agentType": "a"})).status == 404
     assert stored_files(rt.ns.storage) == before
     assert (await rt.run("real"))["status"] == "completed"  # a real session is kept
     assert len(stored_files(rt.ns.storage)) > len(before)
