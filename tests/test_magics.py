@@ -277,7 +277,7 @@ async def test_as_binds_the_handle_to_a_name(kernel: Kernel) -> None:
     assert kernel.ns["h"].session_id == "named"
     assert "_helix" not in kernel.ns
     ran = await kernel.ok("print(repr(h))")
-    assert ran.out.startswith("<AgentHandle session='named' run='run_")
+    assert ran.out.startswith("<AgentHandle researcher session='named' run='run_")
 
 
 async def test_state_takes_a_python_expression(kernel: Kernel) -> None:

@@ -2,11 +2,16 @@
 
 A handle is cheap: it is a backend and a session id, plus the run id it was made for.
 ``resume``, ``retry`` and ``send`` return a new handle for the new run.
+
+As in the seed, ``stream_id`` names the session's stream (a Durable Object holds one
+session and one stream, so it is the session id), and ``can_resume()`` answers
+``{canResume, reason}`` as a :class:`ResumeCheck`, which is also truthy when resumable.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
 from ..errors import RunError, RunInterrupted, UserError
@@ -14,7 +19,42 @@ from ..errors import RunError, RunInterrupted, UserError
 if TYPE_CHECKING:
     from .backend import Backend
 
-__all__ = ["AgentHandle", "RunInterrupted"]
+__all__ = ["AgentHandle", "ResumeCheck", "RunInterrupted"]
+
+
+@dataclass(frozen=True)
+class ResumeCheck:
+    """The seed's ``{canResume, reason}``: truthy when the session can resume.
+
+    ``if await handle.can_resume():`` and ``can, reason = await handle.can_resume()``
+    both work; ``reason`` says why not (``None`` when it can).
+    """
+
+    can_resume: bool
+    reason: str | None = None
+
+    def __bool__(self) -> bool:
+        return self.can_resume
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter((self.can_resume, self.reason))
+
+    @classmethod
+    def of(cls, status: dict[str, Any]) -> ResumeCheck:
+        """Read the check from a ``GET /status`` body."""
+        if status.get("canResume"):
+            return cls(True)
+        session = status.get("sessionId")
+        if session is None:
+            return cls(False, "The session has not been started.")
+        if status.get("isExecuting"):
+            return cls(False, f"Session {session!r} is still running; interrupt it first.")
+        state = status.get("status")
+        why = {"completed": "it completed; send() a new message or resume from a checkpoint",
+               "failed": "it failed (retry() it) or was aborted, a hard stop (send() a new "
+                          "message)"}
+        return cls(False, f"Session {session!r} is {state}: "
+                   + why.get(str(state), "only interrupted or paused sessions resume") + ".")
 
 
 class AgentHandle:
@@ -27,8 +67,15 @@ class AgentHandle:
         self.run_id = run_id
         self.agent_type = agent_type
 
+    @property
+    def stream_id(self) -> str:
+        """The session's stream: one per Durable Object, so the session id (as the server's
+        ``streamId``)."""
+        return self.session_id
+
     def __repr__(self) -> str:
-        return f"<AgentHandle session={self.session_id!r} run={self.run_id!r}>"
+        agent = self.agent_type or "?"
+        return f"<AgentHandle {agent} session={self.session_id!r} run={self.run_id!r}>"
 
     async def _call(self, method: str, endpoint: str, json: Any = None,
                     params: dict[str, Any] | None = None) -> Any:
@@ -102,8 +149,18 @@ class AgentHandle:
         """Hard stop; the session becomes failed and cannot be resumed."""
         return await self._call("POST", "/abort", json={"reason": reason})
 
-    async def can_resume(self) -> bool:
-        return bool((await self.status()).get("canResume"))
+    async def can_resume(self) -> ResumeCheck:
+        """``{canResume, reason}`` as in the seed; truthy when the session can resume."""
+        return ResumeCheck.of(await self.status())
+
+    async def _agent_type(self) -> str:
+        """The session's agent type, which ``/resume`` and ``/retry`` require (and check)."""
+        if self.agent_type is None:
+            self.agent_type = (await self.status()).get("agentType")
+        if not self.agent_type:
+            raise UserError(f"Session {self.session_id!r} has not been started; start() it "
+                            "first.")
+        return self.agent_type
 
     async def resume(
         self,
@@ -135,7 +192,7 @@ class AgentHandle:
         if modify_state is not None:
             options["modifyState"] = modify_state
         body = await self._call("POST", "/resume",
-                                json={"agentType": self.agent_type, "options": options})
+                                json={"agentType": await self._agent_type(), "options": options})
         return self._next(body)
 
     async def retry(self, mode: Literal["from_checkpoint", "from_start"] = "from_checkpoint",
@@ -145,12 +202,11 @@ class AgentHandle:
         if message is not None:
             options["message"] = message
         body = await self._call("POST", "/retry",
-                                json={"agentType": self.agent_type, "options": options})
+                                json={"agentType": await self._agent_type(), "options": options})
         return self._next(body)
 
     async def send(self, message: str) -> AgentHandle:
         """A follow-up message in the same session, after the last run ended."""
-        agent_type = self.agent_type or (await self.status()).get("agentType")
         body = await self._call("POST", "/start", json={
-            "agentType": agent_type, "sessionId": self.session_id, "input": {"message": message}})
+            "agentType": await self._agent_type(), "sessionId": self.session_id, "input": {"message": message}})
         return self._next(body)
