@@ -1,9 +1,12 @@
 """The Worker's front door: bearer auth, ``/health``, ``/agents``, and session routing.
 
 ``/sessions/{sessionId}/{endpoint}`` goes to the object named ``"session:" + sessionId``
-with the path rewritten to ``/{endpoint}``. The Python Worker's ``Default`` entrypoint,
-``helix serve`` and the in-process client transport all route through :func:`route`, so
-the remote and local paths cannot drift apart.
+with the path rewritten to ``/{endpoint}``. The seed's example Worker routes are answered
+too: ``GET /stream/{sessionId}`` is the session's ``/sse`` (its query and a
+``Last-Event-ID`` header go along), and ``/ws/{sessionId}`` is forwarded unchanged to the
+object, which accepts a WebSocket upgrade on any path. The Python Worker's ``Default``
+entrypoint, ``helix serve`` and the in-process client transport all route through
+:func:`route`, so the remote and local paths cannot drift apart.
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from .http import Request, Response, error_response, json_response
 __all__ = ["Namespace", "check_bearer", "check_session_id", "route", "session_object_name"]
 
 _SESSION_PATH = re.compile(r"^/sessions/([^/]+)(/.*)?$")
+_SEED_PATH = re.compile(r"^/(ws|stream)/([^/]+)$")
+"""The seed example's ``/ws/{sessionId}`` and ``/stream/{sessionId}``."""
 _SESSION_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:~-]{0,127}$")
 
 
@@ -67,10 +72,14 @@ async def route(request: Request, namespace: Namespace, *, token: str | None,
         if request.method != "GET":
             return error_response(405, "method_not_allowed", "Use GET /agents.")
         return json_response({"agents": agent_types()})
+    seed = _SEED_PATH.match(request.path)
+    if seed is not None:
+        return await _seed_route(request, namespace, seed.group(1), seed.group(2))
     match = _SESSION_PATH.match(request.path)
     if match is None:
         return error_response(404, "not_found", f"No route {request.path}. Routes: /health, "
-                              "/agents, /sessions/{sessionId}/{endpoint}.")
+                              "/agents, /sessions/{sessionId}/{endpoint}, /stream/{sessionId}, "
+                              "/ws/{sessionId}.")
     session_id, rest = match.group(1), match.group(2) or "/"
     problem = check_session_id(session_id)
     if problem is not None:
@@ -80,8 +89,31 @@ async def route(request: Request, namespace: Namespace, *, token: str | None,
         body, problem = _bind_session(body, session_id)
         if problem is not None:
             return problem
+    return await _forward(request, namespace, session_id, rest, body)
+
+
+async def _seed_route(request: Request, namespace: Namespace, kind: str,
+                      session_id: str) -> Response:
+    """The seed example Worker's ``/stream/{id}`` (the object's ``/sse``) and ``/ws/{id}``."""
+    problem = check_session_id(session_id)
+    if problem is not None:
+        return problem
+    if request.method != "GET":
+        return error_response(405, "method_not_allowed", f"Use GET /{kind}/{{sessionId}}.")
+    if kind == "stream":
+        return await _forward(request, namespace, session_id, "/sse", b"")
+    if request.websocket is None:
+        return error_response(426, "upgrade_required", f"/ws/{session_id} is a WebSocket: "
+                              "connect with 'Upgrade: websocket' (or read /stream/"
+                              f"{session_id} over SSE).")
+    return await _forward(request, namespace, session_id, request.path, b"")
+
+
+async def _forward(request: Request, namespace: Namespace, session_id: str, path: str,
+                   body: bytes) -> Response:
+    """Send ``request`` to the session's object at ``path``, with its query."""
     query = request.url.partition("?")[2]
-    inner = Request(request.method, rest + ("?" + query if query else ""), body=body,
+    inner = Request(request.method, path + ("?" + query if query else ""), body=body,
                     headers=request.headers, websocket=request.websocket)
     stub = namespace.get(namespace.id_from_name(session_object_name(session_id)))
     return await stub.fetch(inner)
