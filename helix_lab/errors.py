@@ -17,7 +17,8 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   ├── NonRetryableError             (workflows.errors) fail a step without retries
     │   └── WorkflowTimeoutError          (workflows.errors) a step or a wait timed out
     ├── ToolError                 a tool refused or failed; the model sees the message
-    │   └── ToolInputError        arguments that do not fit the tool's schema (names the field)
+    │   ├── ToolInputError        arguments that do not fit the tool's schema (names the field)
+    │   └── ToolResultNotJSONError        (tools) a result that is not JSON
     ├── LLMError                  a model call failed (``retryable`` ones are retried)
     │   └── CassetteMismatch              (llm.cassette) a replay was asked something new
     └── BackendError              an HTTP-level refusal: status, code, message, details

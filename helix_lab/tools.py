@@ -28,11 +28,17 @@ from pydantic_core import PydanticSerializationError, to_jsonable_python
 
 from .errors import ToolError, ToolInputError, UserError
 
-__all__ = ["AbortSignal", "ApprovalRule", "Tool", "ToolContext", "ToolInputError", "tool"]
+__all__ = ["AbortSignal", "ApprovalRule", "Tool", "ToolContext", "ToolInputError",
+           "ToolResultNotJSONError", "tool"]
 
 ApprovalRule: TypeAlias = "bool | Callable[[dict[str, Any], Any], bool]"
 """``True``: every call waits for approval; a predicate ``(input, state) -> bool`` decides
 per call, from the model's arguments and the agent's state."""
+
+
+class ToolResultNotJSONError(ToolError):
+    """A tool returned something that is not JSON. The DO runtime tells the model; a
+    durable (Workflows) step cannot store it, so there the run fails, naming the tool."""
 
 
 class AbortSignal:
@@ -206,7 +212,7 @@ def to_json_value(value: Any, tool_name: str) -> Any:
     try:
         return to_jsonable_python(value)
     except PydanticSerializationError:
-        raise ToolError(
+        raise ToolResultNotJSONError(
             f"Tool {tool_name!r} returned a {type(value).__name__}, which is not JSON; "
             "return str, numbers, lists, dicts or pydantic models."
         ) from None

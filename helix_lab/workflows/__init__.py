@@ -10,6 +10,7 @@ Workflows binding, instances in SQLite) and :class:`LocalD1` (D1 over sqlite3).
 
 from __future__ import annotations
 
+from .agent_steps import AgentSteps, WorkflowDependencies
 from .binding import LocalWorkflowBinding, LocalWorkflowInstance, WorkflowEvent
 from .config import (
     DEFAULT_STEP_CONFIG,
@@ -19,6 +20,20 @@ from .config import (
     parse_duration,
 )
 from .d1 import D1Error, D1PreparedStatement, LocalD1
+from .dto import (
+    AgentWorkflowInput,
+    AgentWorkflowResult,
+    EndAgentStreamInput,
+    ExecuteAgentStepInput,
+    ExecuteToolCallInput,
+    FailAgentStreamInput,
+    InitializeAgentInput,
+    MarkAgentFailedInput,
+    RecordSubAgentResultInput,
+    RegisterSubAgentsInput,
+    SubAgentCompletionEvent,
+    ToolCallResult,
+)
 from .errors import (
     NonDeterministicStepNameWarning,
     NonRetryableError,
@@ -26,24 +41,53 @@ from .errors import (
     StepResultTooLargeError,
     WorkflowTimeoutError,
 )
+from .executor import CloudflareAgentExecutor, WorkflowAgentHandle
+from .local import LocalWorkflows, local_workflows
+from .state import D1StateStore
 from .step import LocalWorkflowStep
+from .streams import DurableObjectStreamManager, StreamServer
+from .workflow import WorkflowRunner, create_workflow_runner, run_agent_workflow
 
 __all__ = [
     "DEFAULT_STEP_CONFIG",
     "MAX_PAYLOAD_BYTES",
+    "AgentSteps",
+    "AgentWorkflowInput",
+    "AgentWorkflowResult",
+    "CloudflareAgentExecutor",
     "D1Error",
     "D1PreparedStatement",
+    "D1StateStore",
+    "DurableObjectStreamManager",
+    "EndAgentStreamInput",
+    "ExecuteAgentStepInput",
+    "ExecuteToolCallInput",
+    "FailAgentStreamInput",
+    "InitializeAgentInput",
     "LocalD1",
     "LocalWorkflowBinding",
     "LocalWorkflowInstance",
     "LocalWorkflowStep",
+    "LocalWorkflows",
+    "MarkAgentFailedInput",
     "NonDeterministicStepNameWarning",
     "NonRetryableError",
+    "RecordSubAgentResultInput",
+    "RegisterSubAgentsInput",
     "StepResultNotJSONError",
     "StepResultTooLargeError",
+    "StreamServer",
+    "SubAgentCompletionEvent",
+    "ToolCallResult",
+    "WorkflowAgentHandle",
+    "WorkflowDependencies",
     "WorkflowEvent",
     "WorkflowRetryConfig",
+    "WorkflowRunner",
     "WorkflowStepConfig",
     "WorkflowTimeoutError",
+    "create_workflow_runner",
+    "local_workflows",
     "parse_duration",
+    "run_agent_workflow",
 ]
