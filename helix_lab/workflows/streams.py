@@ -18,7 +18,8 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ..runtime.http import BadRequest, Request, Response, error_response, json_response
+from ..errors import BadRequestError
+from ..runtime.http import Request, Response, error_response, json_response
 from ..runtime.sse import END_EVENT, encode_chunk, encode_end, iter_sse_chunks
 from ..runtime.stream import DOStreamManager
 
@@ -90,15 +91,14 @@ class StreamServer:
                 chunks = self.stream.read(after, limit + 1)
                 return json_response({"chunks": chunks[:limit], "hasMore": len(chunks) > limit,
                                       "lastSequence": self.stream.sequence})
-        except BadRequest as exc:
-            return error_response(400, "bad_request", exc.message, field=exc.field)
+        except BadRequestError as exc:
+            return error_response(400, exc.code, exc.message, **exc.details)
         return error_response(404, "not_found", f"No stream endpoint {request.method} "
                               f"{request.path}.")
 
     def _append(self, body: Any) -> Response:
         if not isinstance(body, dict) or not isinstance(body.get("chunks"), list):
-            raise BadRequest('POST /append takes {"agentId", "agentType", "chunks": [...]}.',
-                             field="chunks")
+            raise _bad('POST /append takes {"agentId", "agentType", "chunks": [...]}.', "chunks")
         for key in ("agentId", "agentType"):
             value = body.get(key)
             if isinstance(value, str) and value != self.store.get(key):
@@ -107,7 +107,7 @@ class StreamServer:
         self.stream.agent_type = self.store.get("agentType", "") or ""
         for chunk in body["chunks"]:
             if not isinstance(chunk, dict) or not isinstance(chunk.get("type"), str):
-                raise BadRequest("Each chunk needs a string 'type'.", field="chunks")
+                raise _bad("Each chunk needs a string 'type'.", "chunks")
             self.stream.write({k: v for k, v in chunk.items() if k not in ("runId", "step")},
                               run_id=chunk.get("runId"), step=int(chunk.get("step") or 0))
         self.stream.flush()
@@ -137,10 +137,14 @@ def _int(request: Request, name: str, default: int) -> int:
     try:
         value = int(raw)
     except ValueError:
-        raise BadRequest(f"{name} must be a whole number, got {raw[:40]!r}.", field=name) from None
+        raise _bad(f"{name} must be a whole number, got {raw[:40]!r}.", name) from None
     if value < 0:
-        raise BadRequest(f"{name} must be 0 or more, got {value}.", field=name)
+        raise _bad(f"{name} must be 0 or more, got {value}.", name)
     return value
+
+
+def _bad(message: str, field: str) -> BadRequestError:
+    return BadRequestError(message, code="bad_request", details={"field": field})
 
 
 class DurableObjectStreamManager:
