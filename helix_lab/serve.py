@@ -191,7 +191,7 @@ class WorkerApp:
         headers += [("upgrade", "websocket"), ("connection", "Upgrade")]
         request = self._standin.Request(self._url(scope), method="GET", headers=headers)
         response = await self._call(request)
-        client = getattr(response, "webSocket", None)
+        client = response.js_object.webSocket if response is not None else None
         if response is None or response.status != 101 or client is None:
             await self._reject(scope, send, response)
             return

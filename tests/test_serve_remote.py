@@ -300,7 +300,7 @@ async def test_websockets_survive_hibernation(tmp_path: Path) -> None:
         await (await call("GET", "/sessions/sleepy/sse")).text()  # until the run ends
         upgraded = await call("GET", "/sessions/sleepy/?fromSequence=0", upgrade="websocket")
         assert upgraded.status == 101
-        client = upgraded.webSocket
+        client = upgraded.js_object.webSocket
         first = []
         while not first or first[-1]["type"] != "run_completed":
             first.append(json.loads((await client.next_event())[1]))

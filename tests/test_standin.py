@@ -225,7 +225,7 @@ async def test_websocket_messages_reach_the_object(make_namespace: Any) -> None:
     stub = namespace.getByName("chat")
     response = await stub.fetch("http://do/ws", headers={"upgrade": "websocket"})
     assert response.status == 101
-    client = response.webSocket
+    client = response.js_object.webSocket
     assert await client.next_event() == ("message", "hello")
     client.send("ping")
     kind, data = await asyncio.wait_for(client.next_event(), 1)

@@ -22,6 +22,7 @@ __all__ = [
     "DurableObject",
     "FetchResponse",
     "JsDict",
+    "JsResponse",
     "Request",
     "Response",
     "WorkerEntrypoint",
@@ -141,6 +142,17 @@ class Request(_Body):
         return f"Request(method={self._method!r}, url={self._url!r})"
 
 
+class JsResponse:
+    """What ``Response.js_object`` gives in the SDK: the JS ``Response`` with its ``webSocket``.
+
+    The Python ``Response`` has no ``webSocket``; the host reads it from the JS object.
+    """
+
+    def __init__(self, status: int, web_socket: WebSocket | None) -> None:
+        self.status = status
+        self.webSocket = web_socket
+
+
 class FetchResponse(_Body):
     """A response, as ``fetch`` and Durable Object stubs return it."""
 
@@ -167,7 +179,7 @@ class FetchResponse(_Body):
         self.status_text = status_text
         self._headers = _headers(headers)
         self._stream, self._used = stream, False
-        self.web_socket = web_socket
+        self._js = JsResponse(code, web_socket)
 
     @property
     def headers(self) -> HTTPMessage:
@@ -178,12 +190,9 @@ class FetchResponse(_Body):
         return 200 <= self.status < 300
 
     @property
-    def webSocket(self) -> WebSocket | None:
-        return self.web_socket
-
-    @property
-    def js_object(self) -> FetchResponse:
-        return self
+    def js_object(self) -> JsResponse:
+        """The JS ``Response``: its ``webSocket`` is the client end of an accepted upgrade."""
+        return self._js
 
     def json(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
         # As in the SDK: an instance method that reads the body, and also usable
