@@ -17,8 +17,9 @@ Object binding, its ``new_sqlite_classes`` migration, the ``python_workers`` fla
 ``pyproject.toml`` naming the packages pywrangler must vendor (pydantic).
 
 Before wrangler runs, the bundle is imported against the CPython stand-in of the
-``workers`` runtime and answers ``/health`` and ``/agents``, so a broken agents module
-fails here and not at upload. Secrets are never written into the project: set them with
+``workers`` runtime and answers ``/health`` and ``/agents`` (``helix_lab/deploy_check.py``,
+run in a fresh interpreter), so a broken agents module fails here and not at upload. The
+project's own files are templates shipped in ``helix_lab/deploy_templates/``. Secrets are never written into the project: set them with
 ``wrangler secret put``. Every failure is a :class:`DeployError` whose one-line message
 names the fix.
 """
@@ -28,12 +29,14 @@ from __future__ import annotations
 import contextlib
 import importlib
 import importlib.metadata
+import importlib.resources
 import importlib.util
 import json
 import os
 import re
 import shlex
 import shutil
+import string
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -69,7 +72,8 @@ MARKER = ".helix-worker"
 
 _PACKAGE = Path(__file__).resolve().parent
 _NOT_BUNDLED = ("client", "widgets", "worker_bundle/standin", "pyodide_host", "magics.py",
-                "workbench.py", "cli.py", "serve.py", "serve_process.py", "deploy.py")
+                "workbench.py", "cli.py", "serve.py", "serve_process.py", "deploy.py",
+                "deploy_check.py")
 """Parts of helix_lab the Worker never imports (notebook, client and tooling side).
 
 Everything else under helix_lab/ is copied, so a new core module needs no change here;
@@ -217,88 +221,26 @@ def _sdk_files() -> list[tuple[Path, str]]:
     return files
 
 
-def _wrangler_toml(name: str, agents: str) -> str:
-    return f'''# Written by `helix deploy`; rewritten on every run. Secrets never go here:
-#   printf %s "$HELIX_TOKEN" | npx wrangler secret put HELIX_TOKEN
-name = "{name}"
-main = "src/entry.py"
-compatibility_date = "{COMPATIBILITY_DATE}"
-compatibility_flags = ["python_workers"]
-
-[vars]
-HELIX_AGENTS_MODULE = "{agents}"
-
-[[durable_objects.bindings]]
-name = "AGENTS"
-class_name = "HelixAgentServer"
-
-[[migrations]]
-tag = "v1"
-new_sqlite_classes = ["HelixAgentServer"]
-
-# Data files next to the agents (a corpus, prompts) ship as text modules.
-[[rules]]
-type = "Text"
-globs = ["**/*.json", "**/*.md", "**/*.csv"]
-fallthrough = true
-
-[observability]
-enabled = true
-'''
+_TEMPLATES = importlib.resources.files("helix_lab") / "deploy_templates"
+"""The project's files, as ``string.Template`` text shipped with the package."""
 
 
-_ENTRY = '''"""The Worker's main module: the classes live in helix_lab.worker_bundle.entry."""
-
-from helix_lab.worker_bundle.entry import Default, HelixAgentServer
-
-__all__ = ["Default", "HelixAgentServer"]
-'''
+def _render(template: str, **values: str) -> str:
+    return string.Template((_TEMPLATES / template).read_text(encoding="utf-8")).substitute(values)
 
 
-def _pyproject(name: str, extra: list[str]) -> str:
-    deps = ['"pydantic>=2.7,<3"', *(json.dumps(e) for e in extra)]
-    return f'''# pywrangler reads this: it vendors these packages (Pyodide builds) into python_modules/.
-[project]
-name = "{name}"
-version = "0.1.0"
-requires-python = ">=3.13"
-dependencies = [{", ".join(deps)}]
-
-[dependency-groups]
-dev = ["workers-py", "{SDK_DISTRIBUTION}"]
-'''
-
-
-def _readme(name: str, agents: str) -> str:
-    return f'''# {name}: helix_lab agents on Cloudflare
-
-Written by `helix deploy` (agents: `{agents}`). Rewritten on every run; edit your agents,
-not these files.
-
-## Secrets (never in wrangler.toml)
-
-    printf %s "$HELIX_TOKEN" | npx wrangler secret put HELIX_TOKEN          # required
-    printf %s "$ANTHROPIC_API_KEY" | npx wrangler secret put ANTHROPIC_API_KEY  # optional
-
-Without `HELIX_TOKEN` every request gets a 503 saying so. Without `ANTHROPIC_API_KEY`
-agents run on the offline model.
-
-## Deploy
-
-    export CLOUDFLARE_API_TOKEN=...   # token from the "Edit Cloudflare Workers" template
-    helix deploy --name {name} --agents {agents}   # from the directory above
-    pywrangler deploy                 # or this, here
-
-`pydantic` (and `pydantic-core`, a compiled package) must be vendored as Pyodide builds
-from index.pyodide.org. `pywrangler` does that (it reads pyproject.toml) and needs network
-access to PyPI, GitHub and index.pyodide.org. `python_modules/` as written here holds only
-the `workers` SDK: enough for `wrangler deploy --dry-run`, not for a working upload.
-
-## Use it
-
-    from helix_lab import RemoteBackend
-    backend = RemoteBackend("https://{name}.<your-subdomain>.workers.dev", token=HELIX_TOKEN)
-'''
+def _project_files(name: str, agents: str, extra: list[str]) -> dict[str, str]:
+    """What ``build_project`` writes besides the sources: path -> text."""
+    dependencies = ", ".join(['"pydantic>=2.7,<3"', *(json.dumps(e) for e in extra)])
+    return {
+        "src/entry.py": _render("entry.py.tmpl"),
+        "wrangler.toml": _render("wrangler.toml.tmpl", name=name, agents=agents,
+                                 compatibility_date=COMPATIBILITY_DATE),
+        "pyproject.toml": _render("pyproject.toml.tmpl", name=name, dependencies=dependencies,
+                                  sdk=SDK_DISTRIBUTION),
+        "README.md": _render("README.md.tmpl", name=name, agents=agents),
+        ".gitignore": _render("gitignore.tmpl"),
+    }
 
 
 def build_project(out_dir: str | os.PathLike[str] = DEFAULT_DIR, *, name: str = DEFAULT_NAME,
@@ -334,75 +276,12 @@ def build_project(out_dir: str | os.PathLike[str] = DEFAULT_DIR, *, name: str = 
         put(path, src / dest)
     for path, dest in sdk:
         put(path, project / "python_modules" / dest)
-    (src / "entry.py").write_text(_ENTRY)
-    (project / "wrangler.toml").write_text(_wrangler_toml(name, agents))
-    (project / "pyproject.toml").write_text(_pyproject(name, extra_dependencies or []))
-    (project / "README.md").write_text(_readme(name, agents))
-    (project / ".gitignore").write_text("python_modules/\ndist/\n.venv-workers/\n"
-                                        "node_modules/\n.wrangler/\n")
+    for dest, text in _project_files(name, agents, extra_dependencies or []).items():
+        (project / dest).write_text(text)
     return project
 
 
 # -- the import check -----------------------------------------------------------------------------
-
-_CHECK = r'''
-import asyncio, importlib.util, json, os, sys, sysconfig, tempfile
-args = json.loads(sys.argv[1])
-before = set(sys.modules)
-src = os.path.realpath(args["src"])
-sys.path.insert(0, src)
-location = args["standin"]
-spec = importlib.util.spec_from_file_location(
-    "_helix_standin", os.path.join(location, "__init__.py"), submodule_search_locations=[location])
-standin = importlib.util.module_from_spec(spec)
-sys.modules["_helix_standin"] = standin
-spec.loader.exec_module(standin)
-standin.install()
-problems = []
-import entry
-import helix_lab
-if not os.path.realpath(helix_lab.__file__).startswith(src + os.sep):
-    problems.append("helix_lab was imported from " + helix_lab.__file__ + ", not the bundle")
-
-async def smoke():
-    with tempfile.TemporaryDirectory() as tmp:
-        ns = standin.DurableObjectNamespace(entry.HelixAgentServer, storage=tmp)
-        env = standin.Env(AGENTS=ns, HELIX_TOKEN="check", HELIX_AGENTS_MODULE=args["agents"])
-        auth = {"authorization": "Bearer check"}
-
-        async def get(path):
-            request = standin.Request("http://bundle.check" + path, headers=auth)
-            response = await standin.call_entrypoint(entry.Default, request, env)
-            return response.status, json.loads(await response.text())
-
-        status, body = await get("/health")
-        if status != 200:
-            problems.append("/health answered %d: %s" % (status, body))
-        status, body = await get("/agents")
-        if status != 200:
-            problems.append(body.get("error", {}).get("message") or "/agents answered %d" % status)
-        status, snapshot = await get("/sessions/bundle-check/status")
-        if status != 200:
-            problems.append("a session object answered %d: %s" % (status, snapshot))
-        await ns.close()
-        return body.get("agents", [])
-
-types = asyncio.run(smoke())
-stdlib = set(sys.stdlib_module_names)
-stdlib_dirs = {os.path.realpath(sysconfig.get_paths()[k]) + os.sep for k in ("stdlib", "platstdlib")}
-outside = set()
-for name in set(sys.modules) - before:
-    top = name.split(".")[0]
-    path = os.path.realpath(getattr(sys.modules[name], "__file__", None) or "")
-    if not path or top in stdlib or top in ("_helix_standin", "workers", "js"):
-        continue
-    if any(path.startswith(d) and "site-packages" not in path for d in stdlib_dirs):
-        continue
-    if not path.startswith(src + os.sep):
-        outside.add(top)
-print(json.dumps({"agents": types, "outside": sorted(outside), "problems": problems}))
-'''
-
 
 def check_bundle(project: str | os.PathLike[str], agents: str) -> tuple[list[str], list[str]]:
     """Import ``src/entry.py`` against the stand-in in a fresh interpreter and smoke-test it.
@@ -411,10 +290,13 @@ def check_bundle(project: str | os.PathLike[str], agents: str) -> tuple[list[str
     outside the bundle (which the Worker will not have unless pywrangler vendors them).
     """
     src = Path(project).resolve() / "src"
-    standin = Path(__file__).resolve().parent / "worker_bundle" / "standin"
+    standin = _PACKAGE / "worker_bundle" / "standin"
     args = json.dumps({"src": str(src), "standin": str(standin), "agents": agents})
     try:
-        done = subprocess.run([sys.executable, "-I", "-B", "-c", _CHECK, args], cwd=src,
+        # -I: neither the environment nor the script's folder reaches sys.path, so the
+        # bundle's helix_lab is the one imported.
+        done = subprocess.run([sys.executable, "-I", "-B", str(_PACKAGE / "deploy_check.py"),
+                               args], cwd=src,
                               capture_output=True, text=True, timeout=120)
     except subprocess.TimeoutExpired:
         raise DeployError("The bundle's import check did not finish in 120 s; does the agents "
@@ -528,7 +410,8 @@ def deploy(*, dry_run: bool = False, name: str | None = None, agents: str | None
                           "objects in it (or a `registry = AgentRegistry()`).")
     result = DeployResult(project, name, agents, types, dry_run)
     if outside:
-        (project / "pyproject.toml").write_text(_pyproject(name, outside))
+        (project / "pyproject.toml").write_text(
+            _project_files(name, agents, outside)["pyproject.toml"])
         result.warnings.append(
             f"The agents import {', '.join(outside)} from outside the bundle; they were added "
             f"to {project / 'pyproject.toml'} for pywrangler to vendor (check the names).")

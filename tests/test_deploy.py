@@ -11,13 +11,16 @@ import os
 import subprocess
 import sys
 import tomllib
+import zipfile
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 
 from helix_lab import deploy as deploying
+from helix_lab import deploy_check
 from helix_lab.cli import main
-from helix_lab.deploy import COMPATIBILITY_DATE, DeployError, deploy
+from helix_lab.deploy import COMPATIBILITY_DATE, DeployError, build_project, check_bundle, deploy
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -159,3 +162,76 @@ def test_the_console_script_is_declared() -> None:
     done = subprocess.run([sys.executable, "-m", "helix_lab.cli", "deploy", "--help"],
                           capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert done.returncode == 0 and "--dry-run" in done.stdout
+
+
+# -- the import check and the templates ------------------------------------------------------
+
+
+def _module(name: str, path: str | None) -> ModuleType:
+    module = ModuleType(name)
+    if path is not None:
+        module.__file__ = path
+    return module
+
+
+def test_the_check_lists_only_third_party_modules_from_outside_the_bundle(
+        tmp_path: Path) -> None:
+    import json as stdlib_json
+
+    import pydantic
+
+    src = str(tmp_path / "src")
+    modules = {
+        "already_there": _module("already_there", "/elsewhere/already_there.py"),
+        "mine": _module("mine", f"{src}/mine.py"),
+        "mine.sub": _module("mine.sub", f"{src}/mine/sub.py"),
+        "json": stdlib_json,
+        "workers": _module("workers", "/host/workers/__init__.py"),
+        "builtin_thing": _module("builtin_thing", None),
+        "pydantic": pydantic,
+        "stray.deep": _module("stray.deep", "/elsewhere/stray/deep.py"),
+    }
+    outside = deploy_check.imported_from_outside(modules, ["already_there"], src)
+    assert outside == ["pydantic", "stray"]
+
+
+def test_the_check_refuses_a_bundle_without_its_own_helix_lab(tmp_path: Path) -> None:
+    project = build_project(tmp_path / "worker", agents="helix_lab.examples")
+    assert check_bundle(project, "helix_lab.examples")[0] == ["briefing", "researcher"]
+    for path in sorted((project / "src" / "helix_lab").rglob("*"), reverse=True):
+        path.unlink() if path.is_file() else path.rmdir()
+    (project / "src" / "helix_lab").rmdir()
+    # Whatever helix_lab the interpreter finds instead (an installed one, or none), the
+    # check says the bundle is not whole.
+    with pytest.raises(DeployError, match=r"not the bundle|does not import"):
+        check_bundle(project, "helix_lab.examples")
+
+
+def test_the_project_files_come_from_the_shipped_templates() -> None:
+    files = deploying._project_files("my-agents", "my_agents", ["numpy>=2"])
+    assert set(files) == {"src/entry.py", "wrangler.toml", "pyproject.toml", "README.md",
+                          ".gitignore"}
+    config = tomllib.loads(files["wrangler.toml"])
+    assert config["name"] == "my-agents" and config["vars"] == {"HELIX_AGENTS_MODULE": "my_agents"}
+    assert tomllib.loads(files["pyproject.toml"])["project"]["dependencies"] == [
+        "pydantic>=2.7,<3", "numpy>=2"]
+    compile(files["src/entry.py"], "entry.py", "exec")
+    for text in files.values():  # every placeholder was filled; only shell variables remain
+        assert "$name" not in text and "$agents" not in text and "$$" not in text
+    assert '"$HELIX_TOKEN"' in files["README.md"] and "my-agents.<your-subdomain>" in files[
+        "README.md"]
+
+
+def test_the_wheel_ships_the_templates_and_the_check(tmp_path: Path) -> None:
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps",
+                           "--no-build-isolation", "-w", str(tmp_path), str(ROOT)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [wheel] = tmp_path.glob("helix_lab-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    templates = {p.name for p in (ROOT / "helix_lab" / "deploy_templates").iterdir()}
+    assert templates >= {"wrangler.toml.tmpl", "entry.py.tmpl", "pyproject.toml.tmpl",
+                         "README.md.tmpl", "gitignore.tmpl"}
+    assert {f"helix_lab/deploy_templates/{t}" for t in templates} <= names
+    assert "helix_lab/deploy_check.py" in names
+    assert "helix_lab/examples/corpus.json" in names
