@@ -15,7 +15,6 @@ Constructing an object runs its recovery, so a run whose kernel died is found
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import os
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .http import Request, Response
+from .objects import ObjectHost, Slot
 from .server import AgentServer
 from .sql import SqliteStorage
 from .state_store import DOStateStore
@@ -48,8 +48,8 @@ class _LocalHost:
         self.sql = sql
         self.namespace = namespace
 
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        return self.namespace._spawn(coro)
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> Any:
+        return self.namespace._host.spawn(coro)
 
 
 class LocalStub:
@@ -64,28 +64,40 @@ class LocalStub:
             request = Request("GET", request)
         namespace = self._namespace
         new = not namespace.exists(self.id)
-        server, gate = namespace._instance(self.id)
-        async with gate:
-            response = await server.fetch(request)
+
+        async def handle(server: AgentServer) -> Response:
+            return await server.fetch(request)
+
+        response = await namespace._host.event(self.id, handle)
         if (new and not namespace.in_memory and response.stream is None
-                and server.store.get_session() is None):
-            namespace._discard(self.id)  # a probe of a session that does not exist
+                and namespace.instance(self.id).store.get_session() is None):
+            await namespace._discard(self.id)  # a probe of a session that does not exist
         return response
 
     def __repr__(self) -> str:
         return f"<LocalStub {self.id[:12]}>"
 
 
+def _drop(server: AgentServer) -> None:
+    server.stream.close_all()
+
+
 class LocalNamespace:
-    """A namespace of ``server_class`` objects living in this process."""
+    """A namespace of ``server_class`` objects living in this process.
+
+    The Durable Object rules (one instance per id, input gate, background tasks) are
+    :class:`~helix_lab.runtime.objects.ObjectHost`'s, shared with the ``helix serve``
+    stand-in; this class adds the sqlite file per id and the runtime's own API.
+    """
 
     def __init__(self, server_class: type[AgentServer], env: Any = None,
                  storage: str | os.PathLike[str] = DEFAULT_STORAGE) -> None:
         self.server_class = server_class
         self.env = env if env is not None else {}
         self.storage = str(storage)
-        self._objects: dict[ObjectId, tuple[AgentServer, asyncio.Lock, SqliteStorage]] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._host: ObjectHost[ObjectId, SqliteStorage, AgentServer] = ObjectHost(
+            open_storage=lambda object_id: SqliteStorage(self._path(object_id)),
+            build=self._build, close_storage=SqliteStorage.close, drop_instance=_drop)
 
     @property
     def in_memory(self) -> bool:
@@ -102,34 +114,27 @@ class LocalNamespace:
             return ":memory:"
         return str(Path(self.storage) / f"{object_id}.sqlite3")
 
-    def _instance(self, object_id: ObjectId) -> tuple[AgentServer, asyncio.Lock]:
-        entry = self._objects.get(object_id)
-        if entry is None:
-            sql = SqliteStorage(self._path(object_id))
-            server = self.server_class(_LocalHost(object_id, sql, self), self.env)
-            entry = (server, asyncio.Lock(), sql)
-            self._objects[object_id] = entry
-        return entry[0], entry[1]
+    def _build(self, slot: Slot[ObjectId, SqliteStorage, AgentServer]) -> AgentServer:
+        # Constructing the server runs its recovery: a run whose host died is found here.
+        return self.server_class(_LocalHost(slot.id, slot.storage, self), self.env)
 
     def exists(self, object_id: ObjectId | str) -> bool:
         """Whether the object is live or has storage (in memory: whether it is live)."""
-        if object_id in self._objects:
+        if object_id in self._host.slots:
             return True
         return not self.in_memory and os.path.exists(self._path(ObjectId(object_id)))
 
-    def _discard(self, object_id: ObjectId) -> None:
+    async def _discard(self, object_id: ObjectId) -> None:
         """Drop an object that stored nothing, as a Durable Object that was never written
         to leaves nothing behind."""
-        server, _, sql = self._objects.pop(object_id)
-        server.stream.close_all()
-        sql.close()
+        await self._host.discard(object_id)
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self._path(object_id) + suffix)
 
     def instance(self, object_id: ObjectId | str) -> AgentServer:
         """The live object itself, for inspection in tests and benchmarks."""
-        return self._instance(ObjectId(object_id))[0]
+        return self._host.instance(ObjectId(object_id))
 
     async def subscribe(self, object_id: ObjectId | str, from_sequence: int = 0, *,
                         follow: bool = False) -> Subscription | None:
@@ -141,20 +146,16 @@ class LocalNamespace:
         object_id = ObjectId(object_id)
         if not follow and not self.exists(object_id):
             return None
-        server, gate = self._instance(object_id)
-        async with gate:
+
+        async def handle(server: AgentServer) -> Subscription:
             server.stream.flush()  # subscribe behind everything already written
             return server.stream.subscribe(from_sequence, follow=follow)
 
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)  # keep a strong reference until it ends
-        task.add_done_callback(self._tasks.discard)
-        return task
+        return await self._host.event(object_id, handle)
 
     def stored_ids(self) -> list[ObjectId]:
         """Ids of every object with storage on disk (or live, in memory)."""
-        ids = set(self._objects)
+        ids = set(self._host.slots)
         if not self.in_memory and os.path.isdir(self.storage):
             ids.update(ObjectId(p.stem) for p in Path(self.storage).glob("*.sqlite3"))
         return sorted(ids)
@@ -163,9 +164,9 @@ class LocalNamespace:
         """The session row of every stored object, without bringing any object to life."""
         sessions = []
         for object_id in self.stored_ids():
-            live = self._objects.get(object_id)
+            live = self._host.live(object_id)
             if live is not None:
-                session = live[0].store.get_session()
+                session = live.store.get_session()
             else:
                 sql = SqliteStorage(self._path(object_id))
                 try:
@@ -178,14 +179,7 @@ class LocalNamespace:
 
     async def aclose(self) -> None:
         """Stop running tasks (as a host shutdown would) and close every database."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-        for server, _, sql in self._objects.values():
-            server.stream.close_all()
-            sql.close()
-        self._objects.clear()
+        await self._host.aclose()
 
     def __repr__(self) -> str:
         return f"LocalNamespace({self.server_class.__name__}, storage={self.storage!r})"

@@ -6,11 +6,13 @@ Object's own SQLite (see ``helix_lab.worker_bundle``). Rows come back as plain d
 
 ``transaction(fn)`` runs ``fn`` atomically, like ``ctx.storage.transactionSync``: either
 every write inside it lands or none does. That is what makes a step's checkpoint, its
-state, its messages and its chunks commit together.
+state, its messages and its chunks commit together. Transactions nest as they do on
+Cloudflare: an inner one that raises takes back its own writes only (a savepoint).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
@@ -40,6 +42,9 @@ class SqliteStorage:
     WAL with ``synchronous=NORMAL``: a committed transaction survives the process being
     killed (the log is in the OS before ``commit`` returns); only a power cut can lose the
     last few transactions, the same promise a Durable Object's storage makes per region.
+
+    This is the one SQLite binding of the in-process hosts: the ``helix serve`` stand-in's
+    ``ctx.storage`` is built on it too, and shares its transactions (:meth:`atomic`).
     """
 
     def __init__(self, path: str | os.PathLike[str] = ":memory:") -> None:
@@ -71,24 +76,50 @@ class SqliteStorage:
         for row in cursor:
             yield dict(row)
 
-    def transaction(self, fn: Callable[[], T]) -> T:
-        if self._depth:  # nested: the outer transaction commits
-            self._depth += 1
+    @property
+    def connection(self) -> Any:
+        """The ``sqlite3`` connection, for a binding that offers another API on top."""
+        return self._conn
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Every write inside lands together, or none does; nests.
+
+        The outermost level is ``BEGIN IMMEDIATE`` (it takes the write lock at once, so it
+        cannot fail half-way on a lock another connection holds); an inner level is a
+        savepoint, rolled back alone if its body raises. The body may await: the level
+        stays open until the block ends.
+        """
+        depth = self._depth
+        execute = self._conn.execute
+        if depth:
+            name = f"helix_txn_{depth}"
+            execute(f"SAVEPOINT {name}")
+            self._depth = depth + 1
             try:
-                return fn()
+                yield
+            except BaseException:
+                execute(f"ROLLBACK TO {name}")
+                execute(f"RELEASE {name}")
+                raise
             finally:
-                self._depth -= 1
-        self._conn.execute("BEGIN IMMEDIATE")
+                self._depth = depth
+            execute(f"RELEASE {name}")
+            return
+        execute("BEGIN IMMEDIATE")
         self._depth = 1
         try:
-            result = fn()
+            yield
         except BaseException:
-            self._conn.execute("ROLLBACK")
+            execute("ROLLBACK")
             raise
         finally:
             self._depth = 0
-        self._conn.execute("COMMIT")
-        return result
+        execute("COMMIT")
+
+    def transaction(self, fn: Callable[[], T]) -> T:
+        with self.atomic():
+            return fn()
 
     def close(self) -> None:
         self._conn.close()

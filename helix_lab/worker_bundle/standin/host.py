@@ -10,6 +10,10 @@
 - storage that outlives the process: one sqlite file per id under ``storage``;
 - ``evict(id)`` drops the instance but keeps its storage and its accepted WebSockets,
   as hibernation does; the next event builds a new instance.
+
+The rules of instances, gates and tasks are the runtime's
+:class:`~helix_lab.runtime.objects.ObjectHost`, the same core ``LocalNamespace`` wraps;
+this module adds the JavaScript-shaped API around it.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import asyncio
 import hashlib
 import inspect
 import json
-import logging
 import re
 import secrets
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from helix_lab.runtime.objects import ObjectHost, ObjectTasks, Slot
 
 from .js import WebSocket
 from .storage import DurableObjectStorage
@@ -40,33 +44,8 @@ __all__ = [
     "call_entrypoint",
 ]
 
-log = logging.getLogger("helix_lab.standin")
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 STORAGE_SUFFIX = ".sqlite"
-
-
-class _Tasks:
-    """Strong references to background tasks until they finish."""
-
-    def __init__(self) -> None:
-        self.tasks: set[asyncio.Future[Any]] = set()
-
-    def add(self, awaitable: Awaitable[Any]) -> asyncio.Future[Any]:
-        future = asyncio.ensure_future(awaitable)
-        self.tasks.add(future)
-        future.add_done_callback(self._done)
-        return future
-
-    def _done(self, future: asyncio.Future[Any]) -> None:
-        self.tasks.discard(future)
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("a background task failed", exc_info=future.exception())
-
-    async def cancel_all(self) -> None:
-        for task in list(self.tasks):
-            task.cancel()
-        if self.tasks:
-            await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 class Env:
@@ -95,10 +74,10 @@ class ExecutionContext:
     """The ``ctx`` of a Worker entrypoint."""
 
     def __init__(self) -> None:
-        self._tasks = _Tasks()
+        self._tasks = ObjectTasks()
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:
-        self._tasks.add(awaitable)
+        self._tasks.spawn(awaitable)
 
     def passThroughOnException(self) -> None:
         pass
@@ -143,11 +122,11 @@ class DurableObjectState:
         self._namespace = namespace
         self.id = object_id
         self.storage = storage
-        self._tasks = _Tasks()
+        self._tasks = ObjectTasks()
         self._blockers: list[asyncio.Future[Any]] = []
 
     def waitUntil(self, awaitable: Awaitable[Any]) -> None:
-        self._tasks.add(awaitable)
+        self._tasks.spawn(awaitable)
 
     def blockConcurrencyWhile(self, fn: Callable[[], Awaitable[Any]]) -> asyncio.Future[Any]:
         """Run ``fn``; no other event reaches the object until it is done."""
@@ -178,12 +157,13 @@ class DurableObjectState:
         raise RuntimeError(reason or "Durable Object abort requested")
 
 
-@dataclass
-class _Slot:
-    state: DurableObjectState
-    gate: asyncio.Lock = field(default_factory=asyncio.Lock)
-    instance: Any = None
-    holder: asyncio.Task[Any] | None = None
+async def _settle(slot: Slot[DurableObjectId, DurableObjectState, Any]) -> None:
+    await slot.storage._drain_blockers()
+
+
+async def _close_state(state: DurableObjectState) -> None:
+    await state._tasks.cancel_all()
+    state.storage.close()
 
 
 def _clone(value: Any) -> Any:
@@ -253,9 +233,12 @@ class DurableObjectNamespace:
         self.storage = str(storage)
         self.env = env
         self.name = name
-        self._slots: dict[DurableObjectId, _Slot] = {}
         self._sockets: dict[DurableObjectId, list[WebSocket]] = {}
-        self._tasks = _Tasks()
+        self._host: ObjectHost[DurableObjectId, DurableObjectState, Any] = ObjectHost(
+            open_storage=lambda object_id: DurableObjectState(
+                self, object_id, DurableObjectStorage(self.path_of(object_id))),
+            build=lambda slot: self.object_class(slot.storage, self.env),
+            close_storage=_close_state, settle=_settle)
 
     # -- ids and stubs ---------------------------------------------------------------------
 
@@ -292,43 +275,20 @@ class DurableObjectNamespace:
         return sorted(p.name[:-len(STORAGE_SUFFIX)]
                       for p in Path(self.storage).glob(f"*{STORAGE_SUFFIX}"))
 
-    def _slot(self, object_id: DurableObjectId) -> _Slot:
-        slot = self._slots.get(object_id)
-        if slot is None:
-            storage = DurableObjectStorage(self.path_of(object_id))
-            slot = _Slot(DurableObjectState(self, object_id, storage))
-            self._slots[object_id] = slot
-        return slot
-
     def instance(self, object_id: DurableObjectId) -> Any:
         """The live instance, or ``None`` (for tests)."""
-        slot = self._slots.get(object_id)
-        return slot.instance if slot else None
+        return self._host.live(object_id)
 
     def instances(self) -> list[Any]:
         """Every live instance."""
-        return [slot.instance for slot in self._slots.values() if slot.instance is not None]
+        return [slot.instance for slot in self._host.slots.values() if slot.instance is not None]
 
     async def _event(self, object_id: DurableObjectId, handle: Callable[[Any], Awaitable[Any]]
                      ) -> Any:
         """Deliver one event to the object through its input gate."""
         if self.env is None:
             raise RuntimeError("This namespace has no env yet: pass it to Env(...).")
-        slot = self._slot(object_id)
-        current = asyncio.current_task()
-        if slot.holder is not None and slot.holder is current:
-            raise RuntimeError("A Durable Object called itself from inside its own event; "
-                               "the stand-in's input gate would deadlock.")
-        async with slot.gate:
-            slot.holder = current
-            try:
-                await slot.state._drain_blockers()
-                if slot.instance is None:
-                    slot.instance = self.object_class(slot.state, self.env)
-                    await slot.state._drain_blockers()
-                return await handle(slot.instance)
-            finally:
-                slot.holder = None
+        return await self._host.event(object_id, handle)
 
     def _socket_dispatcher(self, object_id: DurableObjectId
                            ) -> Callable[[WebSocket, str, tuple[Any, ...]], None]:
@@ -348,23 +308,17 @@ class DurableObjectNamespace:
                     if ws in sockets:
                         sockets.remove(ws)
 
-            self._tasks.add(deliver())
+            self._host.spawn(deliver())
 
         return dispatch
 
     def evict(self, object_id: DurableObjectId) -> None:
         """Drop the live instance (as hibernation does); storage and sockets stay."""
-        slot = self._slots.get(object_id)
-        if slot is not None:
-            slot.instance = None
+        self._host.evict(object_id)
 
     async def close(self) -> None:
         """Cancel background work and close every database."""
-        await self._tasks.cancel_all()
-        for slot in self._slots.values():
-            await slot.state._tasks.cancel_all()
-            slot.state.storage.close()
-        self._slots.clear()
+        await self._host.aclose()
 
     def __repr__(self) -> str:
         return f"DurableObjectNamespace({self.object_class.__name__}, storage={self.storage!r})"

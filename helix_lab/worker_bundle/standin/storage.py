@@ -12,19 +12,22 @@ What ``exec`` keeps of the real ``ctx.storage.sql`` (workerd ``api/sql.c++``):
 - bindings are ``str``, ``int``, ``float``, ``bytes`` or ``None``; a ``bool`` is refused;
 - numbers come back as JavaScript numbers do: a whole REAL becomes an ``int``.
 
-``transactionSync(fn)`` runs ``fn`` inside a savepoint and rolls it back if ``fn``
-raises; transactions nest.
+``transactionSync(fn)`` runs ``fn`` atomically and takes its writes back if ``fn``
+raises; transactions nest. The file, its pragmas and the transactions are the runtime's
+own SQLite binding (:class:`helix_lab.runtime.sql.SqliteStorage`), so the kernel and the
+stand-in cannot disagree on what a nested transaction does.
 """
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
+
+from helix_lab.runtime.sql import SqliteStorage
 
 from .workers import JsDict
 
@@ -165,34 +168,12 @@ class DurableObjectStorage:
 
     def __init__(self, path: str) -> None:
         self.path = path
-        if path != ":memory:":
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self._conn = sqlite3.connect(path, isolation_level=None)
-        if path != ":memory:":
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-        self.sql = SqlStorage(self._conn, path)
-        self._depth = 0
-
-    @contextlib.contextmanager
-    def _savepoint(self) -> Iterator[None]:
-        """All writes inside land together, or none do (nestable, as on Cloudflare)."""
-        name = f"_cf_txn_{self._depth}"
-        self._conn.execute(f"SAVEPOINT {name}")
-        self._depth += 1
-        try:
-            yield
-        except BaseException:
-            self._conn.execute(f"ROLLBACK TO {name}")
-            self._conn.execute(f"RELEASE {name}")
-            raise
-        finally:
-            self._depth -= 1
-        self._conn.execute(f"RELEASE {name}")
+        self._db = SqliteStorage(path)
+        self.sql = SqlStorage(self._db.connection, path)
 
     def transactionSync(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` atomically; if it raises, none of its writes stay."""
-        with self._savepoint():
+        with self._db.atomic():
             result = fn()
             if inspect.isawaitable(result):
                 close = getattr(result, "close", None)
@@ -204,11 +185,11 @@ class DurableObjectStorage:
 
     async def transaction(self, fn: Callable[[Any], Any]) -> Any:
         """``await storage.transaction(async_fn)``; ``async_fn`` gets this storage as ``txn``."""
-        with self._savepoint():
+        with self._db.atomic():
             result = fn(self)
             if inspect.isawaitable(result):
                 result = await result
         return result
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
