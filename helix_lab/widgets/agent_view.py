@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from html import escape
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import ipywidgets as widgets
@@ -123,6 +125,13 @@ class AgentView(widgets.VBox):
         if bundle is not None:
             bundle["text/plain"] = repr(self)
         return bundle
+
+    async def to_html(self, path: str | os.PathLike[str]) -> Path:
+        """Write one self-contained HTML page of the session (header, timeline, branch tree
+        and the whole transcript) to share: ``await view.to_html("run.html")``."""
+        from .html_page import write_session_html
+
+        return await write_session_html(self.handle, path)
 
     # -- following the stream --------------------------------------------------------------
 

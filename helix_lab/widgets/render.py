@@ -14,7 +14,8 @@ from typing import Any
 
 from .view_state import Item, ViewState
 
-__all__ = ["render_diff", "render_header", "render_state", "render_stream", "render_timeline"]
+__all__ = ["render_diff", "render_header", "render_item", "render_state", "render_stream",
+           "render_timeline"]
 
 STATUS_COLOURS = {
     "starting": "#9e9e9e", "running": "#1e88e5", "done": "#43a047", "completed": "#43a047",
@@ -73,6 +74,10 @@ def _item(item: Item) -> str:
         return (f'<div class="hx-info">◆ {escape(item.text)}: '
                 f"{_json(item.data.get('data'), 300)}</div>")
     return f'<div class="hx-info">{escape(item.text)}</div>'
+
+
+render_item = _item
+"""One transcript item as HTML (the page export draws every item with it)."""
 
 
 def render_stream(state: ViewState) -> str:

@@ -1,0 +1,100 @@
+"""``AgentView.to_html``: one self-contained page of a session, from any backend."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import e2e_scenario
+import pytest
+from dummy_comm import CommRecorder, record_comms
+from test_serve_remote import TOKEN, Served
+
+from helix_lab import RemoteBackend
+from helix_lab.widgets import AgentView
+from helix_lab.widgets.html_page import branch_rows, session_html
+from helix_lab.widgets.view_state import RENDER_ITEMS
+
+
+@pytest.fixture(autouse=True)
+def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
+    return record_comms(monkeypatch)
+
+
+async def forked(backend: Any, session: str, steps: int) -> Any:
+    h = await backend.start("stepper", f"steps={steps}", session_id=session)
+    assert await h.result() == f"finished {steps} steps"
+    first = next(c for c in await h.checkpoints() if c["step"] == 1)
+    fork = await h.resume("from_checkpoint", checkpoint_id=first["checkpointId"],
+                          modify_state={"label": "forked"})
+    assert await fork.result() == f"finished {steps} steps"
+    return h
+
+
+def text_of(page: str) -> str:
+    return re.sub(r"<[^>]+>", "", page)
+
+
+async def test_to_html_writes_the_whole_run_in_one_file(make_runtime, tmp_path: Path) -> None:
+    runtime = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
+    steps = RENDER_ITEMS // 2 + 10  # more transcript items than the live view draws
+    h = await forked(runtime.backend, "page", steps)
+    view = AgentView(h)
+
+    path = await view.to_html(tmp_path / "page.html")
+
+    page = path.read_text(encoding="utf-8")
+    assert page.startswith("<!doctype html>")
+    assert "<title>helix_lab · stepper · session page</title>" in page
+    # Self-contained: nothing to fetch, nothing to run.
+    assert not re.search(r"<script|<link|src=|href=|@import", page, re.IGNORECASE)
+    text = text_of(page)
+    # The whole transcript, from the first tool call of the first branch on.
+    assert len(re.findall(r"out: did 1(?!\d)", text)) == 1  # before the fork point
+    assert len(re.findall(rf"out: did {steps}(?!\d)", text)) == 2  # on both branches
+    assert "step 1" in text and f"step {steps + 1}" in text
+    assert f"finished {steps} steps" in text
+    # The tree: the fork hangs under branch 0, and the current branch is marked.
+    tree = text[text.index("Branches"):text.index("Transcript")]
+    assert "branch 0 · " in tree
+    assert "branch 1 (current) · forked at step 1 of branch 0" in tree
+    assert page.index("branch 1 (current)") > page.index("branch 0 · ")
+    view.close()
+
+
+async def test_branch_rows_follow_fork_points(make_runtime) -> None:
+    runtime = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
+    h = await forked(runtime.backend, "rows", 2)
+    again = await h.retry("from_start", message="steps=1")
+    assert await again.result() == "finished 1 steps"
+    checkpoints = await h.checkpoints()
+
+    rows = branch_rows(checkpoints)
+
+    assert [(r["branch"], r["parentBranch"], r["forkStep"], r["status"]) for r in rows] == [
+        (0, None, None, "completed"), (1, 0, 1, "completed"), (2, 0, 0, "completed")]
+    assert rows[2]["headCheckpointId"] == checkpoints[-1]["checkpointId"]
+    assert sum(r["checkpoints"] for r in rows) == len(checkpoints)
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
+    yield server
+    server.stop()
+
+
+async def test_a_page_of_a_session_on_helix_serve(served: Served, make_runtime) -> None:
+    local = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
+    local_page = await session_html(await forked(local.backend, "both", 3))
+    async with RemoteBackend(served.url, token=TOKEN) as remote:
+        remote_page = await session_html(await forked(remote, "both", 3))
+
+    def body(page: str) -> str:  # the header names the backend; the rest must agree
+        return text_of(page[page.index("<h2>Timeline</h2>"):])
+
+    assert "the server at http://127.0.0.1" in remote_page
+    assert re.sub(r"\d+\.\d\d s", "", body(remote_page)) == re.sub(r"\d+\.\d\d s", "",
+                                                                  body(local_page))
