@@ -241,3 +241,26 @@ async def test_helix_diff_magic(kernel: Kernel) -> None:  # noqa: F811
     assert message.startswith("Usage: %helix diff A B")
     message = await kernel.usage_error("%helix diff m1 m1@3")
     assert "has no branch 3" in message
+
+
+async def test_agent_view_compare_with_shows_where_the_runs_part(make_runtime,
+                                                                monkeypatch) -> None:
+    from dummy_comm import record_comms
+
+    from helix_lab.widgets import AgentView
+
+    record_comms(monkeypatch)
+    runtime = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
+    found = await branch_and_session_diffs(runtime.backend, "view")
+    h = found["branches"].left.handle
+    original, fork = found["branches"].left.checkpoint_id, found["branches"].right.checkpoint_id
+    view = AgentView(h)
+
+    await view.show_checkpoint(original, fork)
+
+    assert "diverge at step 2: state edit — state.label: left &#x27;&#x27;, right " \
+           "&#x27;forked&#x27;" in view.checkpoint_diff.value
+    assert "+ &quot;label&quot;: &quot;forked&quot;" in view.checkpoint_diff.value  # state diff below
+    await view.show_checkpoint(original)  # against the latest: the fork's head
+    assert "diverge at step 2: state edit" in view.checkpoint_diff.value
+    view.close()

@@ -348,7 +348,18 @@ class AgentView(widgets.VBox):
             return
         self._selected_state = selected["state"]
         self.checkpoint_state.value = render_state(selected["state"])
-        self.checkpoint_diff.value = render_diff(
+        self.checkpoint_diff.value = await self._compare(checkpoint_id, compare_id) + render_diff(
             selected["state"], other["state"],
             f"step {selected['step']} (branch {selected['branch']})", other_label)
         self.state_editor.value = json.dumps(selected["state"], indent=1)
+
+    async def _compare(self, checkpoint_id: str, compare_id: str | None) -> str:
+        """"Compare with": where the two runs part and why (:func:`diff_runs`), as HTML."""
+        from ..client.diff import diff_runs
+
+        try:
+            diff = await diff_runs((self.handle, checkpoint_id),
+                                   (self.handle, compare_id) if compare_id else self.handle)
+        except HelixError as exc:
+            return f'<div class="hx-error">{escape(str(exc))}</div>'
+        return f"<pre>{escape(str(diff))}</pre>"
