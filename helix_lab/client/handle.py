@@ -12,14 +12,11 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal, Protocol
 
 from ..errors import RunError, RunInterrupted, UserError
 
-if TYPE_CHECKING:
-    from .backend import Backend
-
-__all__ = ["AgentHandle", "ResumeCheck", "RunInterrupted"]
+__all__ = ["AgentHandle", "ResumeCheck", "RunInterrupted", "SessionClient"]
 
 
 @dataclass(frozen=True)
@@ -57,10 +54,20 @@ class ResumeCheck:
                    + why.get(str(state), "only interrupted or paused sessions resume") + ".")
 
 
+class SessionClient(Protocol):
+    """What a handle needs of its :class:`~helix_lab.client.Backend`: calls and a stream."""
+
+    async def request(self, session_id: str, method: str, endpoint: str, *, json: Any = None,
+                      params: dict[str, Any] | None = None) -> Any: ...
+
+    def stream(self, session_id: str, from_sequence: int = 0, *,
+               follow: bool = False) -> AsyncIterator[dict[str, Any]]: ...
+
+
 class AgentHandle:
     """Controls and observes one session through a :class:`~helix_lab.client.Backend`."""
 
-    def __init__(self, backend: Backend, session_id: str, run_id: str | None = None,
+    def __init__(self, backend: SessionClient, session_id: str, run_id: str | None = None,
                  agent_type: str | None = None) -> None:
         self.backend = backend
         self.session_id = session_id

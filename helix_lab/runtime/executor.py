@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import json
 import random
 import secrets
-from collections.abc import Callable, Coroutine
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pydantic
 
@@ -32,15 +31,15 @@ from ..agent import FINISH_TOOL, Agent
 from ..errors import RunError, ToolError
 from ..llm.base import LLMAdapter, LLMError, LLMRequest
 from ..tools import AbortSignal, ToolContext
+from .hooks import call_hook
 from .http import Request
 from .jsonpatch import JsonPatchError, apply_patch, make_patch
+from .session_storage import SessionStorage
 from .sse import iter_sse_chunks
 from .state_store import Checkpoint, checkpoint_id
+from .stream import Chunk
 
-if TYPE_CHECKING:
-    from .server import AgentServer
-
-__all__ = ["Execution", "RetryPolicy"]
+__all__ = ["Execution", "RetryPolicy", "RunHost"]
 
 T = TypeVar("T")
 
@@ -85,22 +84,43 @@ class _ModelTurn:
         return {"role": "assistant", "content": content}
 
 
-async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
-    """Call a sync or async hook."""
-    if hook is None:
-        return None
-    result = hook(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
+class RunHost(Protocol):
+    """What an :class:`Execution` needs from the object it runs in (an ``AgentServer``).
+
+    The executor knows nothing else of the server: tests and other hosts can run a step
+    loop against any object with these members.
+    """
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def storage(self) -> SessionStorage: ...
+
+    @property
+    def namespace(self) -> Any:
+        """Where sub-agents' objects live (``id_from_name``, ``get``), or ``None``."""
+
+    @property
+    def retry(self) -> RetryPolicy: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]: ...
+
+    def log(self, level: str, message: str, exc: BaseException | None = None) -> None: ...
+
+    def run_ended(self, execution: Execution) -> None:
+        """The run stopped (completed, interrupted or failed); its status is final."""
+
+    def usage_committed(self, entries: list[dict[str, Any]]) -> None:
+        """Usage entries were stored with a step (custom usage stores hear of them here)."""
 
 
 class Execution:
-    """One run of ``agent`` in the server's session. Also the hooks' execution handle."""
+    """One run of ``agent`` in its host's session. Also the hooks' execution handle."""
 
     def __init__(
         self,
-        server: AgentServer,
+        host: RunHost,
         agent: Agent,
         llm: LLMAdapter,
         *,
@@ -109,10 +129,11 @@ class Execution:
         state: dict[str, Any],
         messages: list[dict[str, Any]],
     ) -> None:
-        self.server = server
+        self.host = host
+        self.storage = host.storage
         self.agent = agent
         self.llm = llm
-        self.session_id = server.session_id
+        self.session_id = host.session_id
         self.run_id = run_id
         self.head = head
         self.committed_state = state
@@ -140,7 +161,7 @@ class Execution:
         return not self.done
 
     def start(self) -> None:
-        self.task = self.server.spawn(self._run())
+        self.task = self.host.spawn(self._run())
 
     async def result(self) -> Any:
         """Wait for the run to end; its output, or :class:`RunError`."""
@@ -211,9 +232,9 @@ class Execution:
 
     # -- internals -------------------------------------------------------------------------
 
-    def _emit(self, chunk: dict[str, Any], step: int | None = None) -> dict[str, Any]:
-        return self.server.stream.write(chunk, run_id=self.run_id,
-                                        step=self._step if step is None else step)
+    def _emit(self, chunk: dict[str, Any], step: int | None = None) -> Chunk:
+        return self.storage.stream.write(chunk, run_id=self.run_id,
+                                         step=self._step if step is None else step)
 
     def _dump_state(self) -> dict[str, Any]:
         return copy.deepcopy(self.agent.validate_state(self.working))
@@ -223,7 +244,7 @@ class Execution:
             # Loaded here, not when the run is requested, so that starting or resuming
             # answers in constant time however long the history is.
             if not self.messages:
-                self.messages = self.server.store.load_messages(self.head.message_head)
+                self.messages = self.storage.state.load_messages(self.head.message_head)
             steps_this_run = 0
             while True:
                 if self.interrupt_reason is not None:
@@ -241,7 +262,7 @@ class Execution:
         except RunError as exc:
             self._finish_failed(str(exc))
         except Exception as exc:  # a bug in user code or ours: fail the run, keep the session
-            self.server.log("error", "run failed", exc)
+            self.host.log("error", "run failed", exc)
             self._finish_failed(f"{type(exc).__name__}: {exc}")
 
     async def _step_once(self, step: int, steps_this_run: int) -> str:
@@ -334,7 +355,7 @@ class Execution:
 
     async def _call_model(self, request: LLMRequest) -> _ModelTurn | None:
         """The model's turn, retried with backoff; ``None`` when an interrupt cut it."""
-        policy = self.server.retry
+        policy = self.host.retry
         attempt = 0
         while True:
             attempt += 1
@@ -419,7 +440,7 @@ class Execution:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            self.server.log("warning", f"tool {name} raised", exc)
+            self.host.log("warning", f"tool {name} raised", exc)
             result = {"error": f"Tool {name!r} raised {type(exc).__name__}: {exc}"}
         if "error" in result:
             # A failed call leaves no trace in the state: the model is told it failed,
@@ -451,7 +472,7 @@ class Execution:
         return await asyncio.wait_for(call_task, tool.timeout)
 
     async def _run_subagent(self, sub: Agent, call: dict[str, Any]) -> Any:
-        namespace = self.server.namespace
+        namespace = self.host.namespace
         if namespace is None:
             raise ToolError("Sub-agents need the server to know its namespace; none is bound.")
         message = call["input"].get("message")
@@ -496,7 +517,7 @@ class Execution:
     def _commit(self, new_messages: list[dict[str, Any]], *, status: str,
                 output: Any = None) -> None:
         """Store one finished step, and end the run when ``status`` says so."""
-        server = self.server
+        storage = self.storage
         state = self._dump_state()
         patch = make_patch(self.committed_state, state)
         if patch:
@@ -508,30 +529,28 @@ class Execution:
             self._emit({"type": "run_completed", "output": output, "checkpointId": cp_id})
         usage, self._usage = self._usage, []
 
-        def write() -> tuple[Checkpoint, list[dict[str, Any]]]:
-            head = server.store.append_messages(self.head.message_head, new_messages)
+        def write() -> Checkpoint:
+            head = storage.state.append_messages(self.head.message_head, new_messages)
             for entry in usage:
-                server.usage.record_sync({**entry, "sessionId": self.session_id})
-            cp = server.store.save_checkpoint(
+                storage.usage.record_sync({**entry, "sessionId": self.session_id})
+            return storage.state.save_checkpoint(
                 session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
                 state=state, run_id=self.run_id, step=self._step, branch=self.head.branch,
                 message_head=head, message_count=self.head.message_count + len(new_messages),
                 status=status, sequence=cp_chunk["sequence"], output=output, cp_id=cp_id)
-            server.store.update_session(status=status, head_checkpoint=cp.id, output=output,
-                                        error=None)
-            return cp, server.stream.take_pending()
 
-        self.head, chunks = server.sql.transaction(write)
+        self.head, chunks = storage.commit(write, status=status, head_checkpoint=cp_id,
+                                           output=output, error=None)
         self.messages = self.messages + new_messages
         self.committed_state = state
         if status == "completed":
             self.output = output
             self._end("completed")
-        server.stream.broadcast(chunks)
-        server.after_commit(usage)
+        storage.publish(chunks)
+        self.host.usage_committed(usage)
 
     def _finish_interrupted(self) -> None:
-        server = self.server
+        storage = self.storage
         reason = self.interrupt_reason or "interrupted"
         cp_id = checkpoint_id(self.session_id, self.head.step)
         cp_chunk = self._emit({"type": "checkpoint", "checkpointId": cp_id,
@@ -540,34 +559,30 @@ class Execution:
         self._emit({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id},
                    self.head.step)
 
-        def write() -> tuple[Checkpoint, list[dict[str, Any]]]:
-            cp = server.store.save_checkpoint(
+        def write() -> Checkpoint:
+            return storage.state.save_checkpoint(
                 session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
                 state=self.committed_state, run_id=self.run_id, step=self.head.step,
                 branch=self.head.branch, message_head=self.head.message_head,
                 message_count=self.head.message_count, status="interrupted",
                 sequence=cp_chunk["sequence"], cp_id=cp_id)
-            server.store.update_session(status="interrupted", head_checkpoint=cp.id)
-            return cp, server.stream.take_pending()
 
-        self.head, chunks = server.sql.transaction(write)
+        self.head, chunks = storage.commit(write, status="interrupted", head_checkpoint=cp_id)
         self._end("interrupted")
-        server.stream.broadcast(chunks)
+        storage.publish(chunks)
 
     def _finish_failed(self, error: str, *, aborted: bool = False) -> None:
-        server = self.server
         self.error = error
         self._emit({"type": "run_failed", "error": error, "aborted": aborted})
-
-        chunks = server.commit_session(status="failed", error=error)
+        _, chunks = self.storage.commit(status="failed", error=error)
         self._end("failed")
-        server.stream.broadcast(chunks)
+        self.storage.publish(chunks)
 
     def _end(self, status: str) -> None:
         self.status = status
         self.done = True
         self._finished.set()
-        self.server.on_execution_end(self)
+        self.host.run_ended(self)
         # The server keeps the last execution until the next run replaces it: let the
         # conversation go now, so that freeing a long one is paid here, not by the next
         # request (a fork from an early checkpoint after a long run took ~10-20 ms more).

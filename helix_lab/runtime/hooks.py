@@ -1,24 +1,20 @@
 """Server hooks and the execution view they get: ``ServerHooks``, ``AbortResult``,
 ``ExecutionState`` and the context object of each hook.
 
-Every hook may be sync or async (:func:`~helix_lab.runtime.executor.call_hook` awaits
-either). A ``before_*`` hook may answer the request itself by returning
+Every hook may be sync or async (:func:`call_hook` awaits either). A ``before_*`` hook may answer the request itself by returning
 ``AbortResult(response=...)``; ``before_start`` may also make room for the new run by
 interrupting the running one through ``execution_state.interrupt(...)``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from .http import Request, Response
 from .wire import ResumeAgentRequestV2, RetryAgentRequestV2, StartAgentRequestV2
-
-if TYPE_CHECKING:
-    from .executor import Execution
-    from .server import AgentServer
 
 __all__ = [
     "AbortResult",
@@ -31,8 +27,51 @@ __all__ = [
     "CompleteContext",
     "EndpointContext",
     "ExecutionState",
+    "RunControl",
     "ServerHooks",
+    "call_hook",
 ]
+
+
+async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
+    """Call a sync or async hook; ``None`` for no hook."""
+    if hook is None:
+        return None
+    result = hook(*args)
+    if inspect.isawaitable(result):
+        result = await result
+    return result
+
+
+class RunControl(Protocol):
+    """What hooks may do with a run: the executor's ``Execution`` is one."""
+
+    run_id: str
+    status: str
+
+    @property
+    def is_executing(self) -> bool: ...
+
+    async def interrupt(self, reason: str = "interrupted") -> None: ...
+
+    async def abort(self, reason: str = "aborted") -> None: ...
+
+    async def result(self) -> Any: ...
+
+
+class _RunOwner(Protocol):
+    """The server, as :class:`ExecutionState` sees it."""
+
+    session_id: str
+
+    @property
+    def execution(self) -> RunControl | None: ...
+
+    @property
+    def is_executing(self) -> bool: ...
+
+    @property
+    def status(self) -> str: ...
 
 
 @dataclass
@@ -73,7 +112,7 @@ class AfterStartContext:
     session_id: str
     run_id: str
     agent_type: str
-    handle: Execution
+    handle: RunControl
 
 
 AfterResumeContext = AfterStartContext
@@ -117,7 +156,7 @@ class ServerHooks:
 class ExecutionState:
     """The view of the current execution that hooks and custom endpoints get."""
 
-    def __init__(self, server: AgentServer) -> None:
+    def __init__(self, server: _RunOwner) -> None:
         self._server = server
 
     @property
@@ -137,7 +176,7 @@ class ExecutionState:
     def status(self) -> str:
         return self._server.status
 
-    def get_handle(self) -> Execution | None:
+    def get_handle(self) -> RunControl | None:
         return self._server.execution if self._server.is_executing else None
 
     async def interrupt(self, reason: str = "interrupted") -> None:

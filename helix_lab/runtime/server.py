@@ -7,12 +7,15 @@ it lives in) and calls :meth:`AgentServer.fetch` with each request.
 
 Endpoints (camelCase JSON; errors are ``{"error": {"code", "message", ...}}``)::
 
-    POST /start  /resume  /retry  /interrupt  /abort
-    GET  /status  /sse?fromSequence=N  /history?fromSequence=N&limit=M
-    GET  /usage  /messages  /snapshot  /checkpoints  /checkpoints/{id}
+    POST /start  /resume  /retry  /interrupt  /abort       here: they plan and start runs
+    GET  /status /sse /history /usage /messages /snapshot  in reads.py: they change nothing
+    GET  /checkpoints  /checkpoints/{id}
     WebSocket upgrade at /
 
-``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1.
+Every run starts the same way: an endpoint makes a :class:`RunPlan` (the agent, the
+checkpoint it starts from, the state and messages it starts with) and :meth:`_begin`
+commits the run's first checkpoint and launches an :class:`~.executor.Execution`, which
+sees the server only through the small :class:`~.executor.RunHost` protocol.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ from ..errors import (
     BackendError,
     BadRequestError,
     ConflictError,
-    NotFoundError,
     UserError,
 )
 from ..llm.base import LLMAdapter
-from .executor import Execution, RetryPolicy, call_hook
+from . import reads
+from .chunks import RESUMABLE
+from .executor import Execution, RetryPolicy
 from .hooks import (
     AbortResult,
     AfterResumeContext,
@@ -49,15 +53,15 @@ from .hooks import (
     EndpointContext,
     ExecutionState,
     ServerHooks,
+    call_hook,
 )
 from .http import Request, Response, WebSocketLike, error_response, json_response
 from .jsonpatch import JsonPatchError, apply_patch
 from .registry import AgentFactoryContext, AgentRegistry, AgentResolver
+from .session_storage import SessionStorage
 from .sql import SqlStorage
-from .sse import encode_chunk, encode_end
-from .state_store import Checkpoint, DOStateStore, checkpoint_id
-from .stream import DOStreamManager
-from .usage import DOUsageStore, UsageStore
+from .state_store import Checkpoint, checkpoint_id
+from .usage import UsageStore
 from .wire import (
     AbortRequest,
     InterruptRequest,
@@ -82,12 +86,18 @@ __all__ = [
     "ExecutionState",
     "HostContext",
     "LLMAdapterContext",
+    "RunPlan",
     "ServerHooks",
     "create_agent_server",
+    "new_run_id",
 ]
 
-RESUMABLE = ("interrupted", "paused")
 INTERRUPT_WAIT = 30.0
+
+
+def new_run_id() -> str:
+    """A fresh run id; the one place run ids are made."""
+    return "run_" + secrets.token_hex(6)
 
 
 @dataclass
@@ -128,6 +138,27 @@ class ServerConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
+@dataclass
+class RunPlan:
+    """Everything :meth:`AgentServer._begin` needs to start a run."""
+
+    agent: Agent
+    run_id: str
+    chunk: dict[str, Any]
+    """The run's first chunk: ``run_started`` or ``run_resumed``."""
+    state: dict[str, Any]
+    branch: int
+    parent: Checkpoint | None = None
+    """The checkpoint the run goes on from; ``None`` for a new session."""
+    parent_state: dict[str, Any] | None = None
+    append: list[dict[str, Any]] = field(default_factory=list)
+    """Messages added after the parent's prefix (a new user message, ``appendMessages``)."""
+    fresh_messages: list[dict[str, Any]] | None = None
+    """A whole new message list, instead of the parent's prefix (retry from the start)."""
+    create: Callable[[], None] | None = None
+    """Writes a new session's row, in the same transaction as its first checkpoint."""
+
+
 class AgentServer:
     """One Durable Object: one session, its runs, its storage and its streams."""
 
@@ -138,14 +169,10 @@ class AgentServer:
             raise UserError("Build the server class with create_agent_server(...).")
         self.ctx = ctx
         self.env = env if env is not None else {}
-        self.sql = ctx.sql
         self.logger = self.config.logger or logging.getLogger("helix_lab.runtime")
         self.execution: Execution | None = None
-        # One transaction for every table's schema: one commit (one fsync) per new object.
-        self.store, self.stream, self.usage = self.sql.transaction(lambda: (
-            DOStateStore(self.sql),
-            DOStreamManager(self.sql, is_live=lambda: self.is_executing, logger=self.logger),
-            DOUsageStore(self.sql)))
+        self.storage = SessionStorage(ctx.sql, is_live=lambda: self.is_executing,
+                                      logger=self.logger)
         session = self.store.get_session()
         self.session_id: str = session["session_id"] if session else ""
         self.usage.session_id = self.session_id
@@ -161,16 +188,34 @@ class AgentServer:
             ("POST", "/retry"): self._retry,
             ("POST", "/interrupt"): self._interrupt,
             ("POST", "/abort"): self._abort,
-            ("GET", "/status"): self._status,
-            ("GET", "/sse"): self._sse,
-            ("GET", "/history"): self._history,
-            ("GET", "/usage"): self._usage,
-            ("GET", "/messages"): self._messages,
-            ("GET", "/snapshot"): self._snapshot,
-            ("GET", "/checkpoints"): self._checkpoints,
         }
 
-    # -- what the executor and hosts use ---------------------------------------------------
+    # -- the session's storage (shortcuts for hosts and tests) -----------------------------
+
+    @property
+    def sql(self) -> SqlStorage:
+        return self.storage.sql
+
+    @property
+    def store(self) -> Any:
+        """The session's :class:`~.state_store.DOStateStore`."""
+        return self.storage.state
+
+    @property
+    def stream(self) -> Any:
+        """The session's :class:`~.stream.DOStreamManager`."""
+        return self.storage.stream
+
+    @property
+    def usage(self) -> Any:
+        """The session's :class:`~.usage.DOUsageStore`."""
+        return self.storage.usage
+
+    @property
+    def usage_store(self) -> UsageStore:
+        return self.custom_usage or self.storage.usage
+
+    # -- the RunHost protocol: what an Execution uses ----------------------------------------
 
     @property
     def namespace(self) -> Any:
@@ -196,7 +241,7 @@ class AgentServer:
         getattr(self.logger, level, self.logger.warning)(
             f"[{self.session_id}] {message}", exc_info=exc)
 
-    def on_execution_end(self, execution: Execution) -> None:
+    def run_ended(self, execution: Execution) -> None:
         self.stream.wake_all()
         hook = self.config.hooks.on_complete
         if hook is not None:
@@ -204,17 +249,7 @@ class AgentServer:
                                       execution.status, execution.output, execution.error)
             self.spawn(self._safe_hook(hook, context))
 
-    def commit_session(self, **fields: Any) -> list[dict[str, Any]]:
-        """Store session fields with the queued chunks, atomically; returns the chunks,
-        for the caller to broadcast once it has updated its own state."""
-
-        def write() -> list[dict[str, Any]]:
-            self.store.update_session(**fields)
-            return self.stream.take_pending()
-
-        return self.sql.transaction(write)
-
-    def after_commit(self, usage: list[dict[str, Any]]) -> None:
+    def usage_committed(self, usage: list[dict[str, Any]]) -> None:
         if self.custom_usage is not None and usage:
             self.spawn(self._record_custom_usage(usage))
 
@@ -242,7 +277,7 @@ class AgentServer:
                            "checkpointId": head.id if head else None},
                           run_id=session["run_id"], step=step)
 
-        self.stream.broadcast(self.commit_session(status="interrupted"))
+        self.storage.publish(self.storage.commit(status="interrupted")[1])
         self.log("info", f"recovered run {session['run_id']} as interrupted at step {step}")
 
     # -- dispatch --------------------------------------------------------------------------
@@ -257,12 +292,15 @@ class AgentServer:
             if request.websocket is not None:
                 return self._websocket(request)
             handler = self._routes.get((request.method, request.path))
-            if (handler is None and request.method == "GET"
-                    and request.path.startswith("/checkpoints/")):
-                return self._checkpoint(request.path[len("/checkpoints/"):])
-            if handler is None:
-                return self._no_route(request)
-            return await handler(request)
+            if handler is not None:
+                return await handler(request)
+            if request.method == "GET":
+                read = reads.READS.get(request.path) or next(
+                    (r for prefix, r in reads.PREFIX_READS.items()
+                     if request.path.startswith(prefix)), None)
+                if read is not None:
+                    return await read(request, self)
+            return self._no_route(request)
         except BackendError as exc:
             return error_response(exc.status, exc.code, exc.message, **exc.details)
         except AgentNotFoundError as exc:
@@ -276,14 +314,16 @@ class AgentServer:
                                   "The agent server hit an unexpected error; see its log.")
 
     def _no_route(self, request: Request) -> Response:
-        paths = sorted({p for _, p in self._routes} | set(self.config.endpoints))
-        if any(p == request.path for _, p in self._routes):
-            methods = sorted(m for m, p in self._routes if p == request.path)
+        routes = {*self._routes, *(("GET", p) for p in reads.READS)}
+        paths = sorted({p for _, p in routes} | set(self.config.endpoints))
+        if any(p == request.path for _, p in routes):
+            methods = sorted(m for m, p in routes if p == request.path)
             return error_response(405, "method_not_allowed",
                                   f"{request.method} is not allowed on {request.path}; "
                                   f"use {' or '.join(methods)}.")
+        prefixes = ", ".join(f"{p}{{id}}" for p in reads.PREFIX_READS)
         return error_response(404, "not_found", f"No endpoint {request.method} {request.path}. "
-                              f"Endpoints: {', '.join(paths)}, /checkpoints/{{id}}.")
+                              f"Endpoints: {', '.join(paths)}, {prefixes}.")
 
     # -- helpers ---------------------------------------------------------------------------
 
@@ -307,22 +347,17 @@ class AgentServer:
         return agent
 
     def _require_session(self) -> dict[str, Any]:
-        session = self.store.get_session()
-        if session is None:
-            raise NotFoundError(code="session_not_found", message="This session has not been started; POST /start first.")
-        return session
+        return reads.require_session(self)
 
     def _require_idle(self, action: str) -> None:
         if self.is_executing:
             run_id = self.execution.run_id if self.execution else "?"
-            raise ConflictError(code="already_executing", message=f"Session {self.session_id!r} is executing run {run_id}; "
-                            f"interrupt or abort it before you {action}.")
+            raise ConflictError(f"Session {self.session_id!r} is executing run {run_id}; "
+                                f"interrupt or abort it before you {action}.",
+                                code="already_executing")
 
     def _head(self, session: dict[str, Any]) -> Checkpoint:
-        head = self.store.get_checkpoint(session["head_checkpoint"] or "")
-        if head is None:
-            raise NotFoundError(code="checkpoint_not_found", message="This session has no checkpoint yet.")
-        return head
+        return reads.head_checkpoint(self, session)
 
     def _validate_state(self, agent: Agent, data: Any, field_name: str) -> dict[str, Any]:
         try:
@@ -341,49 +376,41 @@ class AgentServer:
                 raise BadRequestError(f"{field_name}[{i}] must be {{'role': 'user'|'assistant', "
                                  "'content': str | list}}.", field=f"{field_name}[{i}]")
 
-    def _begin(self, agent: Agent, *, run_id: str, parent: Checkpoint | None,
-               parent_state: dict[str, Any] | None, state: dict[str, Any],
-               append: list[dict[str, Any]], branch: int, chunk: dict[str, Any],
-               fresh_messages: list[dict[str, Any]] | None = None,
-               create: Callable[[], None] | None = None) -> Execution:
+    def _begin(self, plan: RunPlan) -> Execution:
         """Write the run's starting checkpoint and launch it.
 
-        ``create`` writes a new session's row in the same transaction as its first
-        checkpoint: a host killed in between must not leave a session with no checkpoint,
-        which could be neither started again nor resumed."""
+        A new session's row (``plan.create``) is written in the same transaction as its
+        first checkpoint: a host killed in between must not leave a session with no
+        checkpoint, which could be neither started again nor resumed."""
+        parent = plan.parent
         step = parent.step if parent else 0
-        llm = self.config.llm_adapter(self.env, LLMAdapterContext(self.session_id, agent.name,
-                                                                  run_id))
+        llm = self.config.llm_adapter(self.env, LLMAdapterContext(
+            self.session_id, plan.agent.name, plan.run_id))
         cp_id = checkpoint_id(self.session_id, step)
-        self.stream.write(chunk, run_id=run_id, step=step)
+        self.stream.write(plan.chunk, run_id=plan.run_id, step=step)
         cp_chunk = self.stream.write({"type": "checkpoint", "checkpointId": cp_id, "step": step,
-                                      "branch": branch}, run_id=run_id, step=step)
-        base_head = parent.message_head if parent and fresh_messages is None else None
-        base_count = parent.message_count if parent and fresh_messages is None else 0
-        to_append = (fresh_messages or []) + append
+                                      "branch": plan.branch}, run_id=plan.run_id, step=step)
+        keep_prefix = parent is not None and plan.fresh_messages is None
+        base_head = parent.message_head if parent and keep_prefix else None
+        base_count = parent.message_count if parent and keep_prefix else 0
+        to_append = (plan.fresh_messages or []) + plan.append
 
-        def write() -> tuple[Checkpoint, list[dict[str, Any]]]:
-            if create is not None:
-                create()
+        def write() -> Checkpoint:
+            if plan.create is not None:
+                plan.create()
             head = self.store.append_messages(base_head, to_append)
-            cp = self.store.save_checkpoint(
-                session_id=self.session_id, parent=parent, parent_state=parent_state,
-                state=state, run_id=run_id, step=step, branch=branch, message_head=head,
-                message_count=base_count + len(to_append), status="running",
+            return self.store.save_checkpoint(
+                session_id=self.session_id, parent=parent, parent_state=plan.parent_state,
+                state=plan.state, run_id=plan.run_id, step=step, branch=plan.branch,
+                message_head=head, message_count=base_count + len(to_append), status="running",
                 sequence=cp_chunk["sequence"], cp_id=cp_id)
-            self.store.update_session(status="running", run_id=run_id, head_checkpoint=cp.id,
-                                      output=None, error=None)
-            return cp, self.stream.take_pending()
 
-        try:
-            cp, chunks = self.sql.transaction(write)
-        except BaseException:
-            self.stream.discard_pending()  # the run never began: nobody may see its chunks
-            raise
-        execution = Execution(self, agent, llm, run_id=run_id, head=cp, state=state,
-                              messages=[])
+        cp, chunks = self.storage.commit(write, status="running", run_id=plan.run_id,
+                                         head_checkpoint=cp_id, output=None, error=None)
+        execution = Execution(self, plan.agent, llm, run_id=plan.run_id, head=cp,
+                              state=plan.state, messages=[])
         self.execution = execution
-        self.stream.broadcast(chunks)
+        self.storage.publish(chunks)
         execution.start()
         return execution
 
@@ -397,7 +424,11 @@ class AgentServer:
             return result.response
         return None
 
-    # -- POST endpoints --------------------------------------------------------------------
+    def _session_agent(self, session: dict[str, Any], run_id: str) -> Agent:
+        return self._resolve(session["agent_type"], self.session_id, run_id,
+                             session["user_id"], session["metadata"].get("parentAgentType"))
+
+    # -- POST endpoints: each plans a run, and _begin starts it ------------------------------
 
     async def _start(self, request: Request) -> Response:
         hooks = self.config.hooks
@@ -413,12 +444,13 @@ class AgentServer:
             body = parse_body(request, StartAgentRequestV2)
         session = self.store.get_session()
         if session and session["session_id"] != body.session_id:
-            raise ConflictError(code="session_mismatch", message=f"This object holds session {session['session_id']!r}, "
-                            f"not {body.session_id!r}.")
+            raise ConflictError(f"This object holds session {session['session_id']!r}, "
+                                f"not {body.session_id!r}.", code="session_mismatch")
         if session and session["agent_type"] != body.agent_type:
-            raise ConflictError(code="agent_type_mismatch", message=f"Session {body.session_id!r} runs agent {session['agent_type']!r}; "
-                            f"start a new session to run {body.agent_type!r}.")
-        run_id = "run_" + secrets.token_hex(6)
+            raise ConflictError(f"Session {body.session_id!r} runs agent "
+                                f"{session['agent_type']!r}; start a new session to run "
+                                f"{body.agent_type!r}.", code="agent_type_mismatch")
+        run_id = new_run_id()
         metadata = body.metadata or {}
         agent = self._resolve(body.agent_type, body.session_id, run_id, body.user_id,
                               metadata.get("parentAgentType"))
@@ -428,7 +460,7 @@ class AgentServer:
             return aborted
         self._require_idle("start a new run")
         message = {"role": "user", "content": body.input.message}
-        create: Callable[[], None] | None = None
+        chunk = {"type": "run_started", "agentType": agent.name, "message": body.input.message}
         if session is None:
             state = self._validate_state(agent, body.input.state or {}, "input.state")
             prior = body.input.messages or []
@@ -438,24 +470,17 @@ class AgentServer:
                 self.store.create_session(body.session_id, body.agent_type, user_id=body.user_id,
                                           tags=body.tags, metadata=body.metadata)
 
-            create = create_session
-            self.session_id = body.session_id
-            self.usage.session_id = body.session_id
-            if self.config.usage_store is not None:
-                self.custom_usage = self.config.usage_store(self.env, self.session_id)
-            self.stream.agent_id, self.stream.agent_type = body.session_id, body.agent_type
-            parent, parent_state, append, branch = None, None, [*prior, message], 0
+            self._adopt_session(body.session_id, body.agent_type)
+            plan = RunPlan(agent, run_id, chunk, state=state, branch=0,
+                           append=[*prior, message], create=create_session)
         else:
             parent = self._head(session)
             parent_state = self.store.state_at(parent.id)
             state = (self._validate_state(agent, body.input.state, "input.state")
                      if body.input.state is not None else parent_state)
-            append, branch = [message], parent.branch
-        execution = self._begin(agent, run_id=run_id, parent=parent, parent_state=parent_state,
-                                state=state, append=append, branch=branch,
-                                chunk={"type": "run_started", "agentType": agent.name,
-                                       "message": body.input.message},
-                                create=create)
+            plan = RunPlan(agent, run_id, chunk, state=state, branch=parent.branch,
+                           parent=parent, parent_state=parent_state, append=[message])
+        execution = self._begin(plan)
         await call_hook(hooks.after_start, AfterStartContext(
             self.env, self.session_id, run_id, agent.name, execution))
         response = self._started(execution, "started")
@@ -465,6 +490,14 @@ class AgentServer:
                                            "agentType": agent.name})
             return json_response(transformed)
         return json_response(response)
+
+    def _adopt_session(self, session_id: str, agent_type: str) -> None:
+        """This object now holds ``session_id``: stamp its chunks and usage with it."""
+        self.session_id = session_id
+        self.usage.session_id = session_id
+        if self.config.usage_store is not None:
+            self.custom_usage = self.config.usage_store(self.env, session_id)
+        self.stream.agent_id, self.stream.agent_type = session_id, agent_type
 
     async def _resume(self, request: Request) -> Response:
         body = parse_body(request, ResumeAgentRequestV2, optional=True)
@@ -477,36 +510,35 @@ class AgentServer:
         options = body.options
         if options.mode == "retry":
             return await self._launch_retry(session, "from_checkpoint", None, "resumed")
-        run_id = "run_" + secrets.token_hex(6)
-        agent = self._resolve(session["agent_type"], self.session_id, run_id,
-                              session["user_id"], session["metadata"].get("parentAgentType"))
+        run_id = new_run_id()
+        agent = self._session_agent(session, run_id)
         append = options.append_messages or []
         self._check_messages(append, "options.appendMessages")
-        if options.mode == "branch" or options.checkpoint_id:
+        forking = options.mode == "branch" or bool(options.checkpoint_id)
+        if forking:
             if not options.checkpoint_id:
                 raise BadRequestError("options.checkpointId is required for mode 'branch'.",
-                                 field="options.checkpointId")
-            parent = self.store.get_checkpoint(options.checkpoint_id)
-            if parent is None:
-                raise NotFoundError(code="checkpoint_not_found", message=f"No checkpoint {options.checkpoint_id!r} in session "
-                                f"{self.session_id!r}; GET /checkpoints lists them.")
-            parent_state = self.store.state_at(parent.id)
-            state = self._modified_state(agent, parent_state, options.modify_state)
+                                      field="options.checkpointId")
+            parent = reads.find_checkpoint(self, options.checkpoint_id)
+        else:
+            if session["status"] not in RESUMABLE:
+                raise ConflictError(f"Session {self.session_id!r} is {session['status']} and "
+                                    "cannot be resumed. Send a new message, retry it, or "
+                                    "branch from a checkpoint.", code="not_resumable")
+            parent = self._head(session)
+        parent_state = self.store.state_at(parent.id)
+        # Validated before a branch number is taken: a rejected request changes nothing.
+        state = self._modified_state(agent, parent_state, options.modify_state)
+        if forking:
             branch = self.store.new_branch()
             chunk = {"type": "run_resumed", "mode": "branch", "fromCheckpointId": parent.id,
                      "branch": branch}
         else:
-            if session["status"] not in RESUMABLE:
-                raise ConflictError(code="not_resumable", message=f"Session {self.session_id!r} is {session['status']} and cannot "
-                                "be resumed. Send a new message, retry it, or branch from a "
-                                "checkpoint.")
-            parent = self._head(session)
-            parent_state = self.store.state_at(parent.id)
-            state = self._modified_state(agent, parent_state, options.modify_state)
             branch = parent.branch
             chunk = {"type": "run_resumed", "mode": "continue", "fromCheckpointId": parent.id}
-        execution = self._begin(agent, run_id=run_id, parent=parent, parent_state=parent_state,
-                                state=state, append=append, branch=branch, chunk=chunk)
+        execution = self._begin(RunPlan(agent, run_id, chunk, state=state, branch=branch,
+                                        parent=parent, parent_state=parent_state,
+                                        append=append))
         await call_hook(self.config.hooks.after_resume, AfterStartContext(
             self.env, self.session_id, run_id, agent.name, execution))
         return json_response(self._started(execution, "resumed"))
@@ -519,12 +551,13 @@ class AgentServer:
             try:
                 new = apply_patch(state, change)
             except JsonPatchError as exc:
-                raise BadRequestError(f"options.modifyState: {exc}", field="options.modifyState") from None
+                raise BadRequestError(f"options.modifyState: {exc}",
+                                      field="options.modifyState") from None
         elif isinstance(change, dict):
             new = {**state, **change}
         else:
-            raise BadRequestError("options.modifyState must be an object (merged into the state) or "
-                             "a JSON patch list.", field="options.modifyState")
+            raise BadRequestError("options.modifyState must be an object (merged into the "
+                                  "state) or a JSON patch list.", field="options.modifyState")
         return self._validate_state(agent, new, "options.modifyState")
 
     async def _retry(self, request: Request) -> Response:
@@ -540,30 +573,31 @@ class AgentServer:
 
     async def _launch_retry(self, session: dict[str, Any], mode: str, message: str | None,
                             status: str) -> Response:
-        run_id = "run_" + secrets.token_hex(6)
-        agent = self._resolve(session["agent_type"], self.session_id, run_id,
-                              session["user_id"], session["metadata"].get("parentAgentType"))
+        run_id = new_run_id()
+        agent = self._session_agent(session, run_id)
         head = self._head(session)
-        fresh = None
+        chunk: dict[str, Any] = {"type": "run_resumed", "mode": f"retry_{mode}"}
         if mode == "from_start":
             root = self.store.first_checkpoint(head)
-            parent, parent_state = root, self.store.state_at(root.id)
+            root_state = self.store.state_at(root.id)
+            fresh = None
             if message is not None:
                 prefix = self.store.load_messages(root.message_head)[:-1]
                 fresh = [*prefix, {"role": "user", "content": message}]
-            append, branch = [], self.store.new_branch()
+            plan = RunPlan(agent, run_id, {**chunk, "fromCheckpointId": root.id},
+                           state=root_state, branch=self.store.new_branch(), parent=root,
+                           parent_state=root_state, fresh_messages=fresh)
         else:
             if session["status"] == "completed":
-                raise ConflictError(code="not_retryable", message=f"Session {self.session_id!r} completed; there is nothing to "
-                                "retry. Branch from a checkpoint with /resume mode 'branch'.")
-            parent, parent_state = head, self.store.state_at(head.id)
-            append = [{"role": "user", "content": message}] if message else []
-            branch = head.branch
-        execution = self._begin(agent, run_id=run_id, parent=parent, parent_state=parent_state,
-                                state=parent_state, append=append, branch=branch,
-                                fresh_messages=fresh,
-                                chunk={"type": "run_resumed", "mode": f"retry_{mode}",
-                                       "fromCheckpointId": parent.id})
+                raise ConflictError(f"Session {self.session_id!r} completed; there is nothing "
+                                    "to retry. Branch from a checkpoint with /resume mode "
+                                    "'branch'.", code="not_retryable")
+            head_state = self.store.state_at(head.id)
+            plan = RunPlan(agent, run_id, {**chunk, "fromCheckpointId": head.id},
+                           state=head_state, branch=head.branch, parent=head,
+                           parent_state=head_state,
+                           append=[{"role": "user", "content": message}] if message else [])
+        execution = self._begin(plan)
         await call_hook(self.config.hooks.after_retry, AfterStartContext(
             self.env, self.session_id, run_id, agent.name, execution))
         return json_response(self._started(execution, status))
@@ -571,152 +605,36 @@ class AgentServer:
     async def _interrupt(self, request: Request) -> Response:
         body = parse_body(request, InterruptRequest, optional=True)
         if not self.is_executing or self.execution is None:
-            raise ConflictError(code="not_running", message=f"Session {self.session_id or '(new)'!r} is "
-                            f"{self.status}; there is nothing to interrupt.")
+            raise ConflictError(f"Session {self.session_id or '(new)'!r} is {self.status}; "
+                                "there is nothing to interrupt.", code="not_running")
         try:
             await asyncio.wait_for(self.execution.interrupt(body.reason), INTERRUPT_WAIT)
         except TimeoutError:
-            return json_response({**self._status_body(), "note": "interrupt requested; the "
-                                  "current tool has not finished yet"}, status=202)
-        return json_response(self._status_body())
+            return json_response({**reads.status_body(self), "note": "interrupt requested; "
+                                  "the current tool has not finished yet"}, status=202)
+        return json_response(reads.status_body(self))
 
     async def _abort(self, request: Request) -> Response:
         body = parse_body(request, AbortRequest, optional=True)
         if self.is_executing and self.execution is not None:
             await self.execution.abort(body.reason)
-            return json_response(self._status_body())
+            return json_response(reads.status_body(self))
         session = self._require_session()
         if session["status"] not in RESUMABLE:
-            raise ConflictError(code="not_running", message=f"Session {self.session_id!r} is {session['status']};"
-                            " there is nothing to abort.")
+            raise ConflictError(f"Session {self.session_id!r} is {session['status']}; there is "
+                                "nothing to abort.", code="not_running")
         error = f"Aborted: {body.reason}"
         self.stream.write({"type": "run_failed", "error": error, "aborted": True},
                           run_id=session["run_id"])
+        self.storage.publish(self.storage.commit(status="failed", error=error)[1])
+        return json_response(reads.status_body(self))
 
-        self.stream.broadcast(self.commit_session(status="failed", error=error))
-        return json_response(self._status_body())
-
-    # -- GET endpoints ---------------------------------------------------------------------
-
-    def _status_body(self) -> dict[str, Any]:
-        session = self.store.get_session()
-        if session is None:
-            return {"sessionId": None, "status": "idle", "stepCount": 0, "isExecuting": False,
-                    "canResume": False, "lastSequence": 0}
-        head = self.store.get_checkpoint(session["head_checkpoint"] or "")
-        status = session["status"]
-        stream_status = {"running": "active", "interrupted": "paused", "paused": "paused",
-                         "completed": "ended", "failed": "failed"}.get(status, "ended")
-        body: dict[str, Any] = {
-            "sessionId": session["session_id"], "agentType": session["agent_type"],
-            "status": status, "runId": session["run_id"], "stepCount": head.step if head else 0,
-            "checkpointId": head.id if head else None, "isExecuting": self.is_executing,
-            "canResume": status in RESUMABLE, "streamStatus": stream_status,
-            "lastSequence": self.stream.sequence, "branch": head.branch if head else 0,
-        }
-        if session["output"] is not None:
-            body["output"] = session["output"]
-        if session["error"]:
-            body["error"] = session["error"]
-        return body
-
-    async def _status(self, request: Request) -> Response:
-        return json_response(self._status_body())
-
-    @staticmethod
-    def _int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
-        raw = request.query.get(name)
-        if raw is None or raw == "":
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise BadRequestError(f"{name} must be a whole number, got {raw[:40]!r}.",
-                             field=name) from None
-        if value < 0:
-            raise BadRequestError(f"{name} must be 0 or more, got {raw[:40]}.", field=name)
-        # SQLite integers are 64-bit; no sequence or limit comes anywhere near that.
-        return min(value, maximum if maximum is not None else 2**63 - 1)
-
-    async def _sse(self, request: Request) -> Response:
-        after = self._int_param(request, "fromSequence", 0)
-        follow = request.query.get("follow") in ("1", "true")
-        self.stream.flush()
-        subscription = self.stream.subscribe(after, follow=follow)
-
-        async def body() -> Any:
-            try:
-                async for batch in subscription:
-                    yield b"".join(encode_chunk(c) for c in batch)
-                yield encode_end()
-            finally:
-                subscription.close()
-
-        return Response(status=200, stream=body(), headers={
-            "content-type": "text/event-stream", "cache-control": "no-cache",
-            "x-accel-buffering": "no"})
-
-    async def _history(self, request: Request) -> Response:
-        after = self._int_param(request, "fromSequence", 0)
-        limit = self._int_param(request, "limit", 1000, maximum=10_000)
-        self.stream.flush()
-        chunks = self.stream.read(after, limit + 1)
-        return json_response({"chunks": chunks[:limit], "hasMore": len(chunks) > limit,
-                              "lastSequence": self.stream.sequence})
-
-    async def _usage(self, request: Request) -> Response:
-        store: Any = self.custom_usage or self.usage
-        entries = await store.get_entries(self.session_id)
-        return json_response({"sessionId": self.session_id or None, "entries": entries,
-                              "rollup": await store.get_rollup(self.session_id)})
-
-    def _checkpoint_or_head(self, request: Request) -> Checkpoint:
-        session = self._require_session()
-        wanted = request.query.get("checkpointId")
-        if wanted:
-            cp = self.store.get_checkpoint(wanted)
-            if cp is None:
-                raise NotFoundError(code="checkpoint_not_found", message=f"No checkpoint {wanted!r}.")
-            return cp
-        return self._head(session)
-
-    async def _messages(self, request: Request) -> Response:
-        cp = self._checkpoint_or_head(request)
-        return json_response({"checkpointId": cp.id,
-                              "messages": self.store.load_messages(cp.message_head)})
-
-    async def _snapshot(self, request: Request) -> Response:
-        body = self._status_body()
-        if body["sessionId"] is None:
-            return json_response({**body, "state": None, "messages": [], "checkpoints": []})
-        cp = self._checkpoint_or_head(request)
-        checkpoints = self.store.list_checkpoints()
-        return json_response({
-            **body, "state": self.store.state_at(cp.id),
-            "messages": self.store.load_messages(cp.message_head),
-            "checkpoints": [c.to_json() for c in checkpoints[-50:]],
-            "checkpointCount": len(checkpoints),
-            "usage": (await self.usage.get_rollup())["total"],
-        })
-
-    async def _checkpoints(self, request: Request) -> Response:
-        self._require_session()
-        return json_response({"sessionId": self.session_id, "checkpoints": [
-            c.to_json() for c in self.store.list_checkpoints()]})
-
-    def _checkpoint(self, cp_id: str) -> Response:
-        self._require_session()
-        cp = self.store.get_checkpoint(cp_id)
-        if cp is None:
-            raise NotFoundError(code="checkpoint_not_found", message=f"No checkpoint {cp_id!r} in session "
-                            f"{self.session_id!r}; GET /checkpoints lists them.")
-        return json_response({**cp.to_json(), "state": self.store.state_at(cp.id),
-                              "output": cp.output})
+    # -- WebSockets ------------------------------------------------------------------------
 
     def _websocket(self, request: Request) -> Response:
         if request.path != "/":
             return error_response(404, "not_found", "WebSockets connect at /.")
-        after = self._int_param(request, "fromSequence", 0)
+        after = reads.int_param(request, "fromSequence", 0)
         ws = request.websocket
         assert ws is not None
         self.stream.attach_socket(ws, after)

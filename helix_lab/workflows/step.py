@@ -34,7 +34,7 @@ import json
 import time
 import warnings
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from pydantic_core import PydanticSerializationError, to_jsonable_python
 
@@ -55,10 +55,24 @@ from .errors import (
     StepResultTooLargeError,
     WorkflowTimeoutError,
 )
-from .store import StepRow
+from .store import StepRow, WorkflowStore
 
-if TYPE_CHECKING:
-    from .binding import _LiveInstance
+
+class _LiveInstance(Protocol):
+    """What a step needs of its instance's live task (the binding's ``_LiveInstance``)."""
+
+    store: WorkflowStore
+    instance_id: str
+
+    def log(self, level: str, message: str) -> None: ...
+
+    async def before_step(self) -> None: ...
+
+    def on_retry(self, row: StepRow, exc: BaseException) -> None: ...
+
+    def set_waiting(self, waiting: bool) -> None: ...
+
+    def event_signal(self) -> asyncio.Event: ...
 
 __all__ = ["LocalWorkflowStep", "encode_result"]
 

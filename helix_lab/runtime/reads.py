@@ -1,0 +1,213 @@
+"""The read endpoints of a session: they look at its storage and change nothing.
+
+Each is a small async function ``(request, session) -> Response`` over a
+:class:`SessionView`, the read-only face of an ``AgentServer``, so that each can be called
+and tested on its own and the server class keeps only what runs agents::
+
+    GET /status  /sse?fromSequence=N  /history?fromSequence=N&limit=M
+    GET /usage  /messages  /snapshot  /checkpoints  /checkpoints/{id}
+
+``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, Protocol, TypeAlias
+
+from ..errors import BadRequestError, NotFoundError
+from .chunks import RESUMABLE
+from .http import Request, Response, json_response
+from .session_storage import SessionStorage
+from .sse import encode_chunk, encode_end
+from .state_store import Checkpoint
+from .usage import UsageStore
+
+__all__ = ["READS", "ReadEndpoint", "SessionView", "int_param", "status_body"]
+
+_STREAM_STATUS = {"running": "active", "interrupted": "paused", "paused": "paused",
+                  "completed": "ended", "failed": "failed"}
+
+
+class SessionView(Protocol):
+    """What the read endpoints see of a server."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def storage(self) -> SessionStorage: ...
+
+    @property
+    def is_executing(self) -> bool: ...
+
+    @property
+    def usage_store(self) -> UsageStore:
+        """The store ``/usage`` answers from: a custom one, or the session's own."""
+
+
+ReadEndpoint: TypeAlias = Callable[[Request, SessionView], Awaitable[Response]]
+
+
+def int_param(request: Request, name: str, default: int, maximum: int | None = None) -> int:
+    """A whole-number query parameter, or a 400 that names it."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise BadRequestError(f"{name} must be a whole number, got {raw[:40]!r}.",
+                              field=name) from None
+    if value < 0:
+        raise BadRequestError(f"{name} must be 0 or more, got {raw[:40]}.", field=name)
+    # SQLite integers are 64-bit; no sequence or limit comes anywhere near that.
+    return min(value, maximum if maximum is not None else 2**63 - 1)
+
+
+def require_session(session: SessionView) -> dict[str, Any]:
+    """The session row, or a 404 that says to start it."""
+    row = session.storage.state.get_session()
+    if row is None:
+        raise NotFoundError("This session has not been started; POST /start first.",
+                            code="session_not_found")
+    return row
+
+
+def head_checkpoint(session: SessionView, row: dict[str, Any]) -> Checkpoint:
+    """The session's newest checkpoint, or a 404."""
+    head = session.storage.state.get_checkpoint(row["head_checkpoint"] or "")
+    if head is None:
+        raise NotFoundError("This session has no checkpoint yet.", code="checkpoint_not_found")
+    return head
+
+
+def find_checkpoint(session: SessionView, cp_id: str) -> Checkpoint:
+    """Checkpoint ``cp_id`` of this session, or a 404 that says where to look."""
+    cp = session.storage.state.get_checkpoint(cp_id)
+    if cp is None:
+        raise NotFoundError(f"No checkpoint {cp_id!r} in session {session.session_id!r}; "
+                            "GET /checkpoints lists them.", code="checkpoint_not_found")
+    return cp
+
+
+def _checkpoint_or_head(request: Request, session: SessionView) -> Checkpoint:
+    row = require_session(session)
+    wanted = request.query.get("checkpointId")
+    return find_checkpoint(session, wanted) if wanted else head_checkpoint(session, row)
+
+
+def status_body(session: SessionView) -> dict[str, Any]:
+    """``AgentStatusResponse``: what ``/status`` answers, and what control calls return."""
+    storage = session.storage
+    row = storage.state.get_session()
+    if row is None:
+        return {"sessionId": None, "status": "idle", "stepCount": 0, "isExecuting": False,
+                "canResume": False, "lastSequence": 0}
+    head = storage.state.get_checkpoint(row["head_checkpoint"] or "")
+    status = row["status"]
+    body: dict[str, Any] = {
+        "sessionId": row["session_id"], "agentType": row["agent_type"],
+        "status": status, "runId": row["run_id"], "stepCount": head.step if head else 0,
+        "checkpointId": head.id if head else None, "isExecuting": session.is_executing,
+        "canResume": status in RESUMABLE,
+        "streamStatus": _STREAM_STATUS.get(status, "ended"),
+        "lastSequence": storage.stream.sequence, "branch": head.branch if head else 0,
+    }
+    if row["output"] is not None:
+        body["output"] = row["output"]
+    if row["error"]:
+        body["error"] = row["error"]
+    return body
+
+
+async def status(request: Request, session: SessionView) -> Response:
+    return json_response(status_body(session))
+
+
+async def sse(request: Request, session: SessionView) -> Response:
+    after = int_param(request, "fromSequence", 0)
+    follow = request.query.get("follow") in ("1", "true")
+    stream = session.storage.stream
+    stream.flush()
+    subscription = stream.subscribe(after, follow=follow)
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for batch in subscription:
+                yield b"".join(encode_chunk(c) for c in batch)
+            yield encode_end()
+        finally:
+            subscription.close()
+
+    return Response(status=200, stream=body(), headers={
+        "content-type": "text/event-stream", "cache-control": "no-cache",
+        "x-accel-buffering": "no"})
+
+
+async def history(request: Request, session: SessionView) -> Response:
+    after = int_param(request, "fromSequence", 0)
+    limit = int_param(request, "limit", 1000, maximum=10_000)
+    stream = session.storage.stream
+    stream.flush()
+    chunks = stream.read(after, limit + 1)
+    return json_response({"chunks": chunks[:limit], "hasMore": len(chunks) > limit,
+                          "lastSequence": stream.sequence})
+
+
+async def usage(request: Request, session: SessionView) -> Response:
+    store = session.usage_store
+    entries = await store.get_entries(session.session_id)
+    return json_response({"sessionId": session.session_id or None, "entries": entries,
+                          "rollup": await store.get_rollup(session.session_id)})
+
+
+async def messages(request: Request, session: SessionView) -> Response:
+    cp = _checkpoint_or_head(request, session)
+    return json_response({"checkpointId": cp.id,
+                          "messages": session.storage.state.load_messages(cp.message_head)})
+
+
+async def snapshot(request: Request, session: SessionView) -> Response:
+    body = status_body(session)
+    if body["sessionId"] is None:
+        return json_response({**body, "state": None, "messages": [], "checkpoints": []})
+    cp = _checkpoint_or_head(request, session)
+    state = session.storage.state
+    checkpoints = state.list_checkpoints()
+    return json_response({
+        **body, "state": state.state_at(cp.id),
+        "messages": state.load_messages(cp.message_head),
+        "checkpoints": [c.to_json() for c in checkpoints[-50:]],
+        "checkpointCount": len(checkpoints),
+        "usage": (await session.storage.usage.get_rollup())["total"],
+    })
+
+
+async def checkpoints(request: Request, session: SessionView) -> Response:
+    require_session(session)
+    return json_response({"sessionId": session.session_id, "checkpoints": [
+        c.to_json() for c in session.storage.state.list_checkpoints()]})
+
+
+async def checkpoint(request: Request, session: SessionView) -> Response:
+    """``GET /checkpoints/{id}``: one checkpoint with its state and output."""
+    require_session(session)
+    cp = find_checkpoint(session, request.path[len("/checkpoints/"):])
+    return json_response({**cp.to_json(), "state": session.storage.state.state_at(cp.id),
+                          "output": cp.output})
+
+
+READS: dict[str, ReadEndpoint] = {
+    "/status": status,
+    "/sse": sse,
+    "/history": history,
+    "/usage": usage,
+    "/messages": messages,
+    "/snapshot": snapshot,
+    "/checkpoints": checkpoints,
+}
+"""``GET`` routes by exact path; ``/checkpoints/{id}`` is matched by prefix."""
+
+PREFIX_READS: dict[str, ReadEndpoint] = {"/checkpoints/": checkpoint}
+"""``GET`` routes whose path continues with an id, by prefix."""
