@@ -307,17 +307,19 @@ def create_app(*, storage: str | os.PathLike[str] = DEFAULT_STORAGE,
         raise ServeError("HELIX_TOKEN is not set: set HELIX_TOKEN=... (any long random "
                          "string; clients send it as 'Authorization: Bearer ...').")
     standin.install()
-    from .worker_bundle import entry
+    from .worker_bundle.agents import DEFAULT_AGENTS_MODULE, AgentsUnavailable, load_agents
+    from .worker_bundle.entry import Default, HelixAgentServer
+    from .worker_bundle.env import EnvView
 
-    module = agents or environ.get("HELIX_AGENTS_MODULE") or entry.DEFAULT_AGENTS_MODULE
-    namespace = standin.DurableObjectNamespace(entry.HelixAgentServer, storage=Path(storage))
+    module = agents or environ.get("HELIX_AGENTS_MODULE") or DEFAULT_AGENTS_MODULE
+    namespace = standin.DurableObjectNamespace(HelixAgentServer, storage=Path(storage))
     passed = {name: environ[name] for name in _PASSED_ENV if environ.get(name)}
     env = standin.Env(AGENTS=namespace, HELIX_TOKEN=token, HELIX_AGENTS_MODULE=module, **passed)
     try:
-        loaded = entry.load_agents(entry._EnvView(env))
-    except entry.AgentsUnavailable as exc:
+        loaded = load_agents(EnvView(env))
+    except AgentsUnavailable as exc:
         raise ServeError(f"{exc} (--agents MODULE)") from None
-    return _Built(WorkerApp(entry.Default, env, namespace), loaded.agent_types(), module)
+    return _Built(WorkerApp(Default, env, namespace), loaded.agent_types(), module)
 
 
 def _bind(host: str, port: int) -> socket.socket:
