@@ -112,8 +112,13 @@ async def _raises(kind: type[BackendError], coro: Any) -> BackendError:
     raise AssertionError(f"expected {kind.__name__}")
 
 
-async def run_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:
-    """Drive every control of a session on ``backend``; returns a backend-neutral summary."""
+async def run_scenario(backend: Any, tag: str | None = None, *,
+                       forks: bool = True) -> dict[str, Any]:
+    """Drive every control of a session on ``backend``; returns a backend-neutral summary.
+
+    ``forks=False`` leaves out time travel (a fork from a checkpoint with a changed
+    state), which the Workflows approach does not have: its retry restarts the instance
+    from a step instead."""
     tag = tag or secrets.token_hex(3)
     assert "stepper" in await backend.agents()
 
@@ -136,7 +141,13 @@ async def run_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:
     assert [c["step"] for c in checkpoints] == [0, 1, 2, 3, 4]
     assert (await h.history(0, limit=5))["chunks"] == chunks[:5]
 
-    # Time travel: fork from step 1 with a changed state; the original stays as it was.
+    if forks:
+        await _time_travel(h, checkpoints)
+    return await _continue_scenario(backend, h, tag, chunks, messages, checkpoints)
+
+
+async def _time_travel(h: Any, checkpoints: list[dict[str, Any]]) -> None:
+    """Fork from step 1 with a changed state; the original stays as it was."""
     first = next(c for c in checkpoints if c["step"] == 1)
     before = await h.checkpoint(first["checkpointId"])
     fork = await h.resume("from_checkpoint", checkpoint_id=first["checkpointId"],
@@ -148,6 +159,10 @@ async def run_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:
     branches = sorted({c["branch"] for c in await h.checkpoints()})
     assert len(branches) == 2
 
+
+async def _continue_scenario(backend: Any, h: Any, tag: str, chunks: list[dict[str, Any]],
+                             messages: list[dict[str, Any]],
+                             checkpoints: list[dict[str, Any]]) -> dict[str, Any]:
     # Retry from the start with a new message: a new branch from the root.
     again = await h.retry("from_start", message="steps=2")
     assert await again.result() == "finished 2 steps"

@@ -46,6 +46,8 @@ __all__ = [
     "ToolEndChunk",
     "ToolStartChunk",
     "UsageChunk",
+    "WorkflowResumedChunk",
+    "WorkflowStepChunk",
 ]
 
 ChunkType: TypeAlias = Literal[
@@ -69,6 +71,8 @@ ChunkType: TypeAlias = Literal[
     "run_completed",
     "run_failed",
     "stream_resync",
+    "workflow_step",
+    "workflow_resumed",
 ]
 CHUNK_TYPES: frozenset[str] = frozenset(get_args(ChunkType))
 
@@ -235,6 +239,26 @@ class StreamResyncChunk(TypedDict):
     reason: str
 
 
+class WorkflowStepChunk(TypedDict):
+    """The Workflows approach: a durable step ended. ``ran`` first time, ``retried`` after
+    failed attempts (or a host that died mid-step), ``failed`` when it gave up."""
+
+    type: Literal["workflow_step"]
+    name: str
+    status: Literal["ran", "retried", "failed"]
+    attempts: int
+    error: NotRequired[str]
+
+
+class WorkflowResumedChunk(TypedDict):
+    """The Workflows approach: a replay (after a crash, a pause, a restart) reached its first
+    step to run; the ``memoizedSteps`` before it were answered from storage."""
+
+    type: Literal["workflow_resumed"]
+    memoizedSteps: int
+    firstStep: str
+
+
 CHUNK_SHAPES: dict[str, type] = {
     "run_started": RunStartedChunk,
     "run_resumed": RunResumedChunk,
@@ -256,5 +280,7 @@ CHUNK_SHAPES: dict[str, type] = {
     "run_completed": RunCompletedChunk,
     "run_failed": RunFailedChunk,
     "stream_resync": StreamResyncChunk,
+    "workflow_step": WorkflowStepChunk,
+    "workflow_resumed": WorkflowResumedChunk,
 }
 """Each chunk type's ``TypedDict``; a test keeps it in step with :data:`ChunkType`."""

@@ -109,13 +109,25 @@ def render_timeline(state: ViewState) -> str:
         seconds = f"{mark.seconds:.2f} s" if mark.seconds is not None else "…"
         tip = (f"step {step}: {mark.status}, {seconds}, {mark.input_tokens} in / "
                f"{mark.output_tokens} out tokens, {mark.tools} tool calls")
+        if mark.durable:
+            tip += "; " + ", ".join(f"{name}: {how}" + (f" ({n} attempts)" if n > 1 else "")
+                                    for name, (how, n) in mark.durable.items())
         marks.append(f'<span class="hx-step" title="{escape(tip)}" style="background:'
-                     f'{STATUS_COLOURS.get(mark.status, "#757575")}">{step}</span>')
+                     f'{STATUS_COLOURS.get(mark.status, "#757575")}">{step}'
+                     f'{_durable_badge(mark)}</span>')
     last = state.steps[max(state.steps)]
     detail = (f"last step {last.step}: {last.status}"
               + (f", {last.seconds:.2f} s" if last.seconds is not None else "")
               + f", {last.input_tokens + last.output_tokens} tokens")
     return f'{STYLE}<div>{"".join(marks)}</div><div class="hx-info">{escape(detail)}</div>'
+
+
+def _durable_badge(mark: Any) -> str:
+    """↺ when the step was replayed from storage, "xN" when one of its parts took N tries."""
+    hows = [how for how, _ in mark.durable.values()]
+    badge = "↺" if hows and all(h == "memoized" for h in hows) else ""
+    retries = max((n for _, n in mark.durable.values()), default=1)
+    return badge + (f"x{retries}" if retries > 1 else "")
 
 
 def render_state(state: Any) -> str:

@@ -58,6 +58,9 @@ class StepMark:
     input_tokens: int = 0
     output_tokens: int = 0
     tools: int = 0
+    durable: dict[str, tuple[str, int]] = field(default_factory=dict)
+    """The Workflows approach: each durable step of this agent step, as (how, attempts);
+    how is ``ran``, ``retried``, ``failed``, or ``memoized`` (answered from storage)."""
 
     @property
     def seconds(self) -> float | None:
@@ -204,6 +207,25 @@ class ViewState:
                                f"{verb}: {chunk.get('childSessionId')}"))
         return set()
 
+    def _on_workflow_step(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        mark = self._mark(step, stamp)
+        mark.durable[str(chunk.get("name", ""))] = (str(chunk.get("status", "ran")),
+                                                    int(chunk.get("attempts", 1)))
+        if chunk.get("status") == "retried":
+            self.items.append(Item("retry", step, f"step {chunk.get('name')!r} ran again: "
+                                   f"attempt {chunk.get('attempts')}"))
+        return {"timeline"}
+
+    def _on_workflow_resumed(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        """A replay: every durable step seen so far was answered from storage this time."""
+        for mark in self.steps.values():
+            for name, (how, attempts) in mark.durable.items():
+                if how in ("ran", "retried"):
+                    mark.durable[name] = ("memoized", attempts)
+        self.items.append(Item("info", step, f"resumed: {chunk.get('memoizedSteps')} steps "
+                               "replayed from storage, none run again"))
+        return {"timeline"}
+
     def _on_custom(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
         self.items.append(Item("custom", step, str(chunk.get("name", "custom")),
                                {"data": chunk.get("data")}))
@@ -255,6 +277,8 @@ _HANDLERS: dict[str, _Handler] = {
     "subagent_start": ViewState._on_subagent,
     "subagent_end": ViewState._on_subagent,
     "custom": ViewState._on_custom,
+    "workflow_step": ViewState._on_workflow_step,
+    "workflow_resumed": ViewState._on_workflow_resumed,
 }
 """How each chunk type changes the view; a type with no handler changes only the stream
 (``run_started``, ``state_patch``: the status table above covers what they say)."""

@@ -43,6 +43,7 @@ from .errors import (
 )
 from .executor import CloudflareAgentExecutor, WorkflowAgentHandle
 from .local import LocalWorkflows, local_workflows
+from .sessions import WorkflowSessions
 from .state import D1StateStore
 from .step import LocalWorkflowStep
 from .streams import DurableObjectStreamManager, StreamServer
@@ -84,6 +85,7 @@ __all__ = [
     "WorkflowEvent",
     "WorkflowRetryConfig",
     "WorkflowRunner",
+    "WorkflowSessions",
     "WorkflowStepConfig",
     "WorkflowTimeoutError",
     "create_workflow_runner",

@@ -92,6 +92,7 @@ class _ChunkWriter:
         self._run_id = run_id
         self._step = step
         self._buffer: list[dict[str, Any]] = []
+        self._tail: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
 
     def __call__(self, chunk: dict[str, Any]) -> None:
@@ -100,15 +101,28 @@ class _ChunkWriter:
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._pump())
 
+    def last(self, chunk: dict[str, Any]) -> None:
+        """Send ``chunk`` after every other chunk of the step (a run's final chunk)."""
+        json.dumps(chunk)
+        self._tail.append({**chunk, "runId": self._run_id, "step": self._step})
+
+    def cancel(self) -> None:
+        """The step was cancelled (terminated, restarted): send nothing more."""
+        self._buffer, self._tail = [], []
+        if self._task is not None:
+            self._task.cancel()
+
     async def _pump(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer, []
             await self._streams.write(self._session_id, batch, agent_type=self._agent_type)
 
     async def drain(self) -> None:
-        """Wait until every chunk emitted so far is stored."""
+        """Wait until every chunk emitted so far, then the ``last`` ones, is stored."""
         if self._task is not None:
             await self._task
+        self._buffer += self._tail
+        self._tail = []
         await self._pump()
 
 
@@ -215,6 +229,9 @@ class AgentSteps:
             attempt = _attempt(ctx)
             try:
                 result = await body(emit)
+            except asyncio.CancelledError:
+                emit.cancel()
+                raise
             except Exception as exc:
                 emit({"type": "workflow_step", "name": name, "status": "failed",
                       "attempts": attempt, "error": f"{type(exc).__name__}: {exc}"})
@@ -253,7 +270,13 @@ class AgentSteps:
             await self.store.update_session(input.session_id, message_count=count + len(new),
                                             state=state, status="running")
             emit({"type": "run_started", "input": {"message": input.message}})
-            return {"step": session["step_count"], "state": state}
+            number = session["step_count"]
+            cp_id = checkpoint_id(input.session_id, number)
+            await self.store.save_checkpoint(
+                checkpoint_id=cp_id, session_id=input.session_id, run_id=input.run_id,
+                step=number, message_count=count + len(new), state=state, status="running")
+            emit({"type": "checkpoint", "checkpointId": cp_id, "step": number, "branch": 0})
+            return {"step": number, "state": state}
 
         return await self._do(step, "initialize", input.session_id, input.agent_type,
                               input.run_id, 0, body)  # type: ignore[no-any-return]
@@ -301,9 +324,8 @@ class AgentSteps:
                     available = ", ".join(s["name"] for s in agent.tool_specs()) or "none"
                     raise ToolError(f"There is no tool named {name!r}. Available tools: "
                                     f"{available}.")
-                running = tool.call(call["input"], ctx)
-                return await (running if tool.timeout is None
-                              else asyncio.wait_for(running, tool.timeout))
+                async with asyncio.timeout(tool.timeout):
+                    return await tool.call(call["input"], ctx)
 
             try:
                 block, final = await run_tool_call(
@@ -341,7 +363,7 @@ class AgentSteps:
                 usage=[{**u, "sessionId": input.session_id} for u in usage])
             emit({"type": "checkpoint", "checkpointId": cp_id, "step": number, "branch": 0})
             if status == "completed":
-                emit({"type": "run_completed", "output": output, "checkpointId": cp_id})
+                emit.last({"type": "run_completed", "output": output, "checkpointId": cp_id})
             return {"checkpointId": cp_id}
 
         return await self._do(step, f"commit {number}", input.session_id,  # type: ignore[no-any-return]
@@ -360,7 +382,7 @@ class AgentSteps:
             await self.store.update_session(input.session_id, status="interrupted",
                                             interrupt_reason=None)
             emit({"type": "checkpoint", "checkpointId": cp_id, "step": number, "branch": 0})
-            emit({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id})
+            emit.last({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id})
 
         await self._do(step, f"interrupt {number}", input.session_id, input.agent_type,
                        input.run_id, number, body, end_after=True)
@@ -435,7 +457,7 @@ class AgentSteps:
         async def body(emit: _ChunkWriter) -> None:
             await self.store.update_session(input.session_id, status="failed", error=error,
                                             interrupt_reason=None)
-            emit({"type": "run_failed", "error": error, "aborted": False})
+            emit.last({"type": "run_failed", "error": error, "aborted": False})
 
         await self._do(step, "fail", input.session_id, input.agent_type, input.run_id, 0, body)
 

@@ -261,15 +261,26 @@ class WorkflowAgentHandle:
                                    self.agent_type)
 
     async def retry(self, mode: Literal["from_checkpoint", "from_start"] = "from_checkpoint",
-                    ) -> WorkflowAgentHandle:
+                    *, message: str | None = None) -> WorkflowAgentHandle:
         """Restart the instance after the last checkpoint (or from the start): the steps
-        before it keep their stored results and are not run again."""
+        before it keep their stored results and are not run again. ``from_start`` with a
+        ``message`` starts the session over, as a new run on that message."""
         session = await self._session()
         if session["status"] == "running":
             raise ConflictError(f"Session {self.session_id!r} is running; interrupt or abort "
                                 "it before retrying.", code="already_executing")
+        if mode not in ("from_checkpoint", "from_start"):
+            raise UserError(f"Unknown retry mode {mode!r}: use 'from_checkpoint' or "
+                            "'from_start'.")
         store = self.executor.state_store
         instance = await self.instance()
+        if (await instance.status())["status"] not in FINISHED:
+            await instance.terminate()  # it waits for a resume that will not come
+        if mode == "from_start" and message is not None:
+            await store.update_session(self.session_id, status="idle", step_count=0,
+                                       message_count=0, state={})
+            return await self.executor.execute(session["agent_type"], message,
+                                               session_id=self.session_id)
         checkpoints = [c for c in await store.checkpoints(self.session_id)
                        if c["run_id"] == session["run_id"] and c["status"] != "interrupted"]
         await self.executor.stream_manager.open(self.session_id)

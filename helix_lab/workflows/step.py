@@ -195,7 +195,10 @@ class LocalWorkflowStep:
             self._store.put_step(self._instance_id, row)
             try:
                 args = {**kwargs, **({"ctx": {"attempt": row.attempts}} if wants_ctx else {})}
-                value = await asyncio.wait_for(_call(fn, args), plan.timeout)
+                # asyncio.timeout, not wait_for: 3.11's wait_for can swallow a cancel that
+                # lands as the step finishes, and a terminated instance would run on.
+                async with asyncio.timeout(plan.timeout):
+                    value = await _call(fn, args)
                 text = encode_result(value, what)
             except asyncio.CancelledError:
                 raise
@@ -286,7 +289,8 @@ class LocalWorkflowStep:
                 raise error
             self._live.set_waiting(True)
             try:
-                await asyncio.wait_for(signal.wait(), remaining)
+                async with asyncio.timeout(remaining):
+                    await signal.wait()
             except TimeoutError:
                 pass
             finally:
