@@ -370,3 +370,13 @@ def test_repr_never_shows_the_key():
 
     assert KEY not in repr(adapter)
     assert "localhost:11434" in repr(adapter)
+
+
+async def test_a_reply_that_is_not_an_event_stream_is_a_clear_error(fake, adapter):
+    fake.push(Reply(headers={"content-type": "application/json"},
+                    body=json.dumps({"choices": []}).encode()))
+
+    _, error = await fail(adapter, ask())
+
+    assert "did not answer with a stream of server-sent events" in error.message
+    assert fake.base_url in error.message and error.retryable is False

@@ -1,4 +1,5 @@
-"""HTTP details the network adapters share: which failures are transient, and Retry-After.
+"""What the network adapters share: which failures are transient, Retry-After, redaction,
+and what a request's ``tool_choice`` asks for.
 
 Kept free of any HTTP library so that importing an adapter module stays cheap.
 """
@@ -9,7 +10,24 @@ import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
 
-__all__ = ["is_transient_status", "redact", "retry_after_seconds"]
+from .base import LLMError, LLMRequest
+
+__all__ = ["forced_tool", "is_transient_status", "redact", "retry_after_seconds"]
+
+
+def forced_tool(request: LLMRequest) -> str | None:
+    """The tool ``request`` makes the model call, or ``None`` when the model decides.
+
+    Each adapter writes the answer in its own API's shape; the rule is here once: ``None``
+    and ``"auto"`` leave it to the model, anything else names a tool, which the request
+    must offer.
+    """
+    choice = request.tool_choice
+    if choice in (None, "auto"):
+        return None
+    if not request.tools:
+        raise LLMError(f"tool_choice={choice!r} names a tool, but the request has no tools.")
+    return choice
 
 
 def is_transient_status(status: int) -> bool:

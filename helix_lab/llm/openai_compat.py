@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
-from ._http import is_transient_status, redact, retry_after_seconds
+from ._http import forced_tool, is_transient_status, redact, retry_after_seconds
 from .base import LLMError, LLMEvent, LLMRequest, Message
 
 __all__ = ["OpenAICompatAdapter", "to_openai_messages"]
@@ -90,7 +90,7 @@ class OpenAICompatAdapter:
                     await response.aread()
                     raise self._status_error(response.status_code, response, body["model"])
                 done = False
-                async for name, data in _sse_messages(response):
+                async for name, data in _sse_messages(response, self.base_url):
                     if data == "[DONE]":
                         done = True
                         break
@@ -132,17 +132,10 @@ class OpenAICompatAdapter:
                 }
                 for t in request.tools
             ]
-            if request.tool_choice in (None, "auto"):
-                body["tool_choice"] = "auto"
-            else:
-                body["tool_choice"] = {
-                    "type": "function",
-                    "function": {"name": request.tool_choice},
-                }
-        elif request.tool_choice not in (None, "auto"):
-            raise LLMError(
-                f"tool_choice={request.tool_choice!r} names a tool, but the request has no tools."
-            )
+        tool = forced_tool(request)
+        if request.tools:
+            body["tool_choice"] = "auto" if tool is None else {
+                "type": "function", "function": {"name": tool}}
         if request.temperature is not None:
             body["temperature"] = request.temperature
         return body
@@ -255,20 +248,16 @@ def _tool_result_text(block: dict[str, Any]) -> str:
     return f"Error: {content}" if block.get("is_error") else content
 
 
-async def _sse_messages(response: Any) -> AsyncIterator[tuple[str, str]]:
-    """``(event name, data)`` for each server-sent event of an httpx response."""
-    name, data = "", []
-    async for line in response.aiter_lines():
-        if not line:
-            if data:
-                yield name, "\n".join(data)
-            name, data = "", []
-        elif line.startswith("data:"):
-            data.append(line[5:].removeprefix(" "))
-        elif line.startswith("event:"):
-            name = line[6:].strip()
-    if data:
-        yield name, "\n".join(data)
+async def _sse_messages(response: Any, base_url: str) -> AsyncIterator[tuple[str, str]]:
+    """``(event name, data)`` for each server-sent event of an httpx response (httpx-sse)."""
+    import httpx_sse
+
+    try:
+        async for event in httpx_sse.EventSource(response).aiter_sse():
+            yield event.event, event.data
+    except httpx_sse.SSEError as exc:
+        raise LLMError(f"{base_url} did not answer with a stream of server-sent events ({exc}).",
+                       status=response.status_code) from exc
 
 
 class _ChunkTranslator:

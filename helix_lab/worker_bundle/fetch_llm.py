@@ -14,8 +14,12 @@ headers=, body=)`` returning an object with ``status``, ``headers.get(name)``,
 proxies with ``to_bytes()``). On CPython the ``helix serve`` stand-in's ``fetch`` (httpx)
 fits, and tests can pass their own.
 
-Stream events are translated by the same code as :class:`~helix_lab.llm.AnthropicAdapter`
-uses, and errors carry the same messages and ``retryable`` flags. The key is only ever
+The request body, the translation of stream events and the error messages come from
+:mod:`helix_lab.llm.anthropic_wire`, as for :class:`~helix_lab.llm.AnthropicAdapter`, so
+both send the same body and fail with the same messages and ``retryable`` flags. The
+server-sent events are split by :class:`~helix_lab.runtime.sse.SSEDecoder`: neither
+httpx-sse nor the SDK's decoder can be imported in a Worker (both import their HTTP
+library). The key is only ever
 sent in the ``x-api-key`` header; it never appears in an error, a log or a ``repr``.
 """
 
@@ -26,8 +30,14 @@ import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..llm._http import is_transient_status, redact, retry_after_seconds
-from ..llm.anthropic import _ERROR_TYPE_STATUS, _explain, _Translator
+from ..llm._http import redact, retry_after_seconds
+from ..llm.anthropic_wire import (
+    StreamTranslator,
+    error_detail,
+    messages_body,
+    parse_event,
+    status_error,
+)
 from ..llm.base import LLMError, LLMEvent, LLMRequest
 from ..runtime.sse import SSEDecoder
 from .jsbody import body_bytes
@@ -39,17 +49,6 @@ ANTHROPIC_VERSION = "2023-06-01"
 
 Fetch = Callable[..., Awaitable[Any]]
 """``await fetch(url, *, method, headers, body) -> response`` (the ``workers.fetch`` shape)."""
-
-
-class _View(dict):
-    """A JSON object read with attributes, the way the translator reads SDK events."""
-
-    def __getattr__(self, name: str) -> Any:
-        try:
-            value = self[name]
-        except KeyError:
-            raise AttributeError(name) from None
-        return _View(value) if isinstance(value, dict) and not isinstance(value, _View) else value
 
 
 class FetchAnthropicLLM:
@@ -72,27 +71,9 @@ class FetchAnthropicLLM:
 
     def payload(self, request: LLMRequest) -> dict[str, Any]:
         """The Messages API body for ``request`` (streaming on)."""
-        model = request.model or self.model_default
-        if not model:
-            raise LLMError("No model given: set the agent's LLMConfig(model=...).")
-        body: dict[str, Any] = {"model": model, "max_tokens": request.max_tokens,
-                                "messages": request.messages, "stream": True}
-        if request.system:
-            body["system"] = request.system
-        if request.tools:
-            body["tools"] = [{"name": t["name"], "description": t["description"],
-                              "input_schema": t["input_schema"]} for t in request.tools]
-            if request.tool_choice in (None, "auto"):
-                body["tool_choice"] = {"type": "auto"}
-            else:
-                body["tool_choice"] = {"type": "tool", "name": request.tool_choice}
-        elif request.tool_choice not in (None, "auto"):
-            raise LLMError(f"tool_choice={request.tool_choice!r} names a tool, but the request "
-                           "has no tools.")
-        if request.thinking_budget:
-            body["thinking"] = {"type": "enabled", "budget_tokens": request.thinking_budget}
-        if request.temperature is not None:
-            body["temperature"] = request.temperature
+        body = messages_body(request, self.model_default,
+                             no_model="set the agent's LLMConfig(model=...)")
+        body["stream"] = True
         return body
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
@@ -111,14 +92,16 @@ class FetchAnthropicLLM:
         status = int(response.status)
         if status >= 400:
             raise await self._status_error(response, status, body["model"])
-        translator = _Translator()
+        translator = StreamTranslator(model=body["model"], clean=self._clean)
         decoder = SSEDecoder()
         utf8 = codecs.getincrementaldecoder("utf-8")()
         finished = False
         try:
             async for chunk in body_bytes(response):
                 for event, data in decoder.feed(utf8.decode(chunk)):
-                    for item in self._translate(translator, event, data):
+                    if event == "ping":
+                        continue
+                    for item in translator.feed(parse_event(data)):
                         yield item
             translator.check_complete()
             finished = True
@@ -132,24 +115,6 @@ class FetchAnthropicLLM:
             if not finished:
                 _cancel(response)
 
-    def _translate(self, translator: _Translator, event: str, data: str) -> list[LLMEvent]:
-        if event == "ping":
-            return []
-        try:
-            raw = json.loads(data)
-        except ValueError:
-            raise LLMError(f"Anthropic sent an event that is not JSON: {data[:200]!r}.",
-                           retryable=True) from None
-        if event == "error" or raw.get("type") == "error":
-            error = raw.get("error") if isinstance(raw.get("error"), dict) else {}
-            kind = error.get("type", "api_error")
-            status = _ERROR_TYPE_STATUS.get(kind, 500)
-            message = _explain(status, error.get("message") or kind, "")
-            raise LLMError(self._clean(
-                f"The Anthropic stream failed mid-response ({kind}): {message}"),
-                retryable=is_transient_status(status), status=status)
-        return translator.feed(_View(raw))
-
     async def _status_error(self, response: Any, status: int, model: str) -> LLMError:
         try:
             text = await response.text()
@@ -157,13 +122,11 @@ class FetchAnthropicLLM:
             text = ""
         try:
             parsed = json.loads(text)
-            error = parsed.get("error") if isinstance(parsed, dict) else None
-            detail = (error or {}).get("message") or text[:300]
         except ValueError:
-            detail = text[:300] or f"HTTP {status}"
-        return LLMError(self._clean(_explain(status, detail, model)),
-                        retryable=is_transient_status(status), status=status,
-                        retry_after=retry_after_seconds(_Headers(response.headers)))
+            parsed = None
+        _, detail = error_detail(parsed, text[:300] or f"HTTP {status}")
+        return status_error(status, detail, model, clean=self._clean,
+                            retry_after=retry_after_seconds(_Headers(response.headers)))
 
     def _clean(self, message: str) -> str:
         return redact(message, self._key)
