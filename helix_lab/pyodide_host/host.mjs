@@ -5,21 +5,30 @@
 //   env: HELIX_TOKEN (required), HELIX_AGENTS_MODULE, ANTHROPIC_API_KEY, ANTHROPIC_BASE_URL
 //
 // It provides what the Workers runtime gives a Python Worker: the two workerd-internal
-// modules the real `workers` SDK imports, `ctx.storage.sql` (SqlStorage on sql.js, one
-// database file per object), `transactionSync`, Durable Object namespaces and stubs,
-// `WebSocketPair`, and a `Response` that accepts status 101 with a `webSocket`. Host objects
-// carry workerd's class names, because the SDK recognises them by `constructor.name`.
+// modules the real `workers` SDK imports (here), `ctx.storage.sql` and `transactionSync`
+// (sql.mjs: SqlStorage on sql.js, one database file per object), Durable Object
+// namespaces and stubs, `WebSocketPair`, and a `Response` that accepts status 101 with a
+// `webSocket` (workerd.mjs). This file boots Pyodide and serves HTTP and WebSockets.
 //
 // It prints `listening on http://HOST:PORT` on stdout when ready; everything else goes to
 // stderr. What it does not emulate: input/output gates, hibernation, CPU limits, RPC
 // serialization between objects (everything runs in this one process).
 
-import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
 import { createRequire } from "node:module";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
+
+import {
+  DurableObjectNamespace,
+  ExecutionContext,
+  OPEN,
+  Response,
+  WebSocket,
+  WebSocketPair,
+  watch,
+} from "./workerd.mjs";
 
 const args = parseArgs(process.argv.slice(2));
 const requireFrom = createRequire(path.join(args.modules, "noop.js"));
@@ -32,386 +41,6 @@ function parseArgs(argv) {
     if (!out[key]) throw new Error(`host.mjs needs --${key}`);
   }
   return out;
-}
-
-// -- ctx.storage.sql on sql.js ---------------------------------------------------------------
-
-const TRANSACTION_STATEMENT = /^\s*(BEGIN|COMMIT|END|ROLLBACK|SAVEPOINT|RELEASE)\b/i;
-const READ_ONLY_STATEMENT = /^\s*(SELECT|EXPLAIN)\b/i;
-
-// Real Durable Object SQLite refuses these in sql.exec(); transactions go through
-// transactionSync() only. The same refusal here keeps the bundle from relying on them.
-const TRANSACTION_REFUSED =
-  "To execute a transaction, please use the state.storage.transaction() or " +
-  "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION or SAVEPOINT " +
-  "statements. The JavaScript API is safer because it will automatically roll back on " +
-  "exceptions, and because it interacts correctly with Durable Objects' automatic atomic " +
-  "write coalescing.";
-
-class SqlStorageCursor {
-  constructor(columnNames, rows, rowsRead, rowsWritten) {
-    this.columnNames = columnNames;
-    this.rowsRead = rowsRead;
-    this.rowsWritten = rowsWritten;
-    this._rows = rows;
-    this._next = 0;
-  }
-  _object(values) {
-    return Object.fromEntries(this.columnNames.map((name, i) => [name, values[i]]));
-  }
-  next() {
-    if (this._next >= this._rows.length) return { done: true, value: undefined };
-    return { done: false, value: this._object(this._rows[this._next++]) };
-  }
-  [Symbol.iterator]() {
-    return this;
-  }
-  toArray() {
-    return [...this];
-  }
-  one() {
-    const rest = this.toArray();
-    if (rest.length !== 1) {
-      const detail = rest.length ? "more than one row" : "no results";
-      throw new Error(`Expected exactly one result from SQL query, but got ${detail}.`);
-    }
-    return rest[0];
-  }
-  *raw() {
-    while (this._next < this._rows.length) yield this._rows[this._next++];
-  }
-}
-
-// A blob comes back as an ArrayBuffer, as in workerd; sql.js gives a Uint8Array.
-function jsValue(value) {
-  return value instanceof Uint8Array
-    ? value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)
-    : value;
-}
-
-class SqlStorage {
-  constructor(storage) {
-    this._storage = storage;
-  }
-  exec(query, ...bindings) {
-    if (typeof query !== "string") throw new TypeError("exec() takes the SQL text first.");
-    const db = this._storage._db;
-    try {
-      // sql.js frees each statement of the iterator when it yields the next one.
-      const texts = [];
-      for (const statement of db.iterateStatements(query)) texts.push(statement.getSQL());
-      for (const text of texts) {
-        if (TRANSACTION_STATEMENT.test(text)) throw new Error(TRANSACTION_REFUSED);
-        if (/\b_cf_/i.test(text)) throw new Error("not authorized: names starting with _cf_ are reserved");
-      }
-      if (!texts.length) throw new Error("SQL query did not contain a statement.");
-      const before = this._storage._totalChanges();
-      let columns = [];
-      let rows = [];
-      texts.forEach((text, index) => {
-        const statement = db.prepare(text);
-        try {
-          if (index === texts.length - 1 && bindings.length) statement.bind(bindings.map(bindable));
-          columns = statement.getColumnNames();
-          rows = [];
-          while (statement.step()) rows.push(statement.get().map(jsValue));
-        } finally {
-          statement.free();
-        }
-      });
-      const written = this._storage._totalChanges() - before;
-      if (written || !texts.every((text) => READ_ONLY_STATEMENT.test(text))) this._storage._changed();
-      return new SqlStorageCursor(columns, rows, rows.length, written);
-    } catch (error) {
-      const message = String(error?.message ?? error).replace(/: SQLITE_\w+$/, "");
-      throw new Error(`${message}: SQLITE_ERROR`);
-    }
-  }
-  get databaseSize() {
-    return this._storage._db.export().byteLength;
-  }
-}
-
-function bindable(value) {
-  if (value === undefined) return null;
-  if (value instanceof ArrayBuffer) return new Uint8Array(value);
-  if (typeof value === "boolean") return value ? 1 : 0;
-  return value;
-}
-
-class DurableObjectStorage {
-  constructor(SQL, file) {
-    this._file = file;
-    this._db = fs.existsSync(file) ? new SQL.Database(fs.readFileSync(file)) : new SQL.Database();
-    this._db.run("PRAGMA foreign_keys=ON");
-    this._depth = 0;
-    this.sql = new SqlStorage(this);
-  }
-  _totalChanges() {
-    return this._db.exec("SELECT total_changes()")[0].values[0][0];
-  }
-  // Writes reach the file when they commit (a whole transaction, or one statement outside
-  // one), so a host killed mid-run keeps exactly what was committed, as a Durable Object does.
-  _changed() {
-    if (this._depth === 0) this._persist();
-  }
-  _persist() {
-    const data = this._db.export(); // sql.js re-opens the database, resetting pragmas
-    this._db.run("PRAGMA foreign_keys=ON");
-    const temporary = `${this._file}.tmp`;
-    fs.writeFileSync(temporary, data);
-    fs.renameSync(temporary, this._file);
-  }
-  transactionSync(fn) {
-    const name = `_cf_txn_${this._depth}`;
-    this._db.run(`SAVEPOINT ${name}`);
-    this._depth += 1;
-    let result;
-    try {
-      result = fn();
-      if (result && typeof result.then === "function") {
-        throw new TypeError("transactionSync() takes a synchronous function.");
-      }
-    } catch (error) {
-      this._depth -= 1;
-      this._db.run(`ROLLBACK TO ${name}`);
-      this._db.run(`RELEASE ${name}`);
-      throw error;
-    }
-    this._depth -= 1;
-    this._db.run(`RELEASE ${name}`);
-    this._changed();
-    return result;
-  }
-  close() {
-    this._db.close();
-  }
-}
-
-// -- WebSocketPair ---------------------------------------------------------------------------
-
-const OPEN = 1;
-const CLOSING = 2;
-const CLOSED = 3;
-
-// One end of a WebSocketPair. Events sent before accept() wait in a queue, as in workerd.
-// An end accepted with ctx.acceptWebSocket() hands its events to the object's handlers.
-class WebSocket {
-  constructor() {
-    this.readyState = OPEN;
-    this._peer = null;
-    this._accepted = false;
-    this._queue = [];
-    this._listeners = { message: [], close: [], error: [] };
-    this._attachment = undefined;
-    this._owner = null; // {object, tags} once a Durable Object accepted it
-  }
-  accept() {
-    this._accepted = true;
-    for (const event of this._queue.splice(0)) this._dispatch(event);
-  }
-  addEventListener(type, listener) {
-    (this._listeners[type] ||= []).push(listener);
-  }
-  send(data) {
-    if (this.readyState !== OPEN) throw new TypeError("Can't call WebSocket send() after close().");
-    this._peer._receive({ type: "message", data });
-  }
-  close(code = 1000, reason = "") {
-    if (this.readyState === CLOSED) return;
-    const answering = this.readyState === CLOSING; // the peer closed first
-    this.readyState = CLOSED;
-    if (!answering) this._peer._receive({ type: "close", code, reason, wasClean: true });
-  }
-  serializeAttachment(value) {
-    this._attachment = structuredClone(value);
-  }
-  deserializeAttachment() {
-    return structuredClone(this._attachment ?? null);
-  }
-  _receive(event) {
-    if (event.type === "close") {
-      if (this.readyState === CLOSED) return;
-      this.readyState = this.readyState === OPEN ? CLOSING : CLOSED;
-    }
-    if (this._accepted) this._dispatch(event);
-    else this._queue.push(event);
-  }
-  _dispatch(event) {
-    if (this._owner) {
-      this._owner.object.socketEvent(this, event);
-      return;
-    }
-    for (const listener of this._listeners[event.type] || []) listener(event);
-  }
-}
-
-class WebSocketPair {
-  constructor() {
-    const client = new WebSocket();
-    const server = new WebSocket();
-    client._peer = server;
-    server._peer = client;
-    this[0] = client;
-    this[1] = server;
-  }
-}
-
-// workerd's Response takes status 101 with a webSocket; Node's refuses any status below 200.
-const NodeResponse = globalThis.Response;
-class Response extends NodeResponse {
-  constructor(body, init = {}) {
-    const upgrade = init?.status === 101;
-    if (upgrade && !init.webSocket) {
-      throw new RangeError("Responses may only be constructed with status 101 with a webSocket.");
-    }
-    super(body, upgrade ? { ...init, status: 200 } : init);
-    this._webSocket = upgrade ? init.webSocket : null;
-  }
-  get status() {
-    return this._webSocket ? 101 : super.status;
-  }
-  get webSocket() {
-    return this._webSocket;
-  }
-}
-
-// -- Durable Objects -------------------------------------------------------------------------
-
-class DurableObjectId {
-  constructor(hex, name) {
-    this._hex = hex;
-    if (name !== undefined) this.name = name;
-  }
-  toString() {
-    return this._hex;
-  }
-  equals(other) {
-    return other instanceof DurableObjectId && other._hex === this._hex;
-  }
-}
-
-class DurableObjectState {
-  constructor(object, id, storage) {
-    this._object = object;
-    this.id = id;
-    this.storage = storage;
-  }
-  waitUntil(promise) {
-    watch(promise, "a waitUntil task of a Durable Object");
-  }
-  async blockConcurrencyWhile(fn) {
-    return await fn();
-  }
-  acceptWebSocket(ws, tags = []) {
-    if (!(ws instanceof WebSocket)) throw new TypeError("acceptWebSocket() takes a WebSocket.");
-    if (ws._owner) throw new TypeError("This WebSocket was accepted already.");
-    ws._owner = { object: this._object, tags: [...tags] };
-    this._object.sockets.add(ws);
-    ws.accept();
-  }
-  getWebSockets(tag) {
-    return [...this._object.sockets].filter(
-      (ws) => ws.readyState !== CLOSED && (tag === undefined || ws._owner.tags.includes(tag)),
-    );
-  }
-}
-
-// A live object: its Python instance, built on the first event, and its accepted sockets.
-class LiveObject {
-  constructor(namespace, id) {
-    const file = path.join(namespace.storageDir, `${id.toString()}.sqlite`);
-    this.namespace = namespace;
-    this.state = new DurableObjectState(this, id, new DurableObjectStorage(runtime.SQL, file));
-    this.sockets = new Set();
-    this.instance = null;
-  }
-  python() {
-    this.instance ||= this.namespace.pythonClass(this.state, runtime.env);
-    return this.instance;
-  }
-  async fetch(request) {
-    return await runtime.call(this.python(), "fetch", [request]);
-  }
-  socketEvent(ws, event) {
-    const call =
-      event.type === "message"
-        ? ["webSocketMessage", [ws, event.data]]
-        : ["webSocketClose", [ws, event.code, event.reason, event.wasClean]];
-    if (event.type === "close") this.sockets.delete(ws);
-    watch(runtime.call(this.python(), ...call), `${call[0]} of a Durable Object`);
-  }
-}
-
-// The stub a namespace's get() returns; workerd's class for it is named DurableObject.
-class DurableObject {
-  constructor(namespace, id) {
-    this._namespace = namespace;
-    this.id = id;
-    this.name = id.name;
-  }
-  async fetch(input, init) {
-    const request = input instanceof Request && !init ? input : new Request(input, init);
-    const response = await this._namespace.object(this.id).fetch(request);
-    if (!(response instanceof NodeResponse)) {
-      throw new TypeError("Incorrect type for Promise: the Promise did not resolve to 'Response'.");
-    }
-    return response;
-  }
-}
-
-class DurableObjectNamespace {
-  constructor(pythonClass, storageDir) {
-    this.pythonClass = pythonClass;
-    this.storageDir = storageDir;
-    this._objects = new Map();
-  }
-  idFromName(name) {
-    const hex = crypto.createHash("sha256").update(String(name)).digest("hex");
-    return new DurableObjectId(hex, String(name));
-  }
-  newUniqueId() {
-    return new DurableObjectId(crypto.randomBytes(32).toString("hex"));
-  }
-  idFromString(hex) {
-    if (!/^[0-9a-f]{64}$/.test(hex)) throw new TypeError(`Invalid Durable Object ID ${hex}`);
-    return new DurableObjectId(hex);
-  }
-  get(id) {
-    if (!(id instanceof DurableObjectId)) throw new TypeError("get() takes a DurableObjectId.");
-    return new DurableObject(this, id);
-  }
-  getByName(name) {
-    return this.get(this.idFromName(name));
-  }
-  object(id) {
-    let live = this._objects.get(id.toString());
-    if (!live) {
-      live = new LiveObject(this, id);
-      this._objects.set(id.toString(), live);
-    }
-    return live;
-  }
-  close() {
-    for (const live of this._objects.values()) live.state.storage.close();
-  }
-}
-
-class ExecutionContext {
-  waitUntil(promise) {
-    watch(promise, "a waitUntil task of the Worker");
-  }
-  passThroughOnException() {}
-}
-
-// A Python awaitable handed to JS is a proxy that Pyodide destroys when the call returns,
-// so subscribe to it right away.
-function watch(promise, what) {
-  try {
-    promise?.then?.(undefined, (error) => log(`${what} failed:`, error?.message ?? error));
-  } catch (error) {
-    log(`${what} could not be watched:`, error?.message ?? error);
-  }
 }
 
 // -- Pyodide ---------------------------------------------------------------------------------
@@ -472,7 +101,12 @@ sys.path[:0] = ["/host", "/bundle/src", "/bundle/python_modules"]
 `);
   const glue = py.pyimport("helix_host_glue");
   const entry = py.pyimport("entry");
-  const namespace = new DurableObjectNamespace(entry.HelixAgentServer, args.storage);
+  const namespace = new DurableObjectNamespace({
+    storageDir: args.storage,
+    SQL: runtime.SQL,
+    construct: (state) => entry.HelixAgentServer(state, runtime.env),
+    call: (instance, method, callArgs) => glue.invoke(instance, method, callArgs),
+  });
   runtime.env = {
     AGENTS: namespace,
     HELIX_TOKEN: process.env.HELIX_TOKEN,
@@ -515,7 +149,7 @@ function toRequest(req, body) {
 }
 
 function jsonError(status, code, message) {
-  return new NodeResponse(JSON.stringify({ error: { code, message } }), {
+  return new globalThis.Response(JSON.stringify({ error: { code, message } }), {
     status,
     headers: { "content-type": "application/json" },
   });

@@ -1,0 +1,108 @@
+// The Pyodide host's ctx.storage (helix_lab/pyodide_host/sql.mjs) behaves as a SQLite-backed
+// Durable Object's: the SqlStorage cursor API, transactions only through transactionSync
+// (nested with savepoints), blobs as ArrayBuffer, and a file that holds exactly what was
+// committed. Run by tests/test_pyodide_host_js.py (HELIX_NODE_MODULES names sql.js's home).
+
+import assert from "node:assert/strict";
+import fs from "node:fs";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+
+import { DurableObjectStorage } from "../../helix_lab/pyodide_host/sql.mjs";
+
+const SQL = await createRequire(path.join(process.env.HELIX_NODE_MODULES, "x.js"))("sql.js")();
+
+function fresh() {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "helix-sql-")), "object.sqlite");
+  const storage = new DurableObjectStorage(SQL, file);
+  storage.sql.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB)");
+  return { file, storage, sql: storage.sql };
+}
+
+test("the cursor gives rows as objects, raw arrays, names and counts", () => {
+  const { sql } = fresh();
+  const insert = sql.exec("INSERT INTO t (name) VALUES (?), (?)", "a", "b");
+  assert.equal(insert.rowsWritten, 2);
+  const cursor = sql.exec("SELECT id, name FROM t ORDER BY id");
+  assert.deepEqual(cursor.columnNames, ["id", "name"]);
+  assert.deepEqual(cursor.toArray(), [{ id: 1, name: "a" }, { id: 2, name: "b" }]);
+  assert.equal(cursor.rowsRead, 2);
+  assert.equal(cursor.rowsWritten, 0);
+  assert.deepEqual([...sql.exec("SELECT name FROM t ORDER BY id").raw()], [["a"], ["b"]]);
+  assert.deepEqual([...sql.exec("SELECT name FROM t WHERE id = ?", 2)], [{ name: "b" }]);
+  assert.deepEqual(sql.exec("SELECT name FROM t WHERE id = 1").one(), { name: "a" });
+  assert.throws(() => sql.exec("SELECT * FROM t").one(), /exactly one result.*more than one/);
+  assert.throws(() => sql.exec("SELECT * FROM t WHERE id = 9").one(), /no results/);
+});
+
+test("several statements in one exec run in order; the cursor is the last one's", () => {
+  const { sql } = fresh();
+  const cursor = sql.exec("INSERT INTO t (name) VALUES ('x'); SELECT count(*) AS n FROM t");
+  assert.deepEqual(cursor.toArray(), [{ n: 1 }]);
+  assert.equal(cursor.rowsWritten, 1);
+});
+
+test("blobs come back as ArrayBuffer; nulls and booleans bind as SQLite values", () => {
+  const { sql } = fresh();
+  sql.exec("INSERT INTO t (name, data) VALUES (?, ?)", null, new Uint8Array([1, 2, 3]));
+  sql.exec("INSERT INTO t (name, data) VALUES (?, ?)", true, new Uint8Array([9]).buffer);
+  const rows = sql.exec("SELECT name, data FROM t ORDER BY id").toArray();
+  assert.equal(rows[0].name, null);
+  assert.ok(rows[0].data instanceof ArrayBuffer);
+  assert.deepEqual([...new Uint8Array(rows[0].data)], [1, 2, 3]);
+  assert.equal(rows[1].name, "1");
+  assert.deepEqual([...new Uint8Array(rows[1].data)], [9]);
+});
+
+test("transaction statements are refused in exec, as on Cloudflare", () => {
+  const { sql } = fresh();
+  for (const statement of ["BEGIN", "BEGIN TRANSACTION", "COMMIT", "ROLLBACK", "SAVEPOINT s",
+    "RELEASE s", "  end transaction", "SELECT 1; BEGIN"]) {
+    assert.throws(() => sql.exec(statement), /transactionSync\(\)/, statement);
+  }
+  assert.throws(() => sql.exec("CREATE TABLE _cf_x (a)"), /reserved/);
+  assert.throws(() => sql.exec("SELECT * FROM nowhere"), /no such table.*SQLITE_ERROR/);
+  assert.throws(() => sql.exec("   "), /did not contain a statement/);
+});
+
+test("transactionSync commits, rolls back on a throw, and nests", () => {
+  const { storage, sql } = fresh();
+  const count = () => sql.exec("SELECT count(*) AS n FROM t").one().n;
+  assert.equal(storage.transactionSync(() => {
+    sql.exec("INSERT INTO t (name) VALUES ('kept')");
+    return "done";
+  }), "done");
+  assert.throws(() => storage.transactionSync(() => {
+    sql.exec("INSERT INTO t (name) VALUES ('lost')");
+    throw new Error("boom");
+  }), /boom/);
+  assert.equal(count(), 1);
+  storage.transactionSync(() => {
+    sql.exec("INSERT INTO t (name) VALUES ('outer')");
+    assert.throws(() => storage.transactionSync(() => {
+      sql.exec("INSERT INTO t (name) VALUES ('inner')");
+      throw new Error("inner fails");
+    }));
+  });
+  assert.deepEqual(sql.exec("SELECT name FROM t ORDER BY id").toArray().map((r) => r.name),
+    ["kept", "outer"]);
+  assert.throws(() => storage.transactionSync(async () => {}), /synchronous/);
+});
+
+test("the file holds what was committed, and only that", () => {
+  const { file, storage, sql } = fresh();
+  sql.exec("INSERT INTO t (name) VALUES ('first')");
+  const names = () =>
+    new DurableObjectStorage(SQL, file).sql.exec("SELECT name FROM t ORDER BY id").toArray()
+      .map((r) => r.name);
+  assert.deepEqual(names(), ["first"]);
+  storage.transactionSync(() => {
+    sql.exec("INSERT INTO t (name) VALUES ('second')");
+    assert.deepEqual(names(), ["first"]); // not yet committed: not on disk
+  });
+  assert.deepEqual(names(), ["first", "second"]);
+  // Pragmas survive the re-open that writing the file does.
+  assert.equal(sql.exec("PRAGMA foreign_keys").one().foreign_keys, 1);
+});
