@@ -126,7 +126,6 @@ def served_pyodide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]
 
 
 async def test_serve_engine_pyodide_runs_the_researcher(served_pyodide: Served) -> None:
-    assert "engine pyodide" in "".join(served_pyodide.output)
     async with httpx.AsyncClient(base_url=served_pyodide.url) as client:
         assert (await client.get("/health")).json() == {"ok": True}
     async with RemoteBackend(served_pyodide.url, token=TOKEN) as backend:
@@ -147,6 +146,7 @@ async def test_serve_engine_pyodide_runs_the_researcher(served_pyodide: Served) 
         while not over_socket or over_socket[-1]["type"] != "run_completed":
             over_socket.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
     assert over_socket == chunks
+    assert "engine pyodide" in "".join(served_pyodide.output)  # announced after listening
 
 
 async def test_serve_engine_pyodide_refuses_an_unknown_agents_module(tmp_path: Path) -> None:
