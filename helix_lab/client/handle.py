@@ -16,7 +16,10 @@ from typing import Any, Literal, Protocol
 
 from ..errors import RunError, RunInterrupted, UserError
 
-__all__ = ["AgentHandle", "ResumeCheck", "RunInterrupted", "SessionClient"]
+__all__ = ["CHECKPOINT_PAGE", "AgentHandle", "ResumeCheck", "RunInterrupted", "SessionClient"]
+
+CHECKPOINT_PAGE = 1000
+"""Checkpoints per request when :meth:`AgentHandle.checkpoints` reads them all."""
 
 
 @dataclass(frozen=True)
@@ -132,8 +135,37 @@ class AgentHandle:
         return await self._call("GET", "/snapshot")
 
     async def checkpoints(self) -> list[dict[str, Any]]:
-        """Every checkpoint of every branch, oldest first."""
-        return (await self._call("GET", "/checkpoints"))["checkpoints"]
+        """Every checkpoint of every branch, oldest first (read page by page)."""
+        found: list[dict[str, Any]] = []
+        after = 0
+        while True:
+            page = await self.checkpoints_page(after=after, limit=CHECKPOINT_PAGE)
+            found += page["checkpoints"]
+            if not page.get("hasMore") or not page["checkpoints"]:
+                return found
+            after = page["checkpoints"][-1]["sequence"]
+
+    async def checkpoints_page(self, *, branch: int | None = None, after: int | None = None,
+                               before: int | None = None, limit: int = 100) -> dict[str, Any]:
+        """One page of checkpoints, oldest first: ``{"checkpoints", "hasMore"}``.
+
+        ``after`` / ``before`` are checkpoint sequences (exclusive); ``before`` pages back
+        from there (``hasMore`` then means older ones exist). ``branch`` keeps one branch.
+        """
+        params = {"branch": branch, "after": after, "before": before, "limit": limit}
+        return await self._call("GET", "/checkpoints",
+                                params={k: v for k, v in params.items() if v is not None})
+
+    async def branches(self) -> list[dict[str, Any]]:
+        """Every branch: where it forked (``parentBranch``, ``forkCheckpointId``,
+        ``forkStep``), its head (``headCheckpointId``, ``headStep``), its ``status``, and
+        ``current`` on the branch the session is on."""
+        return (await self._call("GET", "/branches"))["branches"]
+
+    async def search(self, query: str, limit: int = 20) -> list[dict[str, Any]]:
+        """Full-text search (SQLite FTS5 syntax) over the session's text, thinking and tool
+        inputs and outputs: ``[{sequence, step, type, snippet}]``, best first."""
+        return (await self._call("GET", "/search", params={"q": query, "limit": limit}))["hits"]
 
     async def checkpoint(self, checkpoint_id: str) -> dict[str, Any]:
         """One checkpoint with its full state."""

@@ -43,6 +43,9 @@ _SCHEMA = [
         message_count INTEGER NOT NULL, state_full TEXT, state_patch TEXT,
         depth INTEGER NOT NULL, status TEXT NOT NULL, sequence INTEGER NOT NULL,
         output TEXT, created_at INTEGER NOT NULL)""",
+    # Pages of one branch, and each branch's first and last checkpoint, without a scan.
+    """CREATE INDEX IF NOT EXISTS helix_checkpoints_branch
+        ON helix_checkpoints (branch, sequence)""",
 ]
 
 
@@ -228,6 +231,61 @@ class DOStateStore:
         """Every checkpoint of every branch, oldest first."""
         rows = self.sql.exec(f"SELECT {_CP_COLUMNS} FROM helix_checkpoints ORDER BY n")
         return [_checkpoint(r) for r in rows]
+
+    def page_checkpoints(self, *, branch: int | None = None, after: int | None = None,
+                         before: int | None = None, limit: int) -> tuple[list[Checkpoint], bool]:
+        """Up to ``limit`` checkpoints, oldest first, and whether more lie beyond the page.
+
+        ``after`` and ``before`` are checkpoint sequences (exclusive). With ``before`` the
+        page is the ``limit`` checkpoints just before it (paging back from a branch's
+        head); otherwise the ones just after ``after``. ``branch`` keeps one branch.
+        """
+        where, params = [], []
+        if branch is not None:
+            where.append("branch = ?")
+            params.append(branch)
+        if after is not None:
+            where.append("sequence > ?")
+            params.append(after)
+        if before is not None:
+            where.append("sequence < ?")
+            params.append(before)
+        clause = f"WHERE {' AND '.join(where)}" if where else ""
+        order = "DESC" if before is not None else "ASC"
+        rows = self.sql.exec(f"SELECT {_CP_COLUMNS} FROM helix_checkpoints {clause} "
+                             f"ORDER BY sequence {order} LIMIT ?", *params, limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if before is not None:
+            rows.reverse()
+        return [_checkpoint(r) for r in rows], more
+
+    def branches(self) -> list[dict[str, Any]]:
+        """Every branch with where it forked from and its head, in branch order.
+
+        A branch's first checkpoint names its parent: the fork point, on another branch
+        (``None`` for branch 0). ``status`` is the head checkpoint's; the server puts the
+        session's own status on the branch the session is on.
+        """
+        rows = self.sql.exec(
+            """SELECT b.branch, b.n_checkpoints, first.parent_id AS fork_id,
+                      fork.branch AS parent_branch, fork.step AS fork_step,
+                      head.id AS head_id, head.step AS head_step, head.status AS status,
+                      head.sequence AS head_sequence
+               FROM (SELECT branch, MIN(sequence) AS first_seq, MAX(sequence) AS last_seq,
+                            COUNT(*) AS n_checkpoints
+                     FROM helix_checkpoints GROUP BY branch) b
+               JOIN helix_checkpoints first
+                 ON first.branch = b.branch AND first.sequence = b.first_seq
+               JOIN helix_checkpoints head
+                 ON head.branch = b.branch AND head.sequence = b.last_seq
+               LEFT JOIN helix_checkpoints fork ON fork.id = first.parent_id
+               ORDER BY b.branch""")
+        return [{"branch": r["branch"], "parentBranch": r["parent_branch"],
+                 "forkCheckpointId": r["fork_id"], "forkStep": r["fork_step"],
+                 "headCheckpointId": r["head_id"], "headStep": r["head_step"],
+                 "headSequence": r["head_sequence"], "checkpointCount": r["n_checkpoints"],
+                 "status": r["status"]} for r in rows]
 
     def first_checkpoint(self, branch_of: Checkpoint) -> Checkpoint:
         """The step-0 checkpoint that ``branch_of`` descends from."""

@@ -28,6 +28,7 @@ import ipywidgets as widgets
 
 from ..errors import BackendError, HelixError
 from .render import render_diff, render_header, render_state, render_stream, render_timeline
+from .tree_panel import TreePanel
 from .view_state import ACTIONS, ViewState, allowed_actions
 
 if TYPE_CHECKING:
@@ -43,6 +44,15 @@ _LABELS = {
               "with the state as edited there"),
     "abort": ("Abort", "stop", "Stop now; the session cannot be resumed"),
 }
+
+_LISTED = 100
+"""Checkpoints in the list (the newest); the tree reaches the rest, a page at a time."""
+_NEWEST = 2**62
+"""A ``before`` past every sequence: the newest page."""
+
+
+def _label(checkpoint: dict[str, Any]) -> str:
+    return f"step {checkpoint['step']} · branch {checkpoint['branch']} · {checkpoint['status']}"
 
 
 class AgentView(widgets.VBox):
@@ -95,8 +105,11 @@ class AgentView(widgets.VBox):
             placeholder="the selected checkpoint's state; edit it, then Retry from checkpoint")
         self.checkpoint_select.observe(self._on_select, names="value")
         self.compare_select.observe(self._on_select, names="value")
+        self.tree_panel = TreePanel(lambda: self.handle, spawn=self._spawn,
+                                    select=self.select_checkpoint, note=self.note,
+                                    handed_over=self._handed_over)
         checkpoints = widgets.VBox([
-            self.checkpoint_select, self.compare_select,
+            self.tree_panel.widget, self.checkpoint_select, self.compare_select,
             widgets.HTML("<b>state at the selected checkpoint</b>"), self.checkpoint_state,
             widgets.HTML("<b>diff</b>"), self.checkpoint_diff, self.state_editor])
         self.tabs = widgets.Tab(children=[self.stream_html, self.timeline_html, checkpoints])
@@ -314,21 +327,41 @@ class AgentView(widgets.VBox):
     # -- checkpoint browser ----------------------------------------------------------------
 
     async def refresh_checkpoints(self) -> None:
+        """Reload the tree and the newest checkpoints (a bounded page, however long the
+        session; older ones are reached through the tree)."""
         try:
-            self._checkpoints = await self.handle.checkpoints()
+            page = await self.handle.checkpoints_page(before=_NEWEST, limit=_LISTED)
         except BackendError:
             return
-        options = [(f"step {c['step']} · branch {c['branch']} · {c['status']}",
-                    c["checkpointId"]) for c in self._checkpoints]
+        self._checkpoints = page["checkpoints"]
+        options = [(_label(c), c["checkpointId"]) for c in self._checkpoints]
         selected = self.checkpoint_select.value
+        if selected and selected not in {value for _, value in options}:
+            options.append(next(o for o in self.checkpoint_select.options if o[1] == selected))
         self.checkpoint_select.options = options
         self.compare_select.options = [("latest", ""), *options]
         if selected in {value for _, value in options}:
             self.checkpoint_select.value = selected
+        await self.tree_panel.refresh()
+
+    def select_checkpoint(self, checkpoint_id: str) -> None:
+        """Select a checkpoint (a tree node or a search hit): the view shows its state,
+        and Retry from checkpoint forks from it."""
+        if self._handed_over(self.select_checkpoint, checkpoint_id):
+            return
+        options = list(self.checkpoint_select.options)
+        if checkpoint_id not in {value for _, value in options}:
+            known = {c["checkpointId"]: c for c in self.tree_panel.tree.page.get("items", [])}
+            found = known.get(checkpoint_id)
+            label = (_label({**found, "branch": self.tree_panel.tree.page["branch"]})
+                     if found else f"checkpoint {checkpoint_id}")
+            self.checkpoint_select.options = [*options, (label, checkpoint_id)]
+        self.checkpoint_select.value = checkpoint_id
 
     def _on_select(self, change: dict[str, Any]) -> None:
         if self._handed_over(self._on_select, change):
             return
+        self.tree_panel.show_selected(self.checkpoint_select.value or "")
         if self.checkpoint_select.value:
             self._spawn(self.show_checkpoint(self.checkpoint_select.value,
                                              self.compare_select.value or None))
