@@ -64,8 +64,9 @@ class CommRecorder:
         return comm
 
     def updates(self, since: float = 0.0) -> list[Sent]:
+        """State updates and custom messages (an anywidget's deltas) sent since ``since``."""
         return sorted((m for c in self.comms for m in c.sent
-                       if m.data.get("method") == "update" and m.at >= since),
+                       if m.data.get("method") in ("update", "custom") and m.at >= since),
                       key=lambda m: m.at)
 
 
@@ -92,3 +93,17 @@ def from_front_end(w: ipywidgets.Widget, data: dict[str, Any]) -> None:
     comm = w.comm
     assert isinstance(comm, DummyComm), "the widget did not open a recording comm"
     comm.on_msg_callback({"content": {"data": data}, "buffers": []})
+
+
+def custom_messages(w: ipywidgets.Widget) -> list[dict[str, Any]]:
+    """The custom messages (``widget.send``) that went to the front end, in order."""
+    comm = w.comm
+    assert isinstance(comm, DummyComm), "the widget did not open a recording comm"
+    return [m.data["content"] for m in comm.sent if m.data.get("method") == "custom"]
+
+
+def transcript_text(w: ipywidgets.Widget) -> str:
+    """The text a ``Transcript`` front end shows, rebuilt from the operations it was sent."""
+    from helix_lab.widgets.transcript import replay_text
+
+    return "\n".join(replay_text(custom_messages(w)))

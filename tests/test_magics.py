@@ -30,6 +30,7 @@ from helix_lab.examples import briefing, researcher
 from helix_lab.magics import COMMANDS, HelixMagics, transform_cell
 from helix_lab.runtime.registry import default_registry
 from helix_lab.widgets import AgentView
+from helix_lab.widgets.render import render_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -253,7 +254,7 @@ async def test_helix_agent_wait_runs_to_the_end(kernel: Kernel, tmp_path: Path) 
     [view] = kernel.views()
     assert view.session_id == "s1" and view.handle is handle
     assert view.state.status == "completed" and view.state.step_count == 3
-    assert "Sea otters use stones as tools" in view.stream_html.value
+    assert "Sea otters use stones as tools" in render_stream(view.state)
     assert (tmp_path / ".helix").is_dir()  # storage lives in this test's cwd
 
 

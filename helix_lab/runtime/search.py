@@ -158,6 +158,9 @@ class SearchIndex:
                 "FROM helix_search WHERE helix_search MATCH ? ORDER BY rank LIMIT ?",
                 _SNIPPET_TOKENS, query, limit)
         except Exception as exc:  # sqlite3 here, a JS error in a Worker: both carry the reason
-            raise SearchQueryError(str(exc)) from None
+            raise SearchQueryError(
+                f"The search query {query[:80]!r} is not valid FTS5 ({exc}). Use words, "
+                '"quoted phrases", AND, OR, NOT and prefix*.', field="q",
+                code="bad_query") from None
         return [SearchHit(sequence=int(r["sequence"]), step=int(r["step"]), type=r["type"],
                           snippet=r["s"]) for r in rows]

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import BackendError, HelixError
-from .render import render_diff, render_header, render_state, render_stream, render_timeline
+from .render import render_diff, render_header, render_state, render_timeline
+from .transcript import Transcript
+from .transcript_feed import TranscriptFeed
 from .tree_panel import TreePanel
 from .view_state import ACTIONS, ViewState, allowed_actions
 
@@ -45,6 +47,8 @@ _LABELS = {
     "abort": ("Abort", "stop", "Stop now; the session cannot be resumed"),
 }
 
+OPEN_CHUNKS = 2000
+"""Chunks a view reads when it opens a session; older ones load on demand."""
 _LISTED = 100
 """Checkpoints in the list (the newest); the tree reaches the rest, a page at a time."""
 _NEWEST = 2**62
@@ -89,7 +93,10 @@ class AgentView(widgets.VBox):
             button.on_click(lambda _b, name=name: self.press(name))
             self.buttons[name] = button
         self.message = widgets.HTML("")
-        self.stream_html = widgets.HTML(render_stream(self.state))
+        self.transcript = Transcript()
+        """The live stream; it gets deltas through :attr:`feed`, never the whole transcript."""
+        self.feed = TranscriptFeed(self.state, self.transcript, history=self._history_page,
+                                   spawn=self._spawn, handed_over=self._handed_over)
         self.timeline_html = widgets.HTML(render_timeline(self.state))
         wide = {"description_width": "initial"}
         self.checkpoint_select = widgets.Select(options=[], rows=8, description="checkpoint",
@@ -103,6 +110,7 @@ class AgentView(widgets.VBox):
         self.state_editor = widgets.Textarea(
             description="edit state", rows=6, layout=widgets.Layout(width="98%"),
             placeholder="the selected checkpoint's state; edit it, then Retry from checkpoint")
+        self.checkpoint_select.add_class("hx-checkpoint-select")
         self.checkpoint_select.observe(self._on_select, names="value")
         self.compare_select.observe(self._on_select, names="value")
         self.tree_panel = TreePanel(lambda: self.handle, spawn=self._spawn,
@@ -112,7 +120,7 @@ class AgentView(widgets.VBox):
             self.tree_panel.widget, self.checkpoint_select, self.compare_select,
             widgets.HTML("<b>state at the selected checkpoint</b>"), self.checkpoint_state,
             widgets.HTML("<b>diff</b>"), self.checkpoint_diff, self.state_editor])
-        self.tabs = widgets.Tab(children=[self.stream_html, self.timeline_html, checkpoints])
+        self.tabs = widgets.Tab(children=[self.transcript, self.timeline_html, checkpoints])
         for i, title in enumerate(("Stream", "Timeline", "Checkpoints")):
             self.tabs.set_title(i, title)
         super().__init__([self.header, widgets.HBox(list(self.buttons.values())), self.message,
@@ -151,7 +159,9 @@ class AgentView(widgets.VBox):
     def follow(self, from_sequence: int = 0) -> asyncio.Task[None]:
         """Start (or restart) following the session's chunks on the running loop.
 
-        Follows across runs until :meth:`stop`; returns the task that follows."""
+        A long session opens at its tail: at most :data:`OPEN_CHUNKS` chunks are read, and
+        the older ones are paged in when the user asks ("earlier"). Follows across runs
+        until :meth:`stop`; returns the task that follows."""
         if self._follow_task is not None:
             self._follow_task.cancel()
         self._follow_task = self._spawn(self._follow(from_sequence))
@@ -161,8 +171,26 @@ class AgentView(widgets.VBox):
     def following(self) -> bool:
         return self._follow_task is not None and not self._follow_task.done()
 
+    async def _open_at(self, after: int) -> int:
+        """Where to start reading: ``after``, or the tail of a long session (seeding the
+        status the skipped chunks would have set)."""
+        try:
+            status = await self.handle.status()
+        except BackendError:
+            return after  # not started yet: the stream says the rest
+        start = max(after, int(status.get("lastSequence") or 0) - OPEN_CHUNKS)
+        if start > after and start > self.state.last_sequence:
+            self.state.status = status.get("status", self.state.status)
+            self.state.run_id = status.get("runId", self.state.run_id)
+            self.state.chunks += start - max(after, self.state.last_sequence)
+            self.state.last_sequence = start
+            self.feed.start_at(start)
+            self._dirty |= {"header", "buttons"}
+        return start
+
     async def _follow(self, after: int) -> None:
         try:
+            after = await self._open_at(after)
             async for chunk in self.backend.stream(self.session_id, after, follow=True):
                 self.receive(chunk)
         except asyncio.CancelledError:
@@ -171,6 +199,9 @@ class AgentView(widgets.VBox):
             self.note(f"The stream stopped: {exc}", error=True)
         finally:
             self.flush()
+
+    async def _history_page(self, after: int, limit: int) -> list[dict[str, Any]]:
+        return (await self.handle.history(after, limit))["chunks"]
 
     def receive(self, chunk: dict[str, Any]) -> None:
         """Fold one chunk in and schedule a coalesced redraw."""
@@ -198,7 +229,7 @@ class AgentView(widgets.VBox):
         self._last_flush = asyncio.get_running_loop().time()
         self.flushes += 1
         if "stream" in dirty:
-            self.stream_html.value = render_stream(self.state)
+            self.feed.flush()
         if dirty & {"header", "stream"}:
             self.header.value = render_header(self.state, self.backend.describe())
         if "timeline" in dirty:

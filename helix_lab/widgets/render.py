@@ -10,32 +10,24 @@ from __future__ import annotations
 import difflib
 import json
 from html import escape
+from pathlib import Path
 from typing import Any
 
 from .view_state import Item, ViewState
 
-__all__ = ["render_diff", "render_header", "render_item", "render_state", "render_stream",
-           "render_timeline"]
+__all__ = ["TIMELINE_STEPS", "render_diff", "render_header", "render_item", "render_state",
+           "render_stream", "render_timeline"]
 
 STATUS_COLOURS = {
     "starting": "#9e9e9e", "running": "#1e88e5", "done": "#43a047", "completed": "#43a047",
     "interrupted": "#fb8c00", "paused": "#fb8c00", "failed": "#e53935", "idle": "#9e9e9e",
 }
 
-STYLE = """<style>
-.hx-stream{font-family:var(--jp-code-font-family,monospace);font-size:12px;max-height:420px;
- overflow-y:auto;padding:4px 8px;border:1px solid var(--jp-border-color2,#ddd);border-radius:4px;
- display:flex;flex-direction:column-reverse}
-.hx-text{white-space:pre-wrap;margin:4px 0}
-.hx-thinking summary{color:#7b1fa2;cursor:pointer}.hx-thinking div{white-space:pre-wrap;color:#6a1b9a}
-.hx-tool{margin:4px 0;padding:2px 6px;border-left:3px solid #1e88e5;background:rgba(30,136,229,.06)}
-.hx-tool pre{margin:2px 0;white-space:pre-wrap;max-height:160px;overflow:auto}
-.hx-error{color:#c62828;font-weight:bold;white-space:pre-wrap}
-.hx-info{color:#616161;font-style:italic}.hx-retry{color:#ef6c00}
-.hx-step{display:inline-block;min-width:26px;margin:1px;padding:2px 4px;border-radius:3px;
- color:white;font-size:11px;text-align:center}
-.hx-badge{padding:1px 6px;border-radius:8px;color:white}
-</style>"""
+TIMELINE_STEPS = 200
+"""Steps drawn in the timeline: the newest ones."""
+
+STYLE = f"<style>{(Path(__file__).with_name('view.css')).read_text()}</style>"
+"""The view's CSS (``view.css``, shared with the transcript anywidget), for HTML widgets."""
 
 
 def _count(n: int, noun: str) -> str:
@@ -50,7 +42,8 @@ def _json(value: Any, limit: int = 2000) -> str:
     return escape(text)
 
 
-def _item(item: Item) -> str:
+def render_item(item: Item) -> str:
+    """One transcript item as HTML (one element)."""
     if item.kind == "text":
         return f'<div class="hx-text">{escape(item.text)}</div>'
     if item.kind == "thinking":
@@ -84,7 +77,7 @@ def render_stream(state: ViewState) -> str:
     hidden, items = state.visible_items()
     head = (f'<div class="hx-info">… {hidden} earlier items not drawn; '
             "use handle.history() to page through them</div>" if hidden else "")
-    body = "".join(_item(i) for i in items) or '<div class="hx-info">waiting for chunks…</div>'
+    body = "".join(render_item(i) for i in items) or '<div class="hx-info">waiting for chunks…</div>'
     # Every redraw replaces the scroll box; column-reverse makes a new box start scrolled
     # to its end, so the newest chunks stay in sight instead of jumping back to the top.
     return f'{STYLE}<div class="hx-stream"><div>{head}{body}</div></div>'
@@ -104,7 +97,12 @@ def render_timeline(state: ViewState) -> str:
     if not state.steps:
         return '<div class="hx-info">no steps yet</div>'
     marks = []
-    for step in sorted(state.steps):
+    steps = sorted(state.steps)
+    if len(steps) > TIMELINE_STEPS:  # a redraw costs the same at step 10,000 as at step 10
+        marks.append(f'<span class="hx-info">… {len(steps) - TIMELINE_STEPS:,} earlier steps '
+                     "</span>")
+        steps = steps[-TIMELINE_STEPS:]
+    for step in steps:
         mark = state.steps[step]
         seconds = f"{mark.seconds:.2f} s" if mark.seconds is not None else "…"
         tip = (f"step {step}: {mark.status}, {seconds}, {mark.input_tokens} in / "

@@ -54,6 +54,7 @@ class TreePanel:
                                        layout=widgets.Layout(width="60%"))
         self.search_box.observe(self._on_search, names="value")
         self.hit_select = widgets.Select(options=[], rows=6, layout=widgets.Layout(width="98%"))
+        self.hit_select.add_class("hx-search-hits")
         self.hit_select.observe(self._on_hit, names="value")
         self.context = widgets.HTML("")
         self.widget = widgets.VBox([

@@ -127,7 +127,7 @@ def test_agent_view_streams_interrupts_resumes_and_forks(
 
     # -- the checkpoint browser: pick step 1 -----------------------------------------------
     view.get_by_role("tab", name="Checkpoints").click()
-    select = view.locator(".widget-select select")
+    select = view.locator(".hx-checkpoint-select select")
     expect(select).to_be_visible()
     labels = option_labels(select)
     assert any(label.startswith("step 7") and "completed" in label for label in labels), labels
