@@ -196,7 +196,7 @@ async def test_a_received_chunk_is_drawn_by_the_next_scheduled_redraw(new_view: 
     assert view.redraw_pending and view.flushes == before  # coalesced, not drawn yet
     await settle(view)
     assert view.flushes == before + 1
-    assert "otters" in front_end_state(view.stream_html)["value"]
+    assert "otters" in transcript_text(view.transcript)
 
 
 async def test_ten_thousand_deltas_as_fast_as_possible_cost_a_handful_of_messages(
