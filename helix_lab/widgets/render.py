@@ -43,7 +43,8 @@ def _json(value: Any, limit: int = 2000) -> str:
 
 
 def render_item(item: Item) -> str:
-    """One transcript item as HTML (one element)."""
+    """One transcript item as HTML, one element (the transcript widget and the page
+    export draw every item with it)."""
     if item.kind == "text":
         return f'<div class="hx-text">{escape(item.text)}</div>'
     if item.kind == "thinking":
@@ -69,8 +70,6 @@ def render_item(item: Item) -> str:
     return f'<div class="hx-info">{escape(item.text)}</div>'
 
 
-render_item = _item
-"""One transcript item as HTML (the page export draws every item with it)."""
 
 
 def render_stream(state: ViewState) -> str:
