@@ -16,8 +16,9 @@ so :func:`install` puts these modules in their place in ``sys.modules``::
 
 Modules: :mod:`.workers` (the SDK surface), :mod:`.js` (TransformStream, TextEncoder,
 WebSocketPair), :mod:`.storage` (``ctx.storage.sql``), :mod:`.host` (env, contexts, the
-Durable Object namespace). The package imports nothing from ``helix_lab`` outside
-itself, so it can be loaded on its own next to a generated Worker bundle.
+Durable Object namespace). Outside itself it imports only the runtime's Pyodide-safe
+core (``helix_lab.runtime.objects`` and ``helix_lab.runtime.sql``), which every generated
+Worker bundle carries, so it can be loaded next to a bundle on its own.
 """
 
 from __future__ import annotations
