@@ -20,6 +20,7 @@ stand-in cannot disagree on what a nested transaction does.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import os
 import re
@@ -59,7 +60,31 @@ def split_statements(query: str) -> list[str]:
     return statements
 
 
+@functools.lru_cache(maxsize=1024)
+def _statements(query: str) -> tuple[str, ...]:
+    """The checked statements of a query. A session sends the same few query texts over
+    and over, so each is cut and checked once (a refused one raises every time)."""
+    statements = split_statements(query)
+    if not statements:
+        raise SqlError("SQL query did not contain a statement.")
+    for statement in statements:
+        text = _COMMENTS.sub(" ", statement)
+        if _FORBIDDEN.match(text):
+            raise SqlError(
+                "To execute a transaction, please use the state.storage.transaction() or "
+                "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION "
+                "or SAVEPOINT statements.")
+        if _RESERVED.search(text):
+            raise SqlError("not authorized: names starting with _cf_ are reserved.")
+    return tuple(statements)
+
+
+_PLAIN = frozenset({str, int, float, bytes, type(None)})
+
+
 def _check_binding(value: Any) -> Any:
+    if type(value) in _PLAIN:
+        return value
     if isinstance(value, bool):
         raise TypeError("SQL bindings cannot be booleans on Cloudflare; pass 0 or 1.")
     if value is None or isinstance(value, str | int | float | bytes):
@@ -131,19 +156,8 @@ class SqlStorage:
     def exec(self, query: str, *bindings: Any) -> SqlCursor:
         if not isinstance(query, str):
             raise TypeError("exec() takes the SQL text as its first argument.")
-        statements = split_statements(query)
-        if not statements:
-            raise SqlError("SQL query did not contain a statement.")
-        for statement in statements:
-            text = _COMMENTS.sub(" ", statement)
-            if _FORBIDDEN.match(text):
-                raise SqlError(
-                    "To execute a transaction, please use the state.storage.transaction() or "
-                    "state.storage.transactionSync() APIs instead of the SQL BEGIN TRANSACTION "
-                    "or SAVEPOINT statements.")
-            if _RESERVED.search(text):
-                raise SqlError("not authorized: names starting with _cf_ are reserved.")
-        params = tuple(_check_binding(v) for v in bindings)
+        statements = _statements(query)
+        params = tuple([_check_binding(v) for v in bindings])
         try:
             for statement in statements[:-1]:
                 self._conn.execute(statement)
