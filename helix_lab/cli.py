@@ -25,7 +25,7 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .deploy import DEFAULT_DIR, DEFAULT_NAME
-    from .serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORAGE, ENGINES
+    from .serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORAGE, ENGINES, PYODIDE_STORAGE
 
     parser = argparse.ArgumentParser(prog="helix", description="Serve or deploy helix_lab "
                                      "agents as a (local or Cloudflare) Worker.")
@@ -34,13 +34,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser(
         "serve", help="run the Worker bundle on this machine",
         description="Run the Worker bundle under uvicorn with a CPython stand-in for the "
-        "Workers runtime. Clients authenticate with the bearer token in $HELIX_TOKEN.")
+        "Workers runtime, or (--engine pyodide) as deployed, under real Pyodide in Node. "
+        "Clients authenticate with the bearer token in $HELIX_TOKEN.")
     serve.add_argument("--host", default=DEFAULT_HOST,
                        help=f"interface to listen on (default {DEFAULT_HOST})")
     serve.add_argument("--port", type=int, default=DEFAULT_PORT,
                        help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
     serve.add_argument("--storage", default=DEFAULT_STORAGE,
-                       help=f"directory for the objects' sqlite files (default {DEFAULT_STORAGE})")
+                       help=f"directory for the objects' sqlite files (default {DEFAULT_STORAGE}; "
+                       f"{PYODIDE_STORAGE} with --engine pyodide)")
     serve.add_argument("--agents", default=None, metavar="MODULE",
                        help="module defining the agents (default helix_lab.examples)")
     serve.add_argument("--engine", choices=ENGINES, default="cpython",

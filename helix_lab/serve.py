@@ -38,7 +38,8 @@ from typing import Any
 
 from .errors import ServeError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES", "ServeError",
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES", "PYODIDE_STORAGE",
+           "ServeError",
            "WorkerApp", "create_app", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
