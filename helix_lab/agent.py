@@ -2,8 +2,10 @@
 
 An agent is data: a name, a system prompt, tools, optional pydantic schemas for its state
 and its final output, sub-agents, and per-tool hooks. Running it is the runtime's job.
-Defining an ``Agent`` also registers it in the default registry, so an agent defined in
-one notebook cell can be run by name in the next.
+Defining an ``Agent`` registers it nowhere: an ``AgentRegistry`` takes it explicitly, and
+the notebook workbench and agents modules find the agents they define by name (see
+:mod:`helix_lab.runtime.registry`), so an agent defined in one notebook cell can be run
+by name in the next.
 """
 
 from __future__ import annotations
@@ -94,7 +96,9 @@ class Agent:
     description: str = ""
     """What this agent does, shown to a parent agent that can call it."""
     register: bool = True
-    """Join the default registry, so ``%%helix_agent NAME`` finds it."""
+    """Found by name where it is defined: ``%%helix_agent NAME`` for an agent in the
+    notebook, ``helix serve`` and ``helix deploy`` for one in an agents module. ``False``
+    keeps it out of those listings (an ``AgentRegistry`` still takes it explicitly)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not _NAME.match(self.name):
@@ -117,10 +121,6 @@ class Agent:
                 isinstance(schema, type) and issubclass(schema, pydantic.BaseModel)
             ):
                 raise UserError(f"{label} must be a pydantic BaseModel subclass, got {schema!r}.")
-        if self.register:
-            from .runtime.registry import default_registry
-
-            default_registry.register(self)
 
     # -- what the model sees ------------------------------------------------------------
 

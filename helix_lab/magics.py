@@ -27,7 +27,7 @@ import asyncio
 import json
 import os
 import re
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -95,20 +95,18 @@ def _unquote(value: Any) -> Any:
     return value
 
 
-def _choices(magic: Any) -> str:
+def _choices(magic: Any, agent_types: Callable[[], list[str]]) -> str:
     """What a magic accepts, in one line: its commands or agents, and its options."""
     parser = magic.parser
     options = ", ".join(sorted(o for a in parser._actions for o in a.option_strings
                                if o.startswith("--") and o != "--help"))
     if magic.__name__ == "helix":
         return f"commands: {', '.join(COMMANDS)}; options: {options}; see %helix help"
-    from .runtime.registry import default_registry
-
-    agents = ", ".join(default_registry.get_registered_types()) or "none yet"
+    agents = ", ".join(agent_types()) or "none yet"
     return f"agents: {agents}; options: {options}; see %%helix_agent?"
 
 
-def _parse(magic: Any, line: str) -> Any:
+def _parse(magic: Any, line: str, agent_types: Callable[[], list[str]]) -> Any:
     """``parse_argstring``, minus the quotes it leaves around quoted values.
 
     IPython splits magic lines like a non-POSIX shell, which keeps the quote characters:
@@ -119,7 +117,7 @@ def _parse(magic: Any, line: str) -> Any:
         args = parse_argstring(magic, line)
     except UsageError as exc:
         # argparse names the problem; add what would have been right.
-        raise UsageError(f"{exc} ({_choices(magic)})") from None
+        raise UsageError(f"{exc} ({_choices(magic, agent_types)})") from None
     for name, value in vars(args).items():
         if isinstance(value, list):
             setattr(args, name, [_unquote(v) for v in value])
@@ -143,7 +141,7 @@ class HelixMagics(Magics):
 
     def __init__(self, shell: Any, workbench: Workbench | None = None) -> None:
         super().__init__(shell)
-        self.workbench = workbench or Workbench()
+        self.workbench = workbench or Workbench(namespace=shell.user_ns)
         self.views: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self.closing: asyncio.Future[None] | None = None
@@ -200,7 +198,7 @@ class HelixMagics(Magics):
         return self._sync(self.agent_cell_async(line, cell))
 
     async def agent_cell_async(self, line: str, body: str) -> None:
-        args = _parse(self.helix_agent, line)
+        args = _parse(self.helix_agent, line, self.workbench.agent_types)
         message = body.strip()
         if not message:
             raise UsageError("The cell body is the message: write it under the "
@@ -302,7 +300,7 @@ class HelixMagics(Magics):
         return self._sync(self.helix_async(line))
 
     async def helix_async(self, line: str) -> Any:
-        args = _parse(self.helix, line)
+        args = _parse(self.helix, line, list)
         command = args.command
         if command not in COMMANDS:
             raise UsageError(f"Unknown command {command!r}. Commands: {', '.join(COMMANDS)}.")
@@ -521,8 +519,6 @@ class HelixMagics(Magics):
 
 
 def load_ipython_extension(ipython: Any) -> None:
-    from . import examples  # noqa: F401  (registers the bundled agents)
-
     magics = HelixMagics(ipython)
     ipython.register_magics(magics)
     if transform_cell not in ipython.input_transformers_cleanup:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +21,21 @@ if TYPE_CHECKING:
     from .llm.base import LLMAdapter, LLMEvent, LLMRequest
     from .otel import LiveTracing
     from .runtime.namespace import LocalNamespace
+    from .runtime.registry import AgentRegistry
     from .runtime.server import LLMAdapterContext
 
 __all__ = ["LLMChoice", "ModelOverride", "Workbench"]
+
+
+def _bundled_agents() -> AgentRegistry:
+    """The example agents every notebook can run by name: ``researcher``, ``briefing``."""
+    from . import examples
+    from .runtime.registry import AgentRegistry
+
+    registry = AgentRegistry()
+    registry.register(examples.researcher)
+    registry.register(examples.briefing)
+    return registry
 
 
 class ModelOverride:
@@ -65,11 +77,16 @@ def default_llm() -> LLMChoice:
 class Workbench:
     """Backends, model choice and sessions of one notebook."""
 
-    def __init__(self, storage: str | os.PathLike[str] | None = None) -> None:
-        from .runtime.registry import default_registry
+    def __init__(self, storage: str | os.PathLike[str] | None = None, *,
+                 namespace: Mapping[str, Any] | None = None) -> None:
+        from .runtime.registry import NamespaceAgents, default_registry
 
         self.storage = str(storage or os.environ.get("HELIX_STORAGE") or ".helix")
-        self.registry = default_registry
+        self.registry = NamespaceAgents({} if namespace is None else namespace,
+                                        default_registry, _bundled_agents())
+        """The agents runnable by name: those ``namespace`` (the notebook's variables)
+        holds when asked, then those registered by hand in ``default_registry``, then the
+        bundled examples."""
         self.llm: LLMChoice = default_llm()
         self._local: LocalBackend | None = None
         self.backend_name = "local"

@@ -235,3 +235,15 @@ def test_the_wheel_ships_the_templates_and_the_check(tmp_path: Path) -> None:
     assert {f"helix_lab/deploy_templates/{t}" for t in templates} <= names
     assert "helix_lab/deploy_check.py" in names
     assert "helix_lab/examples/corpus.json" in names
+
+
+def test_a_module_of_plain_agent_definitions_serves_them(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(tmp_path))
+    (tmp_path / "plain_agents.py").write_text(
+        "from helix_lab import Agent\n"
+        "helper = Agent(name='helper')\n"
+        "boss = Agent(name='boss', agents=[helper, Agent(name='inline_sub')])\n"
+        "draft = Agent(name='draft', register=False)\n")
+    result = deploy(dry_run=True, agents="plain_agents", cwd=tmp_path, run_toolchain=False)
+    assert result.agent_types == ["boss", "helper", "inline_sub"]

@@ -26,9 +26,7 @@ from IPython.core.interactiveshell import InteractiveShell
 
 import helix_lab
 from helix_lab import AgentHandle
-from helix_lab.examples import briefing, researcher
 from helix_lab.magics import COMMANDS, HelixMagics, transform_cell
-from helix_lab.runtime.registry import default_registry
 from helix_lab.widgets import AgentView
 from helix_lab.widgets.render import render_stream
 
@@ -127,14 +125,11 @@ def forget_extension(shell: InteractiveShell) -> None:
 
 @pytest.fixture
 def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[InteractiveShell]:
-    """The shell, in a private cwd, with the default registry and namespace restored after."""
+    """The shell, in a private cwd, with its namespace restored after."""
     shell = InteractiveShell.instance()
     assert "HelixMagics" not in shell.magics_manager.registry, "a previous test leaked"
     assert transform_cell not in shell.input_transformers_cleanup
     monkeypatch.chdir(tmp_path)
-    agents, factories = dict(default_registry._agents), dict(default_registry._factories)
-    default_registry.register(researcher)
-    default_registry.register(briefing)
     names = set(shell.user_ns)
     yield shell
     magics = shell.magics_manager.registry.get("HelixMagics")
@@ -144,10 +139,6 @@ def shell(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Interacti
     forget_extension(shell)
     for name in set(shell.user_ns) - names:
         del shell.user_ns[name]
-    default_registry._agents.clear()
-    default_registry._agents.update(agents)
-    default_registry._factories.clear()
-    default_registry._factories.update(factories)
 
 
 @pytest.fixture

@@ -148,3 +148,78 @@ async def test_a_resolver_returning_a_non_agent_is_a_400(make_runtime: Any) -> N
     response = await rt.start("bad", agent_type="anything")
     assert response.status == 400
     assert "not an Agent" in error_of(response)["message"]
+
+
+# -- scoped registration, and agents found where they are defined ------------------------
+
+
+def test_override_registers_for_the_block_and_restores_the_registry() -> None:
+    registry = AgentRegistry()
+    kept, replaced = Agent(name="kept", register=False), Agent(name="swap", register=False)
+    registry.register(kept)
+    registry.register(replaced)
+    stand_in = Agent(name="swap", register=False)
+    built = Agent(name="built", register=False)
+
+    with registry.override(stand_in, built=lambda context: built) as inside:
+        assert inside is registry
+        assert registry.get("swap") is stand_in
+        assert registry.resolve("built", ctx()) is built
+        registry.unregister("kept")  # changes inside the block are undone too
+        registry.register(Agent(name="extra", register=False))
+
+    assert registry.get("swap") is replaced and registry.get("kept") is kept
+    assert registry.get_registered_types() == ["kept", "swap"]
+
+
+def test_override_restores_the_registry_when_the_block_raises() -> None:
+    registry = AgentRegistry()
+    with pytest.raises(RuntimeError), registry.override(Agent(name="temp", register=False)):
+        assert registry.has("temp")
+        raise RuntimeError("boom")
+    assert not registry.has("temp")
+
+
+def test_agents_in_a_namespace_include_sub_agents_but_not_hidden_ones() -> None:
+    from helix_lab.runtime.registry import agents_in
+
+    inner = Agent(name="inner")
+    hidden = Agent(name="hidden", register=False)
+    outer = Agent(name="outer", agents=[inner, hidden])
+    namespace = {"outer": outer, "alias": outer, "hidden": hidden, "number": 3, "text": "x"}
+    assert agents_in(namespace) == {"inner": inner, "outer": outer}
+
+
+def test_namespace_agents_are_read_live_before_the_fallbacks() -> None:
+    from helix_lab.runtime.registry import NamespaceAgents
+
+    namespace: dict[str, Any] = {}
+    fallback = AgentRegistry()
+    bundled = Agent(name="shared", register=False)
+    fallback.register(bundled)
+    fallback.register_factory("made", lambda context: Agent(name="made", register=False))
+    agents = NamespaceAgents(namespace, fallback)
+
+    assert agents.get_registered_types() == ["made", "shared"]
+    assert agents.resolve("shared", ctx()) is bundled
+    mine = Agent(name="shared")
+    namespace["mine"] = mine  # a cell defines an agent of the same name: it wins
+    assert agents.resolve("shared", ctx()) is mine and agents.get("shared") is mine
+    namespace["mine"] = Agent(name="shared", system_prompt="v2")  # and is redefined
+    assert agents("shared", ctx()).system_prompt == "v2"
+    assert agents.resolve("made", ctx()).name == "made"
+    assert agents.get("made") is None  # a factory is not called to answer get()
+    assert "made" in agents and "nobody" not in agents
+    with pytest.raises(AgentNotFoundError) as info:
+        agents.resolve("nobody", ctx())
+    assert info.value.available_types == ["made", "shared"]
+
+
+async def test_a_server_runs_agents_defined_after_it_was_built(make_runtime: Any) -> None:
+    from helix_lab.runtime.registry import NamespaceAgents
+
+    namespace: dict[str, Any] = {}
+    rt = make_runtime(NamespaceAgents(namespace), ScriptedLLM(["late answer"]))
+    namespace["late"] = Agent(name="late")
+    assert (await rt.run("s-late", agent_type="late"))["output"] == "late answer"
+    assert await rt.backend.agents() == ["late"]

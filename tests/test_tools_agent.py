@@ -216,16 +216,13 @@ def test_state_is_validated_against_the_schema() -> None:
         schemaless.validate_state([1, 2])
 
 
-def test_agents_join_the_default_registry_unless_told_not_to() -> None:
-    from helix_lab.runtime.registry import default_registry
+def test_defining_an_agent_registers_it_nowhere() -> None:
+    from helix_lab.runtime.registry import agents_in, default_registry
 
-    try:
-        agent = Agent(name="registry_probe_agent")
-        assert default_registry.get("registry_probe_agent") is agent
-        Agent(name="registry_probe_hidden", register=False)
-        assert not default_registry.has("registry_probe_hidden")
-    finally:
-        default_registry.unregister("registry_probe_agent")
+    before = default_registry.get_registered_types()
+    agent = Agent(name="registry_probe_agent")
+    assert default_registry.get_registered_types() == before
+    assert agents_in({"probe": agent}) == {"registry_probe_agent": agent}
 
 
 # -- hooks in a real run -----------------------------------------------------------------

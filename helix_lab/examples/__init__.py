@@ -2,8 +2,9 @@
 
 ``researcher`` searches a small corpus of animal facts shipped with the package, keeps
 its queries and findings in its state, and answers. ``briefing`` delegates to
-``researcher`` as a sub-agent and returns a structured :class:`Briefing`. Importing this
-module registers both in the default registry.
+``researcher`` as a sub-agent and returns a structured :class:`Briefing`. The notebook
+workbench offers both by name, after the agents a notebook defines; as an agents module
+(``helix serve``, the default) it serves both.
 """
 
 from __future__ import annotations

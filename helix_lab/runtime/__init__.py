@@ -10,7 +10,7 @@ from .executor import Execution, RetryPolicy
 from .hooks import AbortResult, CompleteContext, EndpointContext, ExecutionState, ServerHooks
 from .http import Request, Response, error_response, json_response
 from .namespace import LocalNamespace, LocalStub
-from .registry import AgentFactoryContext, AgentRegistry, default_registry
+from .registry import AgentFactoryContext, AgentRegistry, NamespaceAgents, default_registry
 from .server import AgentServer, LLMAdapterContext, create_agent_server
 from .sql import SqliteStorage, SqlStorage
 from .state_store import DOStateStore
@@ -33,6 +33,7 @@ __all__ = [
     "LLMAdapterContext",
     "LocalNamespace",
     "LocalStub",
+    "NamespaceAgents",
     "Request",
     "Response",
     "RetryPolicy",

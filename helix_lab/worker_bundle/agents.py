@@ -3,7 +3,8 @@
 ``HELIX_AGENTS_MODULE`` (a var; default ``helix_lab.examples``) is imported on first use.
 It may define ``AgentServer`` (built with ``create_agent_server``), which is used as is;
 otherwise its agents are ``registry`` (an ``AgentRegistry``) if it has one, else the
-default registry its ``Agent(...)`` calls joined, and its ``llm_adapter``
+``Agent(...)`` objects it defines (and any registered by hand in ``default_registry``),
+and its ``llm_adapter``
 (``(env, ctx) -> LLMAdapter``) if it has one, else :func:`default_llm_adapter`: Claude
 through the Worker's ``fetch`` when ``env`` has an ``ANTHROPIC_API_KEY``, the offline
 model otherwise.
@@ -16,7 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from ..runtime.registry import AgentRegistry, default_registry
+from ..runtime.registry import AgentRegistry, NamespaceAgents, default_registry
 from ..runtime.server import AgentServer, create_agent_server
 
 __all__ = ["DEFAULT_AGENTS_MODULE", "AgentsUnavailable", "LoadedAgents",
@@ -71,9 +72,9 @@ def load_agents(env: Any) -> LoadedAgents:
             "Fix it, or set HELIX_AGENTS_MODULE to a module that defines agents.") from None
     server_class = getattr(module, "AgentServer", None)
     if not (isinstance(server_class, type) and issubclass(server_class, AgentServer)):
-        registry = getattr(module, "registry", None)
+        registry: AgentRegistry | NamespaceAgents | None = getattr(module, "registry", None)
         if not isinstance(registry, AgentRegistry):
-            registry = default_registry
+            registry = NamespaceAgents(vars(module), default_registry)
         server_class = create_agent_server(
             llm_adapter=getattr(module, "llm_adapter", None) or default_llm_adapter,
             agents=registry, logger=logging.getLogger("helix_lab.worker"))
