@@ -39,8 +39,7 @@ from typing import Any
 from .errors import ServeError
 
 __all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES", "PYODIDE_STORAGE",
-           "ServeError",
-           "WorkerApp", "create_app", "serve"]
+           "ServeError", "WorkerApp", "create_app", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787

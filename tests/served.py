@@ -28,9 +28,10 @@ class Served:
 
     def __init__(self, storage: Path, *, agents: str | None = "e2e_scenario",
                  token: str | None = TOKEN, port: int = 0, engine: str | None = None,
-                 start_timeout: float = 30) -> None:
+                 start_timeout: float = 30, environ: dict[str, str] | None = None) -> None:
         self.storage, self.agents, self.token, self.port = storage, agents, token, port
         self.engine, self.start_timeout = engine, start_timeout
+        self.environ = environ or {}
         self.process: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str] = queue.Queue()
         self.output: list[str] = []
@@ -39,6 +40,7 @@ class Served:
     def start(self) -> Served:
         env = {k: v for k, v in os.environ.items() if k not in ("HELIX_TOKEN",)}
         env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
+        env.update(self.environ)
         if self.token is not None:
             env["HELIX_TOKEN"] = self.token
         command = [sys.executable, "-m", "helix_lab.cli", "serve", "--port", str(self.port),

@@ -4,7 +4,8 @@
 served by ``helix_lab/pyodide_host/host.mjs``. The e2e scenario must give the same summary
 as in-kernel, over SSE and over WebSockets; a host killed mid-run and restarted on the
 same storage loses nothing committed, and the run resumes; ``helix serve --engine
-pyodide`` serves the bundled example agents. Pyodide starts once per host (5 to 20 s).
+pyodide`` serves the bundled researcher, which calls a fake Claude through the Worker's
+``fetch`` (Node's, under Pyodide). Pyodide starts once per host (5 to 20 s).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import e2e_scenario
 import httpx
 import pytest
 import websockets
+from fakes.anthropic_server import FakeAnthropic, Text, ToolUse, turn
 from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
@@ -112,31 +114,51 @@ async def test_host_killed_mid_run_restarts_on_the_same_storage(host: PyodideHos
 # -- helix serve --engine pyodide --------------------------------------------------------------
 
 
+KEY = "sk-ant-test-pyodide-0123456789"
+
+
 @pytest.fixture(scope="module")
-def served_pyodide(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    """``helix serve --engine pyodide`` with the default agents (helix_lab.examples)."""
+def claude() -> Iterator[FakeAnthropic]:
+    with FakeAnthropic() as fake:
+        yield fake
+
+
+@pytest.fixture(scope="module")
+def served_pyodide(tmp_path_factory: pytest.TempPathFactory,
+                   claude: FakeAnthropic) -> Iterator[Served]:
+    """``helix serve --engine pyodide`` with the default agents, on a fake Claude."""
     install()
     server = Served(tmp_path_factory.mktemp("serve-pyodide") / "objects", agents=None,
-                    engine="pyodide", start_timeout=300).start()
-    yield server
+                    engine="pyodide", start_timeout=300,
+                    environ={"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.base_url})
+    yield server.start()
     server.stop()
     assert server.process is not None and server.process.returncode == 0
     everything = "".join(server.output) + server.log.read_text()
-    assert TOKEN not in everything and "Traceback" not in everything
+    assert TOKEN not in everything and KEY not in everything
+    assert "Traceback" not in everything
 
 
-async def test_serve_engine_pyodide_runs_the_researcher(served_pyodide: Served) -> None:
+async def test_serve_engine_pyodide_runs_the_researcher(served_pyodide: Served,
+                                                        claude: FakeAnthropic) -> None:
     async with httpx.AsyncClient(base_url=served_pyodide.url) as client:
         assert (await client.get("/health")).json() == {"ok": True}
+    claude.push(turn(ToolUse("search_notes", {"query": "otters"})),
+                turn(Text("Otters use stones as tools [n1].")))
     async with RemoteBackend(served_pyodide.url, token=TOKEN) as backend:
         assert "researcher" in await backend.agents()
-        handle = await backend.start("researcher", "What do sea otters eat?")
+        handle = await backend.start("researcher", "Do otters use tools?")
         chunks = [c async for c in handle.stream()]  # over SSE
         e2e_scenario.contiguous(chunks)
         assert chunks[-1]["type"] == "run_completed"
-        assert any(c["type"] == "tool_start" for c in chunks)
-        assert await handle.result()
-        assert (await handle.status())["status"] == "completed"
+        assert [c["toolName"] for c in chunks if c["type"] == "tool_start"] == ["search_notes"]
+        # Claude's streamed reply reached the agent through the Worker's fetch, in pieces.
+        assert len([c for c in chunks if c["type"] == "text_delta"]) > 1
+        assert await handle.result() == "Otters use stones as tools [n1]."
+        assert (await handle.get_state())["queries"] == ["otters"]
+    sent = claude.requests[-2:]
+    assert [r.headers["x-api-key"] for r in sent] == [KEY, KEY]
+    assert sent[0].json()["stream"] is True and sent[0].json()["model"] == "claude-sonnet-5-5"
 
     # The same run's chunks over a WebSocket, from the start.
     url = served_pyodide.url.replace("http", "ws") + f"/sessions/{handle.session_id}/"
