@@ -10,6 +10,7 @@
     %helix status otters          # summary, and a live view of the session
     %helix checkpoints otters     # every checkpoint of every branch
     %helix diff otters otters@1   # where two branches (or two sessions) part
+    %helix export otters otters.helix   # one file to send; %helix import otters.helix
     %helix interrupt | resume | retry | abort [SESSION]
     %helix llm anthropic          # real model (key from ANTHROPIC_API_KEY)
     %helix help
@@ -41,7 +42,7 @@ from .workbench import Workbench
 __all__ = ["HelixMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 COMMANDS = ("agents", "sessions", "status", "interrupt", "abort", "resume", "retry",
-            "checkpoints", "usage", "use", "llm", "serve", "deploy", "diff", "otel", "help")
+            "checkpoints", "usage", "use", "llm", "serve", "deploy", "diff", "otel", "export", "import", "help")
 _LINE = re.compile(r"^%helix(\s.*)?$")
 
 
@@ -291,6 +292,8 @@ class HelixMagics(Magics):
                                            or a checkpoint id
         %helix otel [URL | off]            export runs as OpenTelemetry GenAI spans (OTLP/HTTP;
                                            endpoint from OTEL_EXPORTER_OTLP_* by default)
+        %helix export [SESSION] PATH       write the session to one .helix file
+        %helix import PATH                 open a .helix file here (on the local backend)
         %helix use local | URL --token-env VAR
         %helix llm offline | scripted VAR | replay PATH | record PATH | anthropic | openai URL MODEL
         %helix llm auto [PATH]             Claude if ANTHROPIC_API_KEY is set, else replay PATH
@@ -330,8 +333,11 @@ class HelixMagics(Magics):
         return await self._call(backend.agents())
 
     def _handle(self, args: Any) -> Any:
+        return self._handle_of(args.args[0] if args.args else None)
+
+    def _handle_of(self, session_id: str | None) -> Any:
         try:
-            session = self.workbench.resolve_session(args.args[0] if args.args else None)
+            session = self.workbench.resolve_session(session_id)
         except HelixError as exc:
             raise UsageError(str(exc)) from None
         return self._backend().handle(session, self.workbench.sessions.get(session))
@@ -441,6 +447,37 @@ class HelixMagics(Magics):
         diff = await self._call(diff_runs(*args.args, backend=self._backend()))
         self.shell.user_ns["_helix_diff"] = diff
         print(diff)
+
+    async def _cmd_export(self, args: Any) -> None:
+        if len(args.args) not in (1, 2):
+            raise UsageError("Usage: %helix export [SESSION] PATH (a .helix file).")
+        from .session_file import export_session
+
+        *named, path = args.args
+        handle = self._handle_of(named[0] if named else None)
+        manifest = await self._call(export_session(handle, path))
+        rows = {t: v["rows"] for t, v in manifest["tables"].items()}
+        print(f"exported session {manifest['sessionId']} ({manifest['agentType']}, "
+              f"{manifest.get('status')}; {rows.get('helix_checkpoints', 0)} checkpoints, "
+              f"{rows.get('helix_chunks', 0)} chunks) to {path}")
+
+    async def _cmd_import(self, args: Any) -> None:
+        if len(args.args) != 1:
+            raise UsageError("Usage: %helix import PATH (a .helix file from %helix export).")
+        from .session_file import import_session
+
+        wb = self.workbench
+        file = await self._call(import_session(args.args[0], wb.namespace))
+        manifest = file.manifest
+        wb.remember(file.session_id, file.agent_type)
+        print(f"imported session {file.session_id} ({file.agent_type}, "
+              f"{manifest.get('status')}; exported by helix_lab {manifest.get('helixLab')}) "
+              f"into the local backend ({wb.storage}/)")
+        if file.agent_type not in wb.agent_types():
+            print(f"note: no agent {file.agent_type!r} is defined here: the session can be "
+                  "viewed, diffed and searched; to fork it, define the agent and replay its "
+                  f"model with ReplayLLM.from_session({args.args[0]!r}).")
+        display(self._view(wb.local.handle(file.session_id, file.agent_type), 0))
 
     async def _cmd_otel(self, args: Any) -> None:
         wb = self.workbench

@@ -175,6 +175,10 @@ class AgentHandle:
         return await self._call("GET", "/history",
                                 params={"fromSequence": from_sequence, "limit": limit})
 
+    def export_lines(self) -> AsyncIterator[dict[str, Any]]:
+        """The session's stored rows, streamed (what ``.helix`` files are written from)."""
+        return self.backend.export_lines(self.session_id)
+
     async def usage(self) -> dict[str, Any]:
         return await self._call("GET", "/usage")
 

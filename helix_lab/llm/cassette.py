@@ -30,10 +30,13 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ..difference import Difference, first_difference
 from .base import LLMAdapter, LLMError, LLMEvent, LLMRequest
+
+if TYPE_CHECKING:
+    from .session_replay import SessionReplay
 
 __all__ = ["CassetteMismatch", "RecordingLLM", "ReplayLLM"]
 
@@ -46,10 +49,12 @@ class CassetteMismatch(LLMError):
     """
 
     def __init__(self, source: str, call: int, field: str, recorded: Any, got: Any,
-                 hint: str = "re-record it with RecordingLLM") -> None:
+                 hint: str = "re-record it with RecordingLLM", detail: str | None = None) -> None:
         self.source, self.call, self.field = source, call, field
         self.recorded, self.got = recorded, got
-        if field == "calls":
+        if detail is not None:
+            message = f"{source} call {call}: {detail} ({field}) — {hint}."
+        elif field == "calls":
             message = (f"{source} has {recorded} recorded calls; call {got} was requested — "
                        f"{hint}.")
         else:
@@ -155,6 +160,19 @@ class ReplayLLM:
         self.ignore = frozenset(ignore)
         self.calls = _load(self.path)
         self.requests: list[LLMRequest] = []
+
+    @classmethod
+    def from_session(cls, path: str | os.PathLike[str], *, delay: float = 0.0,
+                     ignore: frozenset[str] | set[str] = frozenset()) -> SessionReplay:
+        """Replay the model turns of an exported session (a ``.helix`` file), offline.
+
+        Unlike a cassette, it answers by conversation rather than in order: any request
+        whose messages the session recorded, on any branch, gets the turn that followed
+        them, so a fork from any checkpoint runs offline.
+        """
+        from .session_replay import SessionReplay
+
+        return SessionReplay(path, delay=delay, ignore=ignore)
 
     def __repr__(self) -> str:
         return (

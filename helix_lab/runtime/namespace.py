@@ -114,6 +114,10 @@ class LocalNamespace:
             return ":memory:"
         return str(Path(self.storage) / f"{object_id}.sqlite3")
 
+    def storage_path(self, object_id: ObjectId | str) -> str:
+        """The sqlite file that holds (or will hold) an object (``":memory:"`` in memory)."""
+        return self._path(ObjectId(object_id))
+
     def _build(self, slot: Slot[ObjectId, SqliteStorage, AgentServer]) -> AgentServer:
         # Constructing the server runs its recovery: a run whose host died is found here.
         return self.server_class(_LocalHost(slot.id, slot.storage, self), self.env)

@@ -1,0 +1,165 @@
+"""``ReplayLLM.from_session(path)``: the model turns of an exported session, offline.
+
+A ``.helix`` file holds the session's messages as a tree (every branch, every fork) and
+its usage per step. A request is answered with the model turn that followed exactly that
+conversation in the recording, wherever it sits in the tree, so a fork from any
+checkpoint replays with no network: its first request is a prefix the recording has seen.
+
+A request the recording never saw raises :class:`~helix_lab.llm.cassette.CassetteMismatch`
+naming the first differing field: a message that differs (``messages[4].content[0]
+.content``, a tool that now answers differently), or the model, system prompt or tools
+when they differ from those the manifest recorded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from ..difference import MISSING, first_difference
+from .base import LLMEvent, LLMRequest
+from .cassette import CassetteMismatch
+
+__all__ = ["SessionReplay"]
+
+_USAGE = (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
+          ("cache_read_tokens", "cache_read_input_tokens"),
+          ("cache_write_tokens", "cache_creation_input_tokens"))
+
+
+def _canonical(message: Any) -> str:
+    return json.dumps(message, sort_keys=True, ensure_ascii=False)
+
+
+class SessionReplay:
+    """Answers each request with the recorded turn that followed the same conversation."""
+
+    def __init__(self, path: str | os.PathLike[str], *, delay: float = 0.0,
+                 ignore: frozenset[str] | set[str] = frozenset()) -> None:
+        from ..session_file import SessionFile
+
+        file = SessionFile(path)
+        self.path = Path(path)
+        self.delay = delay
+        self.ignore = frozenset(ignore)
+        self.manifest = file.manifest
+        self.requests: list[LLMRequest] = []
+        self._messages: dict[int, dict[str, Any]] = {}
+        self._children: dict[int | None, list[int]] = {}
+        for row in file.rows("helix_messages"):
+            self._messages[row["id"]] = json.loads(row["message"])
+            self._children.setdefault(row["parent_id"], []).append(row["id"])
+        self._keys = {i: _canonical(m) for i, m in self._messages.items()}
+        parents = {i: p for p, kids in self._children.items() for i in kids}
+        self._usage = self._usage_by_message(list(file.rows("helix_checkpoints")),
+                                             list(file.rows("helix_usage")), parents)
+
+    def __repr__(self) -> str:
+        turns = sum(1 for m in self._messages.values() if m.get("role") == "assistant")
+        return (f"ReplayLLM.from_session({str(self.path)!r}, turns={turns}, "
+                f"replayed={len(self.requests)})")
+
+    @staticmethod
+    def _usage_by_message(checkpoints: list[dict[str, Any]], usage: list[dict[str, Any]],
+                          parents: dict[int, int | None]) -> dict[int, dict[str, Any]]:
+        """Each model turn's usage row: a step's turn is the first message it appended."""
+        by_step = {(u["run_id"], u["step"]): u for u in usage if u.get("kind") == "llm"}
+        by_id = {c["id"]: c for c in checkpoints}
+        found: dict[int, dict[str, Any]] = {}
+        for checkpoint in checkpoints:
+            parent = by_id.get(checkpoint["parent_id"])
+            entry = by_step.get((checkpoint["run_id"], checkpoint["step"]))
+            if parent is None or entry is None or checkpoint["step"] <= parent["step"]:
+                continue
+            cursor, first = checkpoint["message_head"], None
+            while cursor is not None and cursor != parent["message_head"]:
+                cursor, first = parents.get(cursor), cursor
+            if first is not None:
+                found[first] = entry
+        return found
+
+    def _source(self) -> str:
+        return f"the session recorded in {self.path}"
+
+    def _check_agent(self, number: int, request: LLMRequest) -> None:
+        """The model, system prompt and tools, against those the manifest recorded."""
+        agent = self.manifest.get("agent") or {}
+        recorded = {k: agent[k] for k in ("model", "system", "tools")
+                    if k in agent and k not in self.ignore}
+        got = json.loads(json.dumps({k: v for k, v in request.to_json().items()
+                                     if k in recorded}))
+        found = first_difference(recorded, got)
+        if found is not None:
+            raise CassetteMismatch(self._source(), number, found.path, found.left, found.right)
+
+    def _turn(self, number: int, request: LLMRequest) -> int:
+        """The id of the recorded turn that answers ``request``'s conversation."""
+        node: int | None = None
+        messages = json.loads(json.dumps(request.messages))
+        for index, message in enumerate(messages):
+            kids = self._children.get(node, [])
+            key = _canonical(message)
+            match = next((k for k in kids if self._keys[k] == key), None)
+            if match is None:
+                recorded = self._messages[kids[-1]] if kids else MISSING
+                found = first_difference(recorded, message)
+                path = found.path if found else ""
+                if path and not path.startswith("["):
+                    path = "." + path
+                raise CassetteMismatch(self._source(), number, f"messages[{index}]{path}",
+                                       found.left if found else recorded,
+                                       found.right if found else message)
+            node = match
+        turns = [k for k in self._children.get(node, [])
+                 if self._messages[k].get("role") == "assistant"]
+        if not turns:
+            following = self._children.get(node, [])
+            raise CassetteMismatch(
+                self._source(), number, f"messages[{len(messages)}]",
+                self._messages[following[-1]] if following else MISSING, MISSING,
+                detail=(f"the recording made no model call after these {len(messages)} "
+                        "messages" + (" (it went on with another message)" if following
+                                      else " (it ended there)")))
+        return turns[-1]  # several: the same conversation was asked again; take the last
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
+        number = len(self.requests) + 1
+        self._check_agent(number, request)
+        turn = self._turn(number, request)
+        self.requests.append(request)
+        events = self._events(turn)
+        for index, event in enumerate(events):
+            if self.delay and index:
+                await asyncio.sleep(self.delay)
+            yield event
+
+    def _events(self, turn: int) -> list[Any]:
+        """The stream events that rebuild the recorded message exactly."""
+        events: list[Any] = []
+        calls = False
+        for block in self._messages[turn].get("content") or []:
+            kind = block.get("type")
+            if kind == "thinking":
+                event: dict[str, Any] = {"type": "thinking_delta",
+                                         "delta": block.get("thinking", "")}
+                if block.get("signature"):
+                    event["signature"] = block["signature"]
+                events.append(event)
+            elif kind == "text" and block.get("text"):
+                events.append({"type": "text_delta", "delta": block["text"]})
+            elif kind == "tool_use":
+                calls = True
+                events.append({"type": "tool_call", "id": block["id"], "name": block["name"],
+                               "input": copy.deepcopy(block["input"])})
+        usage = self._usage.get(turn)
+        if usage is not None:
+            events.append({"type": "usage", **{name: int(usage.get(column) or 0)
+                                               for column, name in _USAGE}})
+        events.append({"type": "finish", "stop_reason": "tool_use" if calls else "end_turn"})
+        return events
+
