@@ -9,6 +9,7 @@ and leave the storage as it was.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import os
@@ -229,8 +230,9 @@ asyncio.run(main())
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ANTHROPIC", "OPENAI"))}
     env["PYTHONPATH"] = os.pathsep.join([str(TESTS), str(ROOT)])
     env["HTTPS_PROXY"] = env["HTTP_PROXY"] = "http://127.0.0.1:9"  # no network to reach
-    done = subprocess.run([sys.executable, "-c", script, str(path), str(tmp_path / "other")],
-                          env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    done = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-c", script, str(path), str(tmp_path / "other")],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert result == {"output": "finished 3 steps", "state": {"done": [1, 2, 3],
