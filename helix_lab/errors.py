@@ -10,6 +10,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   ├── DeployError           helix deploy cannot go on
     │   ├── ServeError            helix serve cannot start
     │   ├── PyodideHostError              (pyodide_host) the Pyodide host cannot start
+    │   ├── SessionFileError              (session_file) not a .helix file, or a damaged one
     │   ├── D1Error                       (workflows.d1) a D1 query failed
     │   ├── StepResultTooLargeError       (workflows.errors) over Cloudflare's 1 MiB
     │   └── StepResultNotJSONError        (workflows.errors) cannot be stored

@@ -477,7 +477,9 @@ class HelixMagics(Magics):
             print(f"note: no agent {file.agent_type!r} is defined here: the session can be "
                   "viewed, diffed and searched; to fork it, define the agent and replay its "
                   f"model with ReplayLLM.from_session({args.args[0]!r}).")
-        display(self._view(wb.local.handle(file.session_id, file.agent_type), 0))
+        handle = wb.local.handle(file.session_id, file.agent_type)
+        self.shell.user_ns["_helix"] = handle
+        display(self._view(handle, 0))
 
     async def _cmd_otel(self, args: Any) -> None:
         wb = self.workbench

@@ -66,6 +66,8 @@ class SessionClient(Protocol):
     def stream(self, session_id: str, from_sequence: int = 0, *,
                follow: bool = False) -> AsyncIterator[dict[str, Any]]: ...
 
+    def export_lines(self, session_id: str) -> AsyncIterator[dict[str, Any]]: ...
+
 
 class AgentHandle:
     """Controls and observes one session through a :class:`~helix_lab.client.Backend`."""

@@ -30,13 +30,10 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from ..difference import Difference, first_difference
 from .base import LLMAdapter, LLMError, LLMEvent, LLMRequest
-
-if TYPE_CHECKING:
-    from .session_replay import SessionReplay
 
 __all__ = ["CassetteMismatch", "RecordingLLM", "ReplayLLM"]
 
@@ -163,12 +160,13 @@ class ReplayLLM:
 
     @classmethod
     def from_session(cls, path: str | os.PathLike[str], *, delay: float = 0.0,
-                     ignore: frozenset[str] | set[str] = frozenset()) -> SessionReplay:
+                     ignore: frozenset[str] | set[str] = frozenset()) -> LLMAdapter:
         """Replay the model turns of an exported session (a ``.helix`` file), offline.
 
         Unlike a cassette, it answers by conversation rather than in order: any request
         whose messages the session recorded, on any branch, gets the turn that followed
-        them, so a fork from any checkpoint runs offline.
+        them, so a fork from any checkpoint runs offline. Returns a
+        :class:`~helix_lab.llm.session_replay.SessionReplay`.
         """
         from .session_replay import SessionReplay
 

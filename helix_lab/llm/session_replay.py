@@ -27,6 +27,8 @@ from .cassette import CassetteMismatch
 
 __all__ = ["SessionReplay"]
 
+HINT = ("the recording never saw this conversation; run it with a live model (e.g. %helix "
+        "llm anthropic) to answer it")
 _USAGE = (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
           ("cache_read_tokens", "cache_read_input_tokens"),
           ("cache_write_tokens", "cache_creation_input_tokens"))
@@ -95,7 +97,8 @@ class SessionReplay:
                                      if k in recorded}))
         found = first_difference(recorded, got)
         if found is not None:
-            raise CassetteMismatch(self._source(), number, found.path, found.left, found.right)
+            raise CassetteMismatch(self._source(), number, found.path, found.left, found.right,
+                                   hint=HINT)
 
     def _turn(self, number: int, request: LLMRequest) -> int:
         """The id of the recorded turn that answers ``request``'s conversation."""
@@ -113,7 +116,7 @@ class SessionReplay:
                     path = "." + path
                 raise CassetteMismatch(self._source(), number, f"messages[{index}]{path}",
                                        found.left if found else recorded,
-                                       found.right if found else message)
+                                       found.right if found else message, hint=HINT)
             node = match
         turns = [k for k in self._children.get(node, [])
                  if self._messages[k].get("role") == "assistant"]
@@ -121,7 +124,7 @@ class SessionReplay:
             following = self._children.get(node, [])
             raise CassetteMismatch(
                 self._source(), number, f"messages[{len(messages)}]",
-                self._messages[following[-1]] if following else MISSING, MISSING,
+                self._messages[following[-1]] if following else MISSING, MISSING, hint=HINT,
                 detail=(f"the recording made no model call after these {len(messages)} "
                         "messages" + (" (it went on with another message)" if following
                                       else " (it ended there)")))

@@ -6,6 +6,7 @@ and tested on its own and the server class keeps only what runs agents::
 
     GET /status  /sse?fromSequence=N  /history?fromSequence=N&limit=M
     GET /usage  /messages  /snapshot  /checkpoints  /checkpoints/{id}
+    GET /export   the session's stored rows, streamed as JSON Lines (a .helix file's content)
 
 ``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1.
 """
@@ -17,6 +18,7 @@ from typing import Any, Protocol, TypeAlias
 
 from ..errors import BadRequestError, NotFoundError
 from .chunks import RESUMABLE
+from .export import stream_rows
 from .http import Request, Response, json_response
 from .session_storage import SessionStorage
 from .sse import encode_chunk, encode_end
@@ -44,6 +46,10 @@ class SessionView(Protocol):
     @property
     def usage_store(self) -> UsageStore:
         """The store ``/usage`` answers from: a custom one, or the session's own."""
+
+    def describe_agent(self) -> dict[str, Any] | None:
+        """The session's agent as its model sees it (``model``, ``system``, ``tools``),
+        or ``None`` when this host cannot build it."""
 
 
 ReadEndpoint: TypeAlias = Callable[[Request, SessionView], Awaitable[Response]]
@@ -198,6 +204,17 @@ async def checkpoint(request: Request, session: SessionView) -> Response:
                           "output": cp.output})
 
 
+async def export(request: Request, session: SessionView) -> Response:
+    """``GET /export``: every stored row of the session, as JSON Lines (see
+    :mod:`~helix_lab.runtime.export`), read as of this request."""
+    row = require_session(session)
+    session.storage.stream.flush()
+    manifest = {"sessionId": session.session_id, "agentType": row["agent_type"],
+                "status": row["status"], "agent": session.describe_agent()}
+    return Response(status=200, stream=stream_rows(session.storage.sql, manifest),
+                    headers={"content-type": "application/x-ndjson"})
+
+
 READS: dict[str, ReadEndpoint] = {
     "/status": status,
     "/sse": sse,
@@ -206,6 +223,7 @@ READS: dict[str, ReadEndpoint] = {
     "/messages": messages,
     "/snapshot": snapshot,
     "/checkpoints": checkpoints,
+    "/export": export,
 }
 """``GET`` routes by exact path; ``/checkpoints/{id}`` is matched by prefix."""
 

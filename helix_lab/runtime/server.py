@@ -346,6 +346,20 @@ class AgentServer:
             raise UserError(f"The resolver returned {agent!r} for {agent_type!r}, not an Agent.")
         return agent
 
+    def describe_agent(self) -> dict[str, Any] | None:
+        """The session's agent as its model sees it, for exports; ``None`` when it cannot
+        be built here (a factory that needs what this host lacks)."""
+        row = self.store.get_session()
+        if row is None:
+            return None
+        try:
+            agent = self._resolve(row["agent_type"], self.session_id, row["run_id"] or "",
+                                  row["user_id"], row["metadata"].get("parentAgentType"))
+        except Exception:
+            return None
+        return {"model": agent.llm_config.model, "system": agent.system_prompt,
+                "tools": agent.tool_specs()}
+
     def _require_session(self) -> dict[str, Any]:
         return reads.require_session(self)
 
