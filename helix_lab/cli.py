@@ -25,7 +25,14 @@ __all__ = ["build_parser", "main"]
 
 def build_parser() -> argparse.ArgumentParser:
     from .deploy import DEFAULT_DIR, DEFAULT_NAME
-    from .serve import DEFAULT_HOST, DEFAULT_PORT, DEFAULT_STORAGE, ENGINES, PYODIDE_STORAGE
+    from .serve import (
+        APPROACHES,
+        DEFAULT_HOST,
+        DEFAULT_PORT,
+        DEFAULT_STORAGE,
+        ENGINES,
+        PYODIDE_STORAGE,
+    )
 
     parser = argparse.ArgumentParser(prog="helix", description="Serve or deploy helix_lab "
                                      "agents as a (local or Cloudflare) Worker.")
@@ -49,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="cpython: the bundle on this interpreter with a stand-in runtime "
                        "(default); pyodide: the bundle as deployed, under real Pyodide in "
                        "Node (install it with: python -m helix_lab.pyodide_host install)")
+    serve.add_argument("--approach", choices=APPROACHES, default="durable-objects",
+                       help="durable-objects: one Durable Object per session (default); "
+                       "workflows: each run a Workflow instance of memoized steps, with D1 "
+                       "and stream objects")
 
     deploy = commands.add_parser(
         "deploy", help="write a Cloudflare Worker project and deploy it",
@@ -76,7 +87,7 @@ def _serve(args: argparse.Namespace) -> int:
         raise UserError(f"--port must be between 0 and 65535, got {args.port}.")
     try:
         serve(host=args.host, port=args.port, storage=args.storage, agents=args.agents,
-              engine=args.engine, announce=_say)
+              engine=args.engine, approach=args.approach, announce=_say)
     except KeyboardInterrupt:
         pass
     return 0

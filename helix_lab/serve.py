@@ -38,8 +38,8 @@ from typing import Any
 
 from .errors import ServeError
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES", "PYODIDE_STORAGE",
-           "ServeError", "WorkerApp", "create_app", "serve"]
+__all__ = ["APPROACHES", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES",
+           "PYODIDE_STORAGE", "ServeError", "WorkerApp", "create_app", "serve"]
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
@@ -47,6 +47,7 @@ DEFAULT_STORAGE = ".helix/serve"
 PYODIDE_STORAGE = ".helix/serve-pyodide"
 """The pyodide engine's default: its database files (sql.js) are not the stand-in's (WAL)."""
 ENGINES = ("cpython", "pyodide")
+APPROACHES = ("durable-objects", "workflows")
 """``cpython``: the bundle on this interpreter with the stand-in runtime (the default);
 ``pyodide``: the bundle under real Pyodide in Node."""
 MAX_BODY = 16 * 1024 * 1024
@@ -68,13 +69,16 @@ def _json(status: int, code: str, message: str) -> tuple[int, list[tuple[bytes, 
 class WorkerApp:
     """An ASGI app that answers every request with a Worker entrypoint's ``fetch``."""
 
-    def __init__(self, entrypoint: type, env: Any, namespace: Any = None) -> None:
+    def __init__(self, entrypoint: type, env: Any, namespace: Any = None,
+                 closers: list[Callable[[], Awaitable[None]]] | None = None) -> None:
         from .worker_bundle import standin
 
         self._standin = standin
         self.entrypoint = entrypoint
         self.env = env
         self.namespace = namespace
+        self.closers = closers or []
+        """More to close at shutdown (the Workflows engine, D1), after the objects."""
         self.ctx = standin.ExecutionContext()
         self._streams: set[Any] = set()
         self._sockets: set[Any] = set()
@@ -283,6 +287,8 @@ class WorkerApp:
                 if shutdown is not None:
                     await shutdown()
             await self.namespace.close()
+        for close in self.closers:
+            await close()
 
 
 @dataclass
@@ -294,11 +300,18 @@ class _Built:
 
 def create_app(*, storage: str | os.PathLike[str] = DEFAULT_STORAGE,
                agents: str | None = None, token: str | None = None,
-               environ: dict[str, str] | None = None) -> _Built:
+               environ: dict[str, str] | None = None,
+               approach: str = "durable-objects") -> _Built:
     """Build the ASGI app serving the bundle; ``token`` defaults to ``$HELIX_TOKEN``.
+
+    ``approach="workflows"`` serves the Workflows bundle (:mod:`.worker_bundle.workflows_app`)
+    with the stand-in's Workflows binding over :class:`~helix_lab.workflows.LocalWorkflowBinding`
+    and :class:`~helix_lab.workflows.LocalD1` as D1, under ``storage``.
 
     Raises :class:`ServeError` if there is no token or the agents module does not import.
     """
+    if approach not in APPROACHES:
+        raise ServeError(f"Unknown approach {approach!r}: use one of {', '.join(APPROACHES)}.")
     from .worker_bundle import standin
 
     environ = dict(os.environ if environ is None else environ)
@@ -312,14 +325,42 @@ def create_app(*, storage: str | os.PathLike[str] = DEFAULT_STORAGE,
     from .worker_bundle.env import EnvView
 
     module = agents or environ.get("HELIX_AGENTS_MODULE") or DEFAULT_AGENTS_MODULE
-    namespace = standin.DurableObjectNamespace(HelixAgentServer, storage=Path(storage))
     passed = {name: environ[name] for name in _PASSED_ENV if environ.get(name)}
-    env = standin.Env(AGENTS=namespace, HELIX_TOKEN=token, HELIX_AGENTS_MODULE=module, **passed)
+    if approach == "workflows":
+        app, env = _workflows_app(Path(storage), token, module, passed)
+    else:
+        namespace = standin.DurableObjectNamespace(HelixAgentServer, storage=Path(storage))
+        env = standin.Env(AGENTS=namespace, HELIX_TOKEN=token, HELIX_AGENTS_MODULE=module,
+                          **passed)
+        app = WorkerApp(Default, env, namespace)
     try:
         loaded = load_agents(EnvView(env))
     except AgentsUnavailable as exc:
         raise ServeError(f"{exc} (--agents MODULE)") from None
-    return _Built(WorkerApp(Default, env, namespace), loaded.agent_types(), module)
+    return _Built(app, loaded.agent_types(), module)
+
+
+def _workflows_app(storage: Path, token: str, module: str,
+                   passed: dict[str, str]) -> tuple[WorkerApp, Any]:
+    """The Workflows bundle on the stand-in: STREAMS objects, D1 and the Workflows engine."""
+    from .worker_bundle import standin
+    from .worker_bundle.standin.workflows import WorkflowBinding
+    from .worker_bundle.workflows_app import AgentWorkflow, StreamServerObject, WorkflowsDefault
+    from .workflows import LocalD1, LocalWorkflowBinding
+
+    streams = standin.DurableObjectNamespace(StreamServerObject, storage=storage / "streams",
+                                             name="STREAMS")
+    db = LocalD1(storage / "d1.sqlite3")
+    env = standin.Env(STREAMS=streams, AGENT_DB=db, HELIX_TOKEN=token,
+                      HELIX_AGENTS_MODULE=module, **passed)
+    engine = LocalWorkflowBinding(AgentWorkflow, storage / "workflows.sqlite3", env=env)
+    env.AGENT_WORKFLOW = WorkflowBinding(engine)
+
+    async def close_engine() -> None:
+        await engine.aclose()
+        db.close()
+
+    return WorkerApp(WorkflowsDefault, env, streams, closers=[close_engine]), env
 
 
 def _bind(host: str, port: int) -> socket.socket:
@@ -386,18 +427,22 @@ def _serve_pyodide(*, host: str, port: int, storage: str | os.PathLike[str],
 
 def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
           storage: str | os.PathLike[str] = DEFAULT_STORAGE, agents: str | None = None,
-          engine: str = "cpython", announce: Callable[[str], None] = print) -> None:
+          engine: str = "cpython", approach: str = "durable-objects",
+          announce: Callable[[str], None] = print) -> None:
     """Run ``helix serve`` until interrupted. Raises :class:`ServeError` before binding."""
     if engine not in ENGINES:
         raise ServeError(f"Unknown engine {engine!r}: use one of {', '.join(ENGINES)}.")
     if engine == "pyodide":
+        if approach != "durable-objects":
+            raise ServeError("--engine pyodide serves the Durable Object approach only; "
+                             "drop --approach workflows, or use --engine cpython.")
         if os.fspath(storage) == DEFAULT_STORAGE:
             storage = PYODIDE_STORAGE
         _serve_pyodide(host=host, port=port, storage=storage, agents=agents, announce=announce)
         return
     import uvicorn
 
-    built = create_app(storage=storage, agents=agents)
+    built = create_app(storage=storage, agents=agents, approach=approach)
     sock = _bind(host, port)
     bound_port = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
@@ -412,7 +457,7 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
                 types = ", ".join(built.agent_types) or "none"
                 announce(f"helix serve listening on http://{shown}:{bound_port}")
                 announce(f"agents from {built.agents_module}: {types}; storage "
-                         f"{os.fspath(storage)}")
+                         f"{os.fspath(storage)}; approach {approach}")
 
         async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
             built.app.close_connections()

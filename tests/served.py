@@ -28,9 +28,10 @@ class Served:
 
     def __init__(self, storage: Path, *, agents: str | None = "e2e_scenario",
                  token: str | None = TOKEN, port: int = 0, engine: str | None = None,
-                 start_timeout: float = 30, environ: dict[str, str] | None = None) -> None:
+                 approach: str | None = None, start_timeout: float = 30,
+                 environ: dict[str, str] | None = None) -> None:
         self.storage, self.agents, self.token, self.port = storage, agents, token, port
-        self.engine, self.start_timeout = engine, start_timeout
+        self.engine, self.approach, self.start_timeout = engine, approach, start_timeout
         self.environ = environ or {}
         self.process: subprocess.Popen[str] | None = None
         self.lines: queue.Queue[str] = queue.Queue()
@@ -49,6 +50,8 @@ class Served:
             command += ["--agents", self.agents]
         if self.engine:
             command += ["--engine", self.engine]
+        if self.approach:
+            command += ["--approach", self.approach]
         self.process = subprocess.Popen(command, env=env, cwd=str(self.storage.parent),
                                         stdout=subprocess.PIPE, stderr=self.log.open("a"),
                                         text=True)

@@ -23,7 +23,7 @@ from typing import Any
 from ..errors import AgentNotFoundError, BackendError, BadRequestError, NotFoundError, UserError
 from ..runtime.http import Request, Response, error_response, json_response
 from ..runtime.usage import rollup
-from .executor import WorkflowAgentHandle
+from .executor import CloudflareAgentExecutor, WorkflowAgentHandle
 from .local import LocalWorkflows
 from .streams import stream_object_name
 
@@ -49,12 +49,14 @@ class _ServerClass:
 class WorkflowSessions:
     """Sessions served by the Workflows approach, behind the namespace interface."""
 
-    def __init__(self, workflows: LocalWorkflows, agents: Any) -> None:
-        self.workflows = workflows
-        self.executor = workflows.executor
+    def __init__(self, source: LocalWorkflows | CloudflareAgentExecutor, agents: Any) -> None:
+        """``source``: the in-kernel assembly (``local_workflows(...)``), or an executor over
+        a Worker's bindings."""
+        self.workflows = source if isinstance(source, LocalWorkflows) else None
+        self.executor = source.executor if isinstance(source, LocalWorkflows) else source
         self.agents = agents
         self.server_class = _ServerClass(agents)
-        self.storage = workflows.streams.storage
+        self.storage = self.workflows.streams.storage if self.workflows else "(bindings)"
 
     @property
     def in_memory(self) -> bool:
@@ -74,6 +76,9 @@ class WorkflowSessions:
         session = await self.executor.state_store.get_session(session_id)
         if session is not None:  # touching a session continues its instance
             await self.executor.workflow_binding.get(session["instance_id"])
+        if self.workflows is None:
+            raise UserError("subscribe() reads the in-kernel streams; over a Worker's "
+                            "bindings use GET /sse.")
         streams = self.workflows.streams
         return await streams.subscribe(streams.id_from_name(stream_object_name(session_id)),
                                        from_sequence, follow=follow)
@@ -82,7 +87,8 @@ class WorkflowSessions:
         return []
 
     async def aclose(self) -> None:
-        await self.workflows.aclose()
+        if self.workflows is not None:
+            await self.workflows.aclose()
 
     def __repr__(self) -> str:
         return f"WorkflowSessions(storage={self.storage!r})"

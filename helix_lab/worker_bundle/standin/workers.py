@@ -26,6 +26,7 @@ __all__ = [
     "Request",
     "Response",
     "WorkerEntrypoint",
+    "WorkflowEntrypoint",
     "fetch",
     "set_fetch_transport",
 ]
@@ -223,6 +224,14 @@ class Response(FetchResponse):
 
 class WorkerEntrypoint:
     """Base class of a Worker's entrypoint: ``self.ctx`` (ExecutionContext), ``self.env``."""
+
+    def __init__(self, ctx: Any, env: Any) -> None:
+        self.ctx = ctx
+        self.env = env
+
+
+class WorkflowEntrypoint:
+    """Base class of a Python Workflow: ``run(event, step)``; ``self.env`` as a Worker's."""
 
     def __init__(self, ctx: Any, env: Any) -> None:
         self.ctx = ctx
