@@ -100,10 +100,19 @@ async def test_the_standin_workflows_binding_has_the_javascript_shape(tmp_path: 
     await engine.aclose()
 
 
-async def test_the_bundle_adapters_give_python_calls_over_the_bindings(tmp_path: Path) -> None:
+@pytest.fixture
+def standin_installed() -> Iterator[None]:
     from helix_lab.worker_bundle import standin
 
+    was = standin.installed()
     standin.install()
+    yield
+    if not was:
+        standin.uninstall()
+
+
+async def test_the_bundle_adapters_give_python_calls_over_the_bindings(
+        tmp_path: Path, standin_installed: None) -> None:
     from helix_lab.worker_bundle.standin.workflows import WorkflowBinding
     from helix_lab.worker_bundle.workflows_app import JsD1, JsWorkflows
 
