@@ -186,3 +186,29 @@ async def test_a_local_stream_of_no_session_is_empty_and_leaves_nothing(
     with pytest.raises(BadRequestError) as caught:
         [c async for c in runtime.backend.stream("no/such id")]
     assert caught.value.status == 400 and caught.value.details["field"] == "sessionId"
+
+
+async def test_a_model_that_never_awaits_does_not_hold_the_loop(make_runtime: Any) -> None:
+    from helix_lab import Agent
+    from helix_lab.llm import ScriptedLLM, Turn
+    from helix_lab.runtime.stream import MAX_BATCH
+
+    words = [f"w{i} " for i in range(3 * MAX_BATCH)]
+    runtime = make_runtime([Agent(name="talker", register=False)],
+                           ScriptedLLM([Turn(text="".join(words))]))
+    seen_mid_stream: list[int] = []
+    handle = await runtime.backend.start("talker", "talk", session_id="hog")
+    server = runtime.ns.instance(runtime.ns.id_from_name("session:hog"))
+
+    async def ticker() -> None:  # another session's work, or another client
+        while server.is_executing:
+            seen_mid_stream.append(server.stream.sequence)
+            await asyncio.sleep(0)
+
+    tick = asyncio.ensure_future(ticker())
+    deltas = [c async for c in handle.stream() if c["type"] == "text_delta"]
+    await asyncio.wait_for(tick, timeout=60)
+    assert "".join(c["delta"] for c in deltas) == "".join(words)
+    first, last = deltas[0]["sequence"], deltas[-1]["sequence"]
+    # The other task ran while the model was in the middle of its answer.
+    assert any(first <= s < last for s in seen_mid_stream), (first, last, seen_mid_stream[-5:])

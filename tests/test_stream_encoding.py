@@ -42,6 +42,38 @@ def test_the_spliced_wire_form_decodes_to_the_chunk(kind: str, extra: dict[str, 
         assert event == "chunk" and json.loads(data) == dict(chunk)
 
 
+@settings(max_examples=200, deadline=None)
+@given(extra=fields)
+def test_the_stored_body_is_exactly_json_dumps_of_the_fields(extra: dict[str, Any]) -> None:
+    # The writer has a fast path for string and integer fields; it must not change a byte.
+    manager = DOStreamManager(SqliteStorage(":memory:"))
+    written = manager.write({"type": "custom", **extra})
+    assert written.body == json.dumps(extra)
+    manager.flush()
+    row = manager.sql.exec("SELECT body FROM helix_chunks")[0]
+    assert row["body"] == json.dumps(extra)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(["text_delta", "thinking"]), delta=st.text(),
+       run=st.none() | st.text(), step=st.integers(min_value=0, max_value=10**6))
+def test_a_streamed_delta_is_the_chunk_write_would_make(kind: str, delta: str, run: str | None,
+                                                         step: int) -> None:
+    made = []
+    for fast in (False, True):
+        manager = DOStreamManager(SqliteStorage(":memory:"))
+        manager.agent_id, manager.agent_type = "s", "agent"
+        if fast:
+            chunk = manager.write_delta(kind, delta, run_id=run, step=step)
+        else:
+            chunk = manager.write({"type": kind, "delta": delta}, run_id=run, step=step)
+        manager.flush()
+        (stored,) = manager.read(0, 10)
+        chunk.pop("timestamp"), stored.pop("timestamp")
+        made.append((chunk, list(chunk), chunk.body, stored))
+    assert made[0] == made[1]  # same fields, same order, same stored JSON, same row
+
+
 def test_a_chunk_that_is_not_json_takes_no_sequence() -> None:
     manager = DOStreamManager(SqliteStorage(":memory:"))
     manager.write({"type": "custom", "data": 1})

@@ -37,7 +37,7 @@ from .jsonpatch import JsonPatchError, apply_patch, make_patch
 from .session_storage import SessionStorage
 from .sse import iter_sse_chunks
 from .state_store import Checkpoint, checkpoint_id
-from .stream import Chunk
+from .stream import MAX_BATCH, Chunk
 
 __all__ = ["Execution", "RetryPolicy", "RunHost"]
 
@@ -384,15 +384,19 @@ class Execution:
         turn = _ModelTurn()
         text: list[str] = []
         thinking: list[str] = []
+        deltas = 0
+        write_delta, run_id, step = self.storage.stream.write_delta, self.run_id, self._step
         async for event in self.llm.stream(request):
             kind = event.get("type") if isinstance(event, dict) else None
-            if kind == "text_delta" and isinstance(event.get("delta"), str):
-                text.append(event["delta"])
-                self._emit({"type": "text_delta", "delta": event["delta"]})
+            if kind == "text_delta" and isinstance(delta := event.get("delta"), str):
+                text.append(delta)
+                write_delta("text_delta", delta, run_id=run_id, step=step)
+                deltas += 1
             elif kind == "thinking_delta" and isinstance(event.get("delta", ""), str):
-                if event.get("delta"):
-                    thinking.append(event["delta"])
-                    self._emit({"type": "thinking", "delta": event["delta"]})
+                if delta := event.get("delta"):
+                    thinking.append(delta)
+                    write_delta("thinking", delta, run_id=run_id, step=step)
+                    deltas += 1
                 if event.get("signature"):
                     turn.signature = event["signature"]
             elif (kind == "tool_call" and isinstance(event.get("id"), str)
@@ -406,6 +410,12 @@ class Execution:
                 turn.stop_reason = str(event.get("stop_reason", "end_turn"))
             else:
                 raise LLMError(f"The model adapter sent a malformed event: {event!r:.200}")
+            if deltas >= MAX_BATCH:
+                # A model that never awaits (scripted, cached) would hold the loop for its
+                # whole answer: every other session and every client would wait, and a
+                # client would read the deltas back from storage instead of from memory.
+                deltas = 0
+                await asyncio.sleep(0)
         turn.text, turn.thinking = "".join(text), "".join(thinking)
         return turn
 

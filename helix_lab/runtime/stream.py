@@ -21,6 +21,7 @@ import json
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable
+from json.encoder import encode_basestring_ascii as _escape
 from typing import Any, Literal
 
 from .http import WebSocketLike
@@ -40,9 +41,29 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS helix_chunks (
 _BASE_KEYS = frozenset({"type", "sequence", "agentId", "agentType", "step", "timestamp", "runId"})
 
 
+_INSERT = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
+
+
 @functools.lru_cache(maxsize=4096)
 def _quoted(text: str) -> str:
     return json.dumps(text)
+
+
+def _encode_fields(fields: dict[str, Any]) -> str:
+    """``json.dumps(fields)``, byte for byte, with a fast path for the common chunk: a few
+    string and integer fields (a text delta is one). Anything else goes to ``json.dumps``."""
+    parts = []
+    for key, value in fields.items():
+        kind = type(value)
+        if type(key) is not str:
+            return json.dumps(fields)
+        if kind is str:
+            parts.append(f"{_quoted(key)}: {_escape(value)}")
+        elif kind is int:
+            parts.append(f"{_quoted(key)}: {int.__repr__(value)}")
+        else:
+            return json.dumps(fields)
+    return "{" + ", ".join(parts) + "}"
 
 
 class Chunk(dict[str, Any]):
@@ -155,6 +176,8 @@ class DOStreamManager:
         self.is_live = is_live
         self.logger = logger
         self._pending: list[Chunk] = []
+        self._rows: list[tuple[Any, ...]] = []
+        """The pending chunks' rows, built as they are written (one list walk less)."""
         self._flush_scheduled = False
         self._closed = False
         self._subscribers: set[Subscription] = set()
@@ -165,23 +188,56 @@ class DOStreamManager:
     def write(self, chunk: dict[str, Any], *, run_id: str | None = None,
               step: int | None = None) -> Chunk:
         """Number and stamp ``chunk`` and queue it; it is stored and sent on the next flush."""
-        extra = {k: v for k, v in chunk.items() if k not in _BASE_KEYS}
-        body = json.dumps(extra)  # first: a chunk that cannot be encoded takes no sequence
-        self.sequence += 1
-        full = Chunk(
-            type=chunk["type"],
-            sequence=self.sequence,
-            agentId=self.agent_id,
-            agentType=self.agent_type,
-            step=step if step is not None else chunk.get("step", 0),
-            timestamp=int(time.time() * 1000),
-        )
+        extra = chunk.copy()
+        kind = extra.pop("type")
+        if not _BASE_KEYS.isdisjoint(extra):  # rare: a caller passed a stamp field along
+            extra = {k: v for k, v in extra.items() if k not in _BASE_KEYS}
+        body = _encode_fields(extra)  # first: a chunk that cannot be encoded takes no sequence
+        self.sequence = sequence = self.sequence + 1
+        if step is None:
+            step = chunk.get("step", 0)
+        timestamp = time.time_ns() // 1_000_000
+        full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
+                     agentType=self.agent_type, step=step, timestamp=timestamp)
         full.update(extra)
         if run_id is not None:
             full["runId"] = run_id
         full.body = body  # encoded once: stored as is, spliced into SSE frames
+        self._queue(full, (sequence, run_id, step, timestamp, kind, body))
+        return full
+
+    def write_delta(self, kind: str, delta: str, *, run_id: str | None, step: int) -> Chunk:
+        """``write({"type": kind, "delta": delta}, ...)``, for the chunk a model streams by
+        the thousand (``text_delta``, ``thinking``): the same chunk, built directly."""
+        body = '{"delta": ' + _escape(delta) + "}"
+        self.sequence = sequence = self.sequence + 1
+        timestamp = time.time_ns() // 1_000_000
+        if run_id is None:
+            full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
+                         agentType=self.agent_type, step=step, timestamp=timestamp, delta=delta)
+        else:
+            full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
+                         agentType=self.agent_type, step=step, timestamp=timestamp, delta=delta,
+                         runId=run_id)
+        full.body = body
+        # _queue, inlined: this is the hottest path of the runtime.
         self._pending.append(full)
-        if len(self._pending) >= MAX_BATCH:
+        rows = self._rows
+        rows.append((sequence, run_id, step, timestamp, kind, body))
+        if len(rows) >= MAX_BATCH:
+            self.flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            try:
+                asyncio.get_running_loop().call_soon(self.flush)
+            except RuntimeError:
+                self.flush()
+        return full
+
+    def _queue(self, chunk: Chunk, row: tuple[Any, ...]) -> None:
+        self._pending.append(chunk)
+        self._rows.append(row)
+        if len(self._rows) >= MAX_BATCH:
             self.flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -189,21 +245,18 @@ class DOStreamManager:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:  # no loop (a sync caller): store at once
                 self.flush()
-        return full
 
     def take_pending(self) -> list[Chunk]:
         """Store the queued chunks (inside the caller's transaction) and return them."""
         chunks, self._pending = self._pending, []
-        if chunks:
-            rows = [(c["sequence"], c.get("runId"), c["step"], c["timestamp"], c["type"], c.body)
-                    for c in chunks]
-            insert = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
+        rows, self._rows = self._rows, []
+        if rows:
             bulk = getattr(self.sql, "executemany", None)
             if bulk is not None:
-                bulk(insert, rows)
+                bulk(_INSERT, rows)
             else:
                 for row in rows:
-                    self.sql.exec(insert, *row)
+                    self.sql.exec(_INSERT, *row)
         return chunks
 
     def flush(self) -> None:
@@ -231,7 +284,7 @@ class DOStreamManager:
         """Forget queued chunks (their sequences are reused; nobody has seen them)."""
         if self._pending:
             self.sequence = self._pending[0]["sequence"] - 1
-            self._pending = []
+            self._pending, self._rows = [], []
 
     # -- reading --------------------------------------------------------------------------
 
@@ -285,7 +338,7 @@ class DOStreamManager:
         try:
             self.flush()
         except Exception:  # the storage is already gone: nobody has seen these chunks
-            self._pending = []
+            self._pending, self._rows = [], []
         self._closed = True
         for sub in list(self._subscribers):
             sub.close()
