@@ -269,8 +269,7 @@ class RunTracer:
         if span is None:
             return
         model = str(chunk.get("model") or "")
-        inputs, outputs = int(chunk.get("input_tokens") or 0), int(chunk.get("output_tokens")
-                                                                    or 0)
+        inputs, outputs = int(chunk.get("inputTokens") or 0), int(chunk.get("outputTokens") or 0)
         run.model = model or run.model
         run.input_tokens += inputs
         run.output_tokens += outputs
@@ -282,9 +281,8 @@ class RunTracer:
             provider = _provider_name(model)
             if provider:
                 attributes[g.GEN_AI_PROVIDER_NAME] = provider
-        for key, name in (("cache_read_input_tokens", g.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
-                          ("cache_creation_input_tokens",
-                           g.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)):
+        for key, name in (("cacheReadTokens", g.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS),
+                          ("cacheWriteTokens", g.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS)):
             if chunk.get(key):
                 attributes[name] = int(chunk[key])
         span.set_attributes(attributes)

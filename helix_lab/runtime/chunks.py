@@ -48,6 +48,7 @@ __all__ = [
     "UsageChunk",
     "WorkflowResumedChunk",
     "WorkflowStepChunk",
+    "usage_fields",
 ]
 
 ChunkType: TypeAlias = Literal[
@@ -183,14 +184,23 @@ class SubagentEndChunk(TypedDict):
 
 
 class UsageChunk(TypedDict, total=False):
-    """Token counts of one model call, as the adapter reported them."""
+    """Token counts of one model call, named as ``/usage`` names them (:func:`usage_fields`)."""
 
     type: Literal["usage"]
     model: str
-    input_tokens: int
-    output_tokens: int
-    cache_read_input_tokens: int
-    cache_creation_input_tokens: int
+    inputTokens: int
+    outputTokens: int
+    cacheReadTokens: int
+    cacheWriteTokens: int
+
+
+def usage_fields(usage: dict[str, int]) -> dict[str, int]:
+    """An adapter's token counts (its ``usage`` event, in Anthropic's names) as the wire
+    names them, in ``usage`` chunks and ``/usage`` entries alike."""
+    return {"inputTokens": usage.get("input_tokens", 0),
+            "outputTokens": usage.get("output_tokens", 0),
+            "cacheReadTokens": usage.get("cache_read_input_tokens", 0),
+            "cacheWriteTokens": usage.get("cache_creation_input_tokens", 0)}
 
 
 class CustomChunk(TypedDict):

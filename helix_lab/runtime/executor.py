@@ -31,6 +31,7 @@ from ..agent import FINISH_TOOL, Agent
 from ..errors import RunError, ToolError
 from ..llm.base import LLMAdapter, LLMError, LLMRequest
 from ..tools import AbortSignal, ToolContext
+from .chunks import usage_fields
 from .hooks import call_hook
 from .http import Request
 from .jsonpatch import JsonPatchError, apply_patch, make_patch
@@ -283,12 +284,10 @@ class Execution:
         if turn is None:  # cut by interrupt: the step never happened
             self._finish_interrupted()
             return "stopped"
+        tokens = usage_fields(turn.usage)
         self._usage.append({"kind": "llm", "model": config.model, "runId": self.run_id,
-                            "step": step, "inputTokens": turn.usage.get("input_tokens", 0),
-                            "outputTokens": turn.usage.get("output_tokens", 0),
-                            "cacheReadTokens": turn.usage.get("cache_read_input_tokens", 0),
-                            "cacheWriteTokens": turn.usage.get("cache_creation_input_tokens", 0)})
-        self._emit({"type": "usage", "model": config.model, **turn.usage})
+                            "step": step, **tokens})
+        self._emit({"type": "usage", "model": config.model, **tokens})
         new_messages = [turn.message()]
         finish: dict[str, Any] | None = None
         if turn.tool_calls:

@@ -155,10 +155,10 @@ class ViewState:
 
     def _on_usage(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
         mark = self._mark(step, stamp)
-        mark.input_tokens += chunk.get("input_tokens", 0)
-        mark.output_tokens += chunk.get("output_tokens", 0)
-        self.input_tokens += chunk.get("input_tokens", 0)
-        self.output_tokens += chunk.get("output_tokens", 0)
+        mark.input_tokens += chunk.get("inputTokens", 0)
+        mark.output_tokens += chunk.get("outputTokens", 0)
+        self.input_tokens += chunk.get("inputTokens", 0)
+        self.output_tokens += chunk.get("outputTokens", 0)
         return {"header", "timeline"}
 
     def _on_checkpoint(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:

@@ -29,6 +29,7 @@ from typing import Any
 from ..agent import Agent
 from ..errors import ToolError
 from ..llm.base import LLMAdapter, LLMError
+from ..runtime.chunks import usage_fields
 from ..runtime.jsonpatch import apply_patch, make_patch
 from ..runtime.registry import AgentFactoryContext
 from ..runtime.state_store import checkpoint_id
@@ -303,7 +304,7 @@ class AgentSteps:
                     raise NonRetryableError(f"The model call failed: {exc.message}") from None
                 emit({"type": "llm_retry", "error": exc.message, "status": exc.status})
                 raise
-            emit({"type": "usage", "model": agent.llm_config.model, **turn.usage})
+            emit({"type": "usage", "model": agent.llm_config.model, **usage_fields(turn.usage)})
             return StepOutcome(turn=turn.to_json(), force_finish=force, at_limit=at_limit).wire()
 
         result = await self._do(step, f"model {input.step}", input.session_id, input.agent_type,

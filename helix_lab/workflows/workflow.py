@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from ..runtime.chunks import usage_fields
 from ..runtime.turns import ModelTurn, limit_error
 from .agent_steps import AgentSteps, WorkflowDependencies, subagent_event_type
 from .dto import (
@@ -70,8 +71,7 @@ async def run_agent_workflow(event: Any, step: Any, deps: WorkflowDependencies) 
                 continue
             turn = ModelTurn.from_json(outcome.turn or {})
             usage = [{"kind": "llm", "model": agent.llm_config.model, "runId": input.run_id,
-                      "step": number, "inputTokens": turn.usage.get("input_tokens", 0),
-                      "outputTokens": turn.usage.get("output_tokens", 0)}]
+                      "step": number, **usage_fields(turn.usage)}]
             blocks: list[dict[str, Any]] = []
             final: dict[str, Any] | None = None
             for index, call in enumerate(turn.tool_calls):
