@@ -8,7 +8,10 @@ and tested on its own and the server class keeps only what runs agents::
     GET /usage  /messages  /snapshot  /checkpoints  /checkpoints/{id}
     GET /export   the session's stored rows, streamed as JSON Lines (a .helix file's content)
 
-``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1.
+``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1. On ``/sse`` a
+``Last-Event-ID`` header (what an ``EventSource`` sends when it reconnects: the ``id`` of
+the last event it got, which is that chunk's sequence) means the same, and wins over the
+query, which still holds the first connection's value.
 """
 
 from __future__ import annotations
@@ -131,8 +134,23 @@ async def status(request: Request, session: SessionView) -> Response:
     return json_response(status_body(session))
 
 
+def last_event_id(request: Request) -> int | None:
+    """The ``Last-Event-ID`` header as a sequence, or ``None`` when there is none."""
+    raw = request.headers.get("last-event-id")
+    if raw is None or raw.strip() == "":
+        return None
+    raw = raw.strip()
+    if not raw.isascii() or not raw.isdigit():
+        raise BadRequestError(f"Last-Event-ID must be the sequence of a chunk, got "
+                              f"{raw[:40]!r}.", field="Last-Event-ID")
+    return min(int(raw), 2**63 - 1)
+
+
 async def sse(request: Request, session: SessionView) -> Response:
     after = int_param(request, "fromSequence", 0)
+    reconnect = last_event_id(request)
+    if reconnect is not None:
+        after = reconnect
     follow = request.query.get("follow") in ("1", "true")
     stream = session.storage.stream
     stream.flush()
