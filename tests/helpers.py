@@ -74,7 +74,7 @@ class Runtime:
 
     def __init__(self, storage: Path | str, agents: Iterable[Agent] | AgentRegistry | Callable,
                  llm: LLMSpec, *, env: Any = None, **server_options: Any) -> None:
-        if isinstance(agents, AgentRegistry) or callable(agents):
+        if isinstance(agents, AgentRegistry) or callable(agents) or hasattr(agents, "resolve"):
             registry = agents
         else:
             registry = AgentRegistry()

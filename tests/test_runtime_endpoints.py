@@ -32,7 +32,6 @@ from helix_lab.errors import AuthError, BadRequestError, ConflictError, NotFound
 from helix_lab.llm import ScriptedLLM, Turn, call
 from helix_lab.llm.base import LLMError
 from helix_lab.runtime import AbortResult, Request, json_response
-from helix_lab.runtime.executor import Execution
 from helix_lab.runtime.gateway import route
 from helix_lab.runtime.server import (
     AfterStartContext,
@@ -349,7 +348,7 @@ async def test_usage_has_entries_and_a_rollup(rt: Runtime) -> None:
     assert usage["rollup"]["byModel"]["claude-sonnet-5-5"]["calls"] == 2
     assert usage["rollup"]["byKind"]["llm"]["calls"] == 2
     streamed = of_type(await rt.chunks("s1"), "usage")
-    assert [c["input_tokens"] for c in streamed] == [e["inputTokens"] for e in entries]
+    assert [c["inputTokens"] for c in streamed] == [e["inputTokens"] for e in entries]
 
 
 async def test_messages_snapshot_and_checkpoints(rt: Runtime) -> None:
@@ -439,8 +438,10 @@ async def test_websocket_replays_then_follows(rt: Runtime) -> None:
     await rt.run("s1", "again")
     assert_contiguous(socket.sent, start=3)
     assert socket.sent == (await rt.chunks("s1"))[2:]
-    wrong = await rt.stub("s1").fetch(Request("GET", "/elsewhere", websocket=Socket()))
-    assert wrong.status == 404
+    # Any path: the seed's example worker forwards /ws/{id} to the object unchanged.
+    anywhere = Socket()
+    assert (await rt.stub("s1").fetch(Request("GET", "/ws/s1", websocket=anywhere))).status == 101
+    assert anywhere.sent == await rt.chunks("s1")
 
 
 # -- the client: LocalBackend and AgentHandle -----------------------------------------------
@@ -595,7 +596,7 @@ async def test_lifecycle_hooks_are_called_in_order(make_runtime: Any, flavour: s
             if isinstance(ctx, CompleteContext):
                 log.append((name, ctx.status, ctx.result, ctx.error))
             elif isinstance(ctx, AfterStartContext):
-                assert isinstance(ctx.handle, Execution) and ctx.handle.run_id == ctx.run_id
+                assert isinstance(ctx.handle, AgentHandle) and ctx.handle.run_id == ctx.run_id
                 log.append((name, ctx.agent_type))
             else:
                 assert not ctx.execution_state.is_executing

@@ -205,18 +205,6 @@ class _Dropped(Exception):
     """The stream broke off; reconnect from the last sequence."""
 
 
-_SCALARS = frozenset({str, int, float, bool, type(None)})
-
-
-def _detached(chunk: Any) -> dict[str, Any]:
-    """A chunk of the caller's own: the stream's chunk objects are shared with the runtime
-    and every other subscriber. Fields that are all scalars copy shallowly; a chunk with a
-    nested value is rebuilt from its JSON, as a client over HTTP would get it."""
-    for value in chunk.values():
-        if type(value) not in _SCALARS:
-            return json.loads(chunk.to_json())
-    return dict(chunk)
-
 
 class LocalBackend(Backend):
     """The in-kernel backend: a :class:`LocalNamespace` behind an in-process transport,
@@ -241,6 +229,7 @@ class LocalBackend(Backend):
         """Chunks after ``from_sequence`` from the session's subscription, in order and
         without repeats; nothing can drop in between, so there is nothing to reconnect."""
         from ..runtime.gateway import check_session_id, session_object_name
+        from ..runtime.stream import detached
 
         problem = check_session_id(session_id)
         if problem is not None:
@@ -259,7 +248,7 @@ class LocalBackend(Backend):
                     if chunk["sequence"] <= last:
                         continue
                     last = chunk["sequence"]
-                    yield _detached(chunk)
+                    yield detached(chunk)
         finally:
             subscription.close()
             await batches.aclose()

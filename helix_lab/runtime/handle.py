@@ -1,7 +1,11 @@
-"""``AgentHandle``: one session, seen from the notebook, with every control a user needs.
+"""``AgentHandle``: one session, with every control a user needs, over any transport.
 
-A handle is cheap: it is a backend and a session id, plus the run id it was made for.
-``resume``, ``retry`` and ``send`` return a new handle for the new run.
+A handle is cheap: a :class:`SessionClient` and a session id, plus the run id it was made
+for. ``resume``, ``retry`` and ``send`` return a new handle for the new run. The client
+backends (:mod:`helix_lab.client`) are one kind of :class:`SessionClient`; the object a
+hook runs in is another (:mod:`.object_client`), so that ``after_*`` hooks get this very
+class. It lives in the runtime for that reason; :mod:`helix_lab.client.handle` is its
+public home.
 
 As in the seed, ``stream_id`` names the session's stream (a Durable Object holds one
 session and one stream, so it is the session id), and ``can_resume()`` answers
@@ -58,7 +62,8 @@ class ResumeCheck:
 
 
 class SessionClient(Protocol):
-    """What a handle needs of its :class:`~helix_lab.client.Backend`: calls and a stream."""
+    """What a handle needs of its transport (a :class:`~helix_lab.client.Backend`, or the
+    object a hook runs in): calls and a stream."""
 
     async def request(self, session_id: str, method: str, endpoint: str, *, json: Any = None,
                       params: dict[str, Any] | None = None) -> Any: ...
@@ -70,7 +75,7 @@ class SessionClient(Protocol):
 
 
 class AgentHandle:
-    """Controls and observes one session through a :class:`~helix_lab.client.Backend`."""
+    """Controls and observes one session through a :class:`SessionClient`."""
 
     def __init__(self, backend: SessionClient, session_id: str, run_id: str | None = None,
                  agent_type: str | None = None) -> None:
@@ -253,5 +258,6 @@ class AgentHandle:
     async def send(self, message: str) -> AgentHandle:
         """A follow-up message in the same session, after the last run ended."""
         body = await self._call("POST", "/start", json={
-            "agentType": await self._agent_type(), "sessionId": self.session_id, "input": {"message": message}})
+            "agentType": await self._agent_type(), "sessionId": self.session_id,
+            "input": {"message": message}})
         return self._next(body)

@@ -1,9 +1,13 @@
 """Server hooks and the execution view they get: ``ServerHooks``, ``AbortResult``,
 ``ExecutionState`` and the context object of each hook.
 
-Every hook may be sync or async (:func:`call_hook` awaits either). A ``before_*`` hook may answer the request itself by returning
-``AbortResult(response=...)``; ``before_start`` may also make room for the new run by
-interrupting the running one through ``execution_state.interrupt(...)``.
+Every hook may be sync or async (:func:`call_hook` awaits either). A ``before_*`` hook may
+answer the request itself by returning ``AbortResult(response=...)`` or the seed's plain
+``{"abort": True, "response": ...}``; ``before_start`` may also make room for the new run
+by interrupting the running one through ``execution_state.interrupt(...)``. ``after_*``
+hooks (and ``execution_state.get_handle()``) get a real
+:class:`~helix_lab.runtime.handle.AgentHandle` over the object: it streams, resumes,
+retries and sends.
 """
 
 from __future__ import annotations
@@ -11,10 +15,13 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .http import Request, Response
 from .wire import ResumeAgentRequestV2, RetryAgentRequestV2, StartAgentRequestV2
+
+if TYPE_CHECKING:
+    from .handle import AgentHandle
 
 __all__ = [
     "AbortResult",
@@ -73,6 +80,8 @@ class _RunOwner(Protocol):
     @property
     def status(self) -> str: ...
 
+    def current_handle(self) -> AgentHandle | None: ...
+
 
 @dataclass
 class AbortResult:
@@ -112,7 +121,7 @@ class AfterStartContext:
     session_id: str
     run_id: str
     agent_type: str
-    handle: RunControl
+    handle: AgentHandle
 
 
 AfterResumeContext = AfterStartContext
@@ -165,8 +174,9 @@ class ExecutionState:
 
     @property
     def run_id(self) -> str | None:
+        """The running run's id; ``None`` when nothing runs (it is cleared when a run ends)."""
         execution = self._server.execution
-        return execution.run_id if execution else None
+        return execution.run_id if execution is not None and self._server.is_executing else None
 
     @property
     def is_executing(self) -> bool:
@@ -176,8 +186,9 @@ class ExecutionState:
     def status(self) -> str:
         return self._server.status
 
-    def get_handle(self) -> RunControl | None:
-        return self._server.execution if self._server.is_executing else None
+    def get_handle(self) -> AgentHandle | None:
+        """A handle on the running run, the kind ``after_*`` hooks get; ``None`` when idle."""
+        return self._server.current_handle() if self._server.is_executing else None
 
     async def interrupt(self, reason: str = "interrupted") -> None:
         if self._server.execution is not None:

@@ -10,7 +10,7 @@ Endpoints (camelCase JSON; errors are ``{"error": {"code", "message", ...}}``)::
     POST /start  /resume  /retry  /interrupt  /abort       here: they plan and start runs
     GET  /status /sse /history /usage /messages /snapshot  in reads.py: they change nothing
     GET  /checkpoints  /checkpoints/{id}
-    WebSocket upgrade at /
+    WebSocket upgrade on any path (the seed's worker forwards /ws/{id} unchanged)
 
 Every run starts the same way: an endpoint makes a :class:`RunPlan` (the agent, the
 checkpoint it starts from, the state and messages it starts with) and :meth:`_begin`
@@ -21,7 +21,6 @@ sees the server only through the small :class:`~.executor.RunHost` protocol.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from ..llm.base import LLMAdapter
 from . import reads
 from .chunks import RESUMABLE
 from .executor import Execution, RetryPolicy
+from .handle import AgentHandle
 from .hooks import (
     AbortResult,
     AfterResumeContext,
@@ -57,7 +57,9 @@ from .hooks import (
 )
 from .http import Request, Response, WebSocketLike, error_response, json_response
 from .jsonpatch import JsonPatchError, apply_patch
-from .registry import AgentFactoryContext, AgentRegistry, AgentResolver
+from .logs import RuntimeLog
+from .object_client import ObjectClient
+from .registry import AgentFactoryContext, AgentResolver, AgentResolverInterface
 from .session_storage import SessionStorage
 from .sql import SqlStorage
 from .state_store import Checkpoint, checkpoint_id
@@ -70,6 +72,7 @@ from .wire import (
     StartAgentRequestV2,
     describe,
     parse_body,
+    validate_body,
 )
 
 __all__ = [
@@ -130,7 +133,7 @@ class HostContext(Protocol):
 @dataclass
 class ServerConfig:
     llm_adapter: LLMAdapterFactory
-    agents: AgentRegistry | AgentResolver
+    agents: AgentResolverInterface | AgentResolver
     hooks: ServerHooks = field(default_factory=ServerHooks)
     endpoints: dict[str, EndpointHandler] = field(default_factory=dict)
     usage_store: UsageStoreFactory | None = None
@@ -169,7 +172,7 @@ class AgentServer:
             raise UserError("Build the server class with create_agent_server(...).")
         self.ctx = ctx
         self.env = env if env is not None else {}
-        self.logger = self.config.logger or logging.getLogger("helix_lab.runtime")
+        self.logger = RuntimeLog(self.config.logger)
         self.execution: Execution | None = None
         self.storage = SessionStorage(ctx.sql, is_live=lambda: self.is_executing,
                                       logger=self.logger)
@@ -238,15 +241,18 @@ class AgentServer:
         return self.ctx.spawn(coro)
 
     def log(self, level: str, message: str, exc: BaseException | None = None) -> None:
-        getattr(self.logger, level, self.logger.warning)(
-            f"[{self.session_id}] {message}", exc_info=exc)
+        self.logger.log(level, f"[{self.session_id}] {message}", exc)
 
     def run_ended(self, execution: Execution) -> None:
         self.stream.wake_all()
+        self._completed(execution.run_id, execution.status, execution.output, execution.error)
+
+    def _completed(self, run_id: str, status: str, output: Any = None,
+                   error: str | None = None) -> None:
+        """Run ``on_complete`` for a run that ended (in the background, never raising)."""
         hook = self.config.hooks.on_complete
         if hook is not None:
-            context = CompleteContext(self.env, self.session_id, execution.run_id,
-                                      execution.status, execution.output, execution.error)
+            context = CompleteContext(self.env, self.session_id, run_id, status, output, error)
             self.spawn(self._safe_hook(hook, context))
 
     def usage_committed(self, usage: list[dict[str, Any]]) -> None:
@@ -279,6 +285,8 @@ class AgentServer:
 
         self.storage.publish(self.storage.commit(status="interrupted")[1])
         self.log("info", f"recovered run {session['run_id']} as interrupted at step {step}")
+        # The run ended, though no task of this host saw it end: on_complete hears of it.
+        self._completed(session["run_id"], "interrupted")
 
     # -- dispatch --------------------------------------------------------------------------
 
@@ -330,8 +338,7 @@ class AgentServer:
     def _resolve(self, agent_type: str, session_id: str, run_id: str,
                  user_id: str | None = None, parent_type: str | None = None) -> Agent:
         context = AgentFactoryContext(self.env, session_id, run_id, user_id)
-        agents = self.config.agents
-        resolve = agents.resolve if isinstance(agents, AgentRegistry) else agents
+        resolve = _resolver(self.config.agents)
         try:
             agent = resolve(agent_type, context)
         except AgentNotFoundError:
@@ -433,10 +440,47 @@ class AgentServer:
                 "runId": execution.run_id}
 
     async def _before(self, hook: Callable[..., Any] | None, context: Any) -> Response | None:
+        """The response a ``before_*`` hook answers with, if it aborts the request.
+
+        The seed's ``AbortResult`` is ``{abort: true, response}``: a plain dict of that
+        shape aborts as the :class:`AbortResult` dataclass does."""
         result = await call_hook(hook, context)
-        if isinstance(result, AbortResult) and result.abort:
-            return result.response
-        return None
+        if isinstance(result, dict):
+            abort, response = result.get("abort"), result.get("response")
+        else:
+            abort, response = getattr(result, "abort", None), getattr(result, "response", None)
+        if not abort:
+            return None
+        if not isinstance(response, Response):
+            raise TypeError(f"A before_* hook aborted with {response!r} as its response; "
+                            "return {'abort': True, 'response': Response(...)}.")
+        return response
+
+    def _handle(self, execution: Execution, agent_type: str) -> AgentHandle:
+        """The handle ``after_*`` hooks get: a real one, over this very object."""
+        return AgentHandle(ObjectClient(self), self.session_id, execution.run_id, agent_type)
+
+    def current_handle(self) -> AgentHandle | None:
+        """A handle on the running run, for ``ExecutionState.get_handle()``."""
+        if self.execution is None or not self.is_executing:
+            return None
+        return self._handle(self.execution, self.execution.agent.name)
+
+    def _check_agent_type(self, session: dict[str, Any], agent_type: str) -> None:
+        """``agentType`` of /resume and /retry names the session's agent, as the seed says."""
+        if agent_type != session["agent_type"]:
+            raise ConflictError(f"Session {self.session_id!r} runs agent "
+                                f"{session['agent_type']!r}, not {agent_type!r}; send "
+                                f"agentType {session['agent_type']!r}, or start a new session "
+                                f"to run {agent_type!r}.", code="agent_type_mismatch")
+
+    def _aborted(self, session: dict[str, Any]) -> bool:
+        """Whether the session's last run was aborted (its last chunk says so)."""
+        if session["status"] != "failed":
+            return False
+        self.stream.flush()
+        last = self.stream.read(self.stream.sequence - 1, 1)
+        return bool(last) and last[0]["type"] == "run_failed" and bool(last[0].get("aborted"))
 
     def _session_agent(self, session: dict[str, Any], run_id: str) -> Agent:
         return self._resolve(session["agent_type"], self.session_id, run_id,
@@ -449,11 +493,7 @@ class AgentServer:
         if hooks.transform_request is not None:
             raw = request.json()
             shaped = await call_hook(hooks.transform_request, raw, self.env)
-            try:
-                body = StartAgentRequestV2.model_validate(shaped)
-            except pydantic.ValidationError as exc:
-                field_name, message = describe(exc)
-                raise BadRequestError(message, field=field_name) from None
+            body = validate_body(StartAgentRequestV2, shaped)
         else:
             body = parse_body(request, StartAgentRequestV2)
         session = self.store.get_session()
@@ -496,7 +536,7 @@ class AgentServer:
                            parent=parent, parent_state=parent_state, append=[message])
         execution = self._begin(plan)
         await call_hook(hooks.after_start, AfterStartContext(
-            self.env, self.session_id, run_id, agent.name, execution))
+            self.env, self.session_id, run_id, agent.name, self._handle(execution, agent.name)))
         response = self._started(execution, "started")
         if hooks.transform_response is not None:
             transformed = await call_hook(hooks.transform_response, response,
@@ -521,6 +561,7 @@ class AgentServer:
             return aborted
         self._require_idle("resume")
         session = self._require_session()
+        self._check_agent_type(session, body.agent_type)
         options = body.options
         if options.mode == "retry":
             return await self._launch_retry(session, "from_checkpoint", None, "resumed")
@@ -554,7 +595,7 @@ class AgentServer:
                                         parent=parent, parent_state=parent_state,
                                         append=append))
         await call_hook(self.config.hooks.after_resume, AfterStartContext(
-            self.env, self.session_id, run_id, agent.name, execution))
+            self.env, self.session_id, run_id, agent.name, self._handle(execution, agent.name)))
         return json_response(self._started(execution, "resumed"))
 
     def _modified_state(self, agent: Agent, state: dict[str, Any], change: Any) -> dict[str, Any]:
@@ -582,11 +623,19 @@ class AgentServer:
             return aborted
         self._require_idle("retry")
         session = self._require_session()
+        self._check_agent_type(session, body.agent_type)
         return await self._launch_retry(session, body.options.mode, body.options.message,
                                         "started")
 
     async def _launch_retry(self, session: dict[str, Any], mode: str, message: str | None,
                             status: str) -> Response:
+        if mode != "from_start" and self._aborted(session):
+            # from_start is a new branch from the root, not the aborted run going on.
+            raise ConflictError(f"Session {self.session_id!r} was aborted: abort is a hard stop, "
+                                "and an aborted run cannot resume. Retry it from the start "
+                                "(mode 'from_start'), send a new message (POST /start), or "
+                                "branch from a checkpoint with /resume mode 'branch'.",
+                                code="aborted")
         run_id = new_run_id()
         agent = self._session_agent(session, run_id)
         head = self._head(session)
@@ -613,7 +662,7 @@ class AgentServer:
                            append=[{"role": "user", "content": message}] if message else [])
         execution = self._begin(plan)
         await call_hook(self.config.hooks.after_retry, AfterStartContext(
-            self.env, self.session_id, run_id, agent.name, execution))
+            self.env, self.session_id, run_id, agent.name, self._handle(execution, agent.name)))
         return json_response(self._started(execution, status))
 
     async def _interrupt(self, request: Request) -> Response:
@@ -646,8 +695,7 @@ class AgentServer:
     # -- WebSockets ------------------------------------------------------------------------
 
     def _websocket(self, request: Request) -> Response:
-        if request.path != "/":
-            return error_response(404, "not_found", "WebSockets connect at /.")
+        # Any path: the seed's example worker forwards /ws/{id} to the object unchanged.
         after = reads.int_param(request, "fromSequence", 0)
         ws = request.websocket
         assert ws is not None
@@ -661,18 +709,22 @@ class AgentServer:
 def create_agent_server(
     *,
     llm_adapter: LLMAdapterFactory,
-    agents: AgentRegistry | AgentResolver,
+    agents: AgentResolverInterface | AgentResolver,
     hooks: ServerHooks | None = None,
     endpoints: dict[str, EndpointHandler] | None = None,
     usage_store: UsageStoreFactory | None = None,
     logger: Any = None,
     retry: RetryPolicy | None = None,
 ) -> type[AgentServer]:
-    """Build the Durable Object class: ``AgentServer = create_agent_server(...)``."""
+    """Build the Durable Object class: ``AgentServer = create_agent_server(...)``.
+
+    ``agents`` is an :class:`AgentRegistry`, any object with ``resolve(agent_type, ctx)``
+    and ``has(agent_type)`` (the seed's ``AgentResolverInterface``), or a resolver
+    function ``(agent_type, ctx) -> Agent``. ``logger`` is the seed's ``Logger`` (``warn``)
+    or a stdlib logger; with none, the server logs nothing."""
     if not callable(llm_adapter):
         raise UserError("llm_adapter must be a factory: (env, context) -> LLMAdapter.")
-    if not (isinstance(agents, AgentRegistry) or callable(agents)):
-        raise UserError("agents must be an AgentRegistry or a resolver (agent_type, ctx) -> Agent.")
+    _resolver(agents)  # refuses anything else, naming the shapes it takes
     for path in endpoints or {}:
         if not path.startswith("/"):
             raise UserError(f"Custom endpoint {path!r} must start with '/'.")
@@ -680,3 +732,16 @@ def create_agent_server(
                           endpoints=dict(endpoints or {}), usage_store=usage_store,
                           logger=logger, retry=retry or RetryPolicy())
     return type("AgentServer", (AgentServer,), {"config": config})
+
+
+def _resolver(agents: Any) -> AgentResolver:
+    """The ``resolve`` of an ``AgentResolverInterface`` (an ``AgentRegistry`` is one), or a
+    resolver function; anything else is a :class:`UserError` naming both shapes."""
+    resolve = getattr(agents, "resolve", None)
+    if callable(resolve) and callable(getattr(agents, "has", None)):
+        return resolve  # type: ignore[no-any-return]
+    if callable(agents) and not isinstance(agents, type):
+        return agents  # type: ignore[no-any-return]
+    raise UserError("agents must be an AgentRegistry, an object with resolve(agent_type, ctx) "
+                    "and has(agent_type), or a resolver function (agent_type, ctx) -> Agent; "
+                    f"got {agents!r}.")

@@ -27,7 +27,7 @@ from typing import Any, Literal
 from .http import WebSocketLike
 from .sql import SqlStorage
 
-__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription"]
+__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription", "detached"]
 
 StreamStatus = Literal["active", "paused", "ended", "failed"]
 MAX_BATCH = 1024
@@ -89,6 +89,19 @@ class Chunk(dict[str, Any]):
             head += f', "runId": {_quoted(self["runId"])}'
         self._wire = head + ("}" if self.body == "{}" else ", " + self.body[1:])
         return self._wire
+
+
+_SCALARS = frozenset({str, int, float, bool, type(None)})
+
+
+def detached(chunk: Chunk) -> dict[str, Any]:
+    """A chunk of the caller's own: the stream's chunk objects are shared with the runtime
+    and every other subscriber. Fields that are all scalars copy shallowly; a chunk with a
+    nested value is rebuilt from its JSON, as a client over HTTP would get it."""
+    for value in chunk.values():
+        if type(value) not in _SCALARS:
+            return json.loads(chunk.to_json())
+    return dict(chunk)
 
 
 class Subscription:

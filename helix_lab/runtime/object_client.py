@@ -1,0 +1,75 @@
+"""The object a hook runs in, as the :class:`~.handle.SessionClient` of a real handle.
+
+``after_start``, ``after_resume`` and ``after_retry`` (and
+``ExecutionState.get_handle()``) get an :class:`~.handle.AgentHandle`, the class a notebook
+holds: it streams, resumes, retries, sends and reads, as the seed's
+``AgentExecutionHandle`` does. Its calls go to the object's own ``fetch``, not through the
+object's stub: a hook runs inside a request that holds the object's input gate, and a
+second request through that gate would wait for the first one forever. Its stream reads
+the object's subscription directly, as the in-kernel backend does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+from urllib.parse import urlencode
+
+from ..errors import UserError, backend_error
+from .http import Request, Response
+from .stream import DOStreamManager, detached
+
+__all__ = ["ObjectClient"]
+
+
+class _Object(Protocol):
+    """The agent server, as its own client sees it."""
+
+    session_id: str
+
+    @property
+    def stream(self) -> DOStreamManager: ...
+
+    async def fetch(self, request: Request) -> Response: ...
+
+
+class ObjectClient:
+    """A :class:`~.handle.SessionClient` that is the session's own object."""
+
+    def __init__(self, server: _Object) -> None:
+        self._server = server
+
+    def _check(self, session_id: str) -> None:
+        if session_id != self._server.session_id:
+            raise UserError(f"This handle belongs to session {self._server.session_id!r}; "
+                            f"session {session_id!r} is another object.")
+
+    async def request(self, session_id: str, method: str, endpoint: str, *, json: Any = None,
+                      params: dict[str, Any] | None = None) -> Any:
+        """Call one endpoint of the object; an error answer raises its ``BackendError``."""
+        self._check(session_id)
+        url = endpoint + (f"?{urlencode(params)}" if params else "")
+        request = Request(method, url) if json is None else Request(method, url, json=json)
+        response = await self._server.fetch(request)
+        body = response.json() if response.body else {}
+        if response.status >= 400:
+            raise backend_error(response.status, body)
+        return body
+
+    async def stream(self, session_id: str, from_sequence: int = 0, *,
+                     follow: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """The object's chunks after ``from_sequence``, from its subscription."""
+        self._check(session_id)
+        stream = self._server.stream
+        stream.flush()  # subscribe behind everything already written
+        subscription = stream.subscribe(from_sequence, follow=follow)
+        last = from_sequence
+        try:
+            async for batch in subscription:
+                for chunk in batch:
+                    if chunk["sequence"] <= last:
+                        continue
+                    last = chunk["sequence"]
+                    yield detached(chunk)
+        finally:
+            subscription.close()
