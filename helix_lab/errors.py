@@ -11,6 +11,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   ├── ServeError            helix serve cannot start
     │   ├── PyodideHostError              (pyodide_host) the Pyodide host cannot start
     │   ├── SessionFileError              (session_file) not a .helix file, or a damaged one
+    │   ├── AgentsUnavailable             (worker_bundle.agents) the Worker's agents module fails
     │   ├── D1Error                       (workflows.d1) a D1 query failed
     │   ├── StepResultTooLargeError       (workflows.errors) over Cloudflare's 1 MiB
     │   └── StepResultNotJSONError        (workflows.errors) cannot be stored
@@ -30,6 +31,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
         ├── NotFoundError         404 (agent type, session or checkpoint)
         ├── ConflictError         409 (already executing, not resumable)
         └── UnreachableError      no answer at all (connection refused, DNS, timeout)
+            └── ObjectUnavailable         (worker_bundle.stubs) a Durable Object did not answer
 
 The classes marked with a module live beside the code that raises them; every other one
 is defined here. ``BackendError`` is the one HTTP error type on both sides of the wire: the runtime raises

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import UserError
 from ..runtime.registry import AgentRegistry, NamespaceAgents, default_registry
 from ..runtime.server import AgentServer, create_agent_server
 
@@ -28,7 +29,7 @@ DEFAULT_AGENTS_MODULE = "helix_lab.examples"
 _LOADED: dict[str, LoadedAgents] = {}
 
 
-class AgentsUnavailable(Exception):
+class AgentsUnavailable(UserError):
     """The agents module could not be loaded; answered as a 503 naming the fix."""
 
 

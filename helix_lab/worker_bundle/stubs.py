@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from ..errors import UnreachableError
 from ..runtime.http import Request as HelixRequest
 from ..runtime.http import Response as HelixResponse
 from .jsbody import body_bytes
@@ -24,8 +25,11 @@ _NOT_FORWARDED = frozenset({"authorization", "host", "content-length"})
 """Headers the front door does not pass on to the object (the token stays at the door)."""
 
 
-class ObjectUnavailable(Exception):
+class ObjectUnavailable(UnreachableError):
     """A Durable Object did not answer (reset, overloaded, unreachable); a 503, retryable."""
+
+    status = 503
+    default_code = "object_unavailable"
 
 
 class _Forwarded(HelixResponse):
