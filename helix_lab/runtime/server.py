@@ -62,8 +62,9 @@ from .object_client import ObjectClient
 from .registry import AgentFactoryContext, AgentResolver, AgentResolverInterface
 from .session_storage import SessionStorage
 from .sql import SqlStorage
-from .state_store import Checkpoint, checkpoint_id
-from .usage import UsageStore
+from .state_store import Checkpoint, DOStateStore, checkpoint_id
+from .stream import DOStreamManager
+from .usage import DOUsageStore, UsageStore
 from .wire import (
     AbortRequest,
     InterruptRequest,
@@ -200,18 +201,15 @@ class AgentServer:
         return self.storage.sql
 
     @property
-    def store(self) -> Any:
-        """The session's :class:`~.state_store.DOStateStore`."""
+    def store(self) -> DOStateStore:
         return self.storage.state
 
     @property
-    def stream(self) -> Any:
-        """The session's :class:`~.stream.DOStreamManager`."""
+    def stream(self) -> DOStreamManager:
         return self.storage.stream
 
     @property
-    def usage(self) -> Any:
-        """The session's :class:`~.usage.DOUsageStore`."""
+    def usage(self) -> DOUsageStore:
         return self.storage.usage
 
     @property
