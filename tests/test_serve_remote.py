@@ -1,8 +1,10 @@
 """The remote path end to end: ``helix serve`` as a real process, driven by RemoteBackend.
 
 The same scenario (:mod:`e2e_scenario`) runs on a LocalBackend and, over HTTP with SSE
-and with WebSockets, on a served Worker bundle; the two must agree chunk for chunk. Then:
-authentication (401s that store nothing), malformed input (never a 500), a SIGKILL in
+and with WebSockets, on a served Worker bundle, on both engines of ``helix serve`` (the
+CPython stand-in, and real Pyodide in Node); all must agree chunk for chunk. On both
+engines too: authentication (401s that store nothing) and malformed input (never a 500).
+Then, on the stand-in (tests/test_pyodide.py does these under Pyodide): a SIGKILL in
 the middle of a run (nothing committed lost, an open stream carries on without
 duplicates), the bundled example agents on the offline model, and the Worker's own
 Claude client against a fake Messages API.
@@ -27,11 +29,17 @@ from served import TOKEN, Served
 from helix_lab import RemoteBackend
 from helix_lab.errors import AuthError
 from helix_lab.llm.base import LLMError, LLMRequest
+from helix_lab.pyodide_host import install
 
 
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
+@pytest.fixture(scope="module", params=["cpython", "pyodide"])
+def served(tmp_path_factory: pytest.TempPathFactory,
+           request: pytest.FixtureRequest) -> Iterator[Served]:
+    """``helix serve`` on each engine: the stand-in, and the bundle under real Pyodide."""
+    if request.param == "pyodide":
+        install()  # pinned and cached: a no-op after `make pyodide-deps`
+    server = Served(tmp_path_factory.mktemp("serve") / "objects", engine=request.param,
+                    start_timeout=300).start()
     yield server
     server.stop()
     everything = "".join(server.output) + server.log.read_text()
