@@ -157,6 +157,24 @@ async def test_a_different_tool_result(make_runtime) -> None:
     assert "→ otters use rocks" in step_one[1] and "→ otters eat urchins" in step_one[2]
 
 
+async def test_a_different_input_message(make_runtime) -> None:
+    runtime = make_runtime(scripted_agents("a"), per_session({"v1": ["one", "two"],
+                                                             "v2": ["one", "two"]}))
+    a = await runtime.backend.start("a", "go", session_id="v1")
+    b = await runtime.backend.start("a", "go", session_id="v2")
+    await a.result(), await b.result()
+    a, b = await a.send("and otters?"), await b.send("and seals?")
+    await a.result(), await b.result()
+
+    diff = await diff_runs(a, b)
+
+    assert diff.divergence is not None
+    assert (diff.divergence.step, diff.divergence.reason) == (2, "different input message")
+    assert diff.divergence.detail == ("messages[2].content: left 'and otters?', right "
+                                      "'and seals?'")
+    assert diff.left.output == diff.right.output == "two"
+
+
 async def test_sessions_of_different_agents_are_compared_and_say_so(make_runtime) -> None:
     runtime = make_runtime(scripted_agents("a", "b"), per_session({
         "u1": [Turn(tool_calls=[call("lookup", topic="otters")]), "one"],

@@ -93,6 +93,8 @@ class _Step:
     messages: list[dict[str, Any]]
     """The step's own messages: the model's response, then its tool results."""
     usage: dict[str, float] = field(default_factory=dict)
+    input_from: int = 0
+    """Where the messages added since the previous step (a resume's message) begin."""
 
     @property
     def duration_ms(self) -> int:
@@ -160,19 +162,23 @@ async def _load(ref: _Ref) -> RunSide:
     path.reverse()
     messages = await handle.messages(target)
     usage = await handle.usage()
+    by_step: dict[tuple[Any, Any], dict[str, float]] = {}
+    for entry in usage.get("entries", []):
+        totals = by_step.setdefault((entry.get("runId"), entry.get("step")), {})
+        for key in ("inputTokens", "outputTokens"):
+            totals[key] = totals.get(key, 0) + (entry.get(key) or 0)
+        totals["costUsd"] = totals.get("costUsd", 0) + (
+            entry.get("costUsd", entry.get("cost")) or 0)
     steps = []
+    previous = path[0]["messageCount"]
     for before, checkpoint in pairwise(path):
         if checkpoint["step"] <= before["step"]:
             continue  # a run's start or an interrupt: no model call happened here
-        step = _Step(checkpoint["step"], checkpoint, before,
-                     messages[before["messageCount"]:checkpoint["messageCount"]])
-        for entry in usage.get("entries", []):
-            if entry.get("runId") == checkpoint["runId"] and entry.get("step") == step.number:
-                for key in ("inputTokens", "outputTokens"):
-                    step.usage[key] = step.usage.get(key, 0) + (entry.get(key) or 0)
-                cost = entry.get("costUsd", entry.get("cost")) or 0
-                step.usage["costUsd"] = step.usage.get("costUsd", 0) + cost
-        steps.append(step)
+        steps.append(_Step(checkpoint["step"], checkpoint, before,
+                           messages[before["messageCount"]:checkpoint["messageCount"]],
+                           dict(by_step.get((checkpoint["runId"], checkpoint["step"]), {})),
+                           previous))
+        previous = checkpoint["messageCount"]
     head = await handle.checkpoint(target)
     where = "head" if target == status.get("checkpointId") else f"step {by_id[target]['step']}"
     side = RunSide(label=f"{ref.session_id} @ {where} (branch {by_id[target].get('branch', 0)})",
@@ -222,10 +228,14 @@ async def _compare_step(left: RunSide, right: RunSide, a: _Step,
                                  await right.state_at(b.before["checkpointId"]))
         if found is not None:
             return Divergence(a.number, STATE_EDIT, _detail(found, "state"))
-        found = first_difference(left.messages[:a.before["messageCount"]],
-                                 right.messages[:b.before["messageCount"]])
-        if found is not None:
-            return Divergence(a.number, INPUT, _detail(found, "messages"))
+        # The steps before matched, so only the messages added since can differ; the full
+        # prefixes are compared (for the index) only when they do.
+        if (left.messages[a.input_from:a.before["messageCount"]]
+                != right.messages[b.input_from:b.before["messageCount"]]):
+            found = first_difference(left.messages[:a.before["messageCount"]],
+                                     right.messages[:b.before["messageCount"]])
+            if found is not None:
+                return Divergence(a.number, INPUT, _detail(found, "messages"))
     found = first_difference(a.messages[:1], b.messages[:1])
     if found is not None:
         return Divergence(a.number, RESPONSE, _detail(found, "response"))
