@@ -14,7 +14,7 @@ The project (default ``./helix-worker``) holds ``wrangler.toml`` (the ``AGENTS``
 Object binding, its ``new_sqlite_classes`` migration, the ``python_workers`` flag),
 ``src/entry.py``, ``src/helix_lab/`` (the runtime, copied), your agents module (copied),
 ``python_modules/`` (the ``workers`` SDK, vendored from this environment) and a
-``pyproject.toml`` naming the packages pywrangler must vendor (pydantic).
+``pyproject.toml`` naming the packages pywrangler must vendor (pydantic, anyio).
 
 Before wrangler runs, the bundle is imported against the CPython stand-in of the
 ``workers`` runtime and answers ``/health`` and ``/agents`` (``helix_lab/deploy_check.py``,
@@ -80,7 +80,7 @@ Everything else under helix_lab/ is copied, so a new core module needs no change
 the import check proves the bundle is complete. ``examples`` ships too, with its corpus,
 so that an agents module may build on the bundled agents."""
 _WORKER_PACKAGES = ("pydantic", "pydantic_core", "typing_extensions", "annotated_types",
-                    "typing_inspection")
+                    "typing_inspection", "anyio", "idna")
 """Third-party packages the bundle itself needs; pywrangler vendors them."""
 _SKIP_DIRS = {"__pycache__", ".git", ".venv", "node_modules", ".ipynb_checkpoints",
               ".pytest_cache", ".mypy_cache", ".ruff_cache"}
@@ -231,7 +231,8 @@ def _render(template: str, **values: str) -> str:
 
 def _project_files(name: str, agents: str, extra: list[str]) -> dict[str, str]:
     """What ``build_project`` writes besides the sources: path -> text."""
-    dependencies = ", ".join(['"pydantic>=2.7,<3"', *(json.dumps(e) for e in extra)])
+    dependencies = ", ".join(['"pydantic>=2.7,<3"', '"anyio>=4"',
+                              *(json.dumps(e) for e in extra)])
     return {
         "src/entry.py": _render("entry.py.tmpl"),
         "wrangler.toml": _render("wrangler.toml.tmpl", name=name, agents=agents,

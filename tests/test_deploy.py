@@ -214,7 +214,7 @@ def test_the_project_files_come_from_the_shipped_templates() -> None:
     config = tomllib.loads(files["wrangler.toml"])
     assert config["name"] == "my-agents" and config["vars"] == {"HELIX_AGENTS_MODULE": "my_agents"}
     assert tomllib.loads(files["pyproject.toml"])["project"]["dependencies"] == [
-        "pydantic>=2.7,<3", "numpy>=2"]
+        "pydantic>=2.7,<3", "anyio>=4", "numpy>=2"]
     compile(files["src/entry.py"], "entry.py", "exec")
     for text in files.values():  # every placeholder was filled; only shell variables remain
         assert "$name" not in text and "$agents" not in text and "$$" not in text

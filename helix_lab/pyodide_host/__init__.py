@@ -51,9 +51,10 @@ NPM_PACKAGES = {"pyodide": "314.0.8", "sql.js": "1.17.0", "ws": "8.23.0"}
 """Pyodide 314 (Python 3.14) loads in Node 20; sql.js backs ``ctx.storage.sql``; ws serves
 WebSockets."""
 WHEELS = {"pydantic": "2.14.4", "pydantic_core": "2.50.5", "annotated_types": "0.8.0",
-          "typing_extensions": "4.16.0", "typing_inspection": "0.4.5"}
-"""pydantic and its dependencies; pydantic 2.14.4 pins pydantic-core 2.50.5, whose wasm
-wheel exists for Pyodide 314's ABI."""
+          "typing_extensions": "4.16.0", "typing_inspection": "0.4.5", "anyio": "4.16.0",
+          "idna": "3.20"}
+"""pydantic and anyio, with their dependencies; pydantic 2.14.4 pins pydantic-core 2.50.5,
+whose wasm wheel exists for Pyodide 314's ABI. anyio and idna are pure Python."""
 WHEEL_PLATFORM = "pyemscripten_2026_0_wasm32"
 WHEEL_PYTHON = "3.14"
 

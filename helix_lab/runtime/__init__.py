@@ -2,7 +2,9 @@
 
 It runs unchanged in the kernel (``LocalNamespace``, sqlite files) and in a Cloudflare
 Python Worker (``helix_lab.worker_bundle``). It imports nothing from IPython or Jupyter,
-and uses no threads, subprocesses or files outside its storage.
+and uses no threads, subprocesses or files outside its storage. Besides the standard
+library it needs pydantic, and anyio for cancel scopes (an interrupt cuts a model call
+or a retry wait; a tool's timeout), which runs on Pyodide's event loop too.
 """
 
 from ..errors import AgentNotFoundError

@@ -21,10 +21,12 @@ import copy
 import json
 import random
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
+import anyio
 import pydantic
 
 from ..agent import FINISH_TOOL, Agent
@@ -42,7 +44,6 @@ from .stream import MAX_BATCH, Chunk
 
 __all__ = ["Execution", "RetryPolicy", "RunHost"]
 
-T = TypeVar("T")
 
 
 @dataclass
@@ -147,8 +148,8 @@ class Execution:
         self.error: str | None = None
         self.done = False
         self.task: asyncio.Task[None] | None = None
-        self._llm_task: asyncio.Task[Any] | None = None
-        self._in_llm = False
+        self._cut: anyio.CancelScope | None = None
+        """The model call or retry wait under way, which an interrupt cancels."""
         self._usage: list[dict[str, Any]] = []
         self._children: list[Any] = []
         self._finished = asyncio.Event()
@@ -180,8 +181,8 @@ class Execution:
             return
         if self.interrupt_reason is None:
             self.interrupt_reason = reason
-        if self._in_llm and self._llm_task is not None:
-            self._llm_task.cancel()
+        if self._cut is not None:
+            self._cut.cancel()
         for stub in list(self._children):
             await stub.fetch(Request("POST", "/interrupt", json={"reason": reason}))
         await self._finished.wait()
@@ -336,21 +337,17 @@ class Execution:
         return isinstance(content, list) and not any(
             b.get("type") == "tool_use" for b in content if isinstance(b, dict))
 
-    async def _cuttable(self, coro: Coroutine[Any, Any, T]) -> asyncio.Task[T]:
-        """Run ``coro`` so that an interrupt can cut it; returns its finished task."""
-        task = asyncio.ensure_future(coro)
-        self._llm_task, self._in_llm = task, True
-        try:
-            await asyncio.wait({task})
-        except asyncio.CancelledError:
-            # Aborted, or the host is shutting down: asyncio.wait does not cancel what it
-            # waits for, and a model call outliving its run would stream deltas after the
-            # run's final chunk.
-            task.cancel()
-            raise
-        finally:
-            self._llm_task, self._in_llm = None, False
-        return task
+    @contextmanager
+    def _cuttable(self) -> Iterator[anyio.CancelScope]:
+        """A block an interrupt can cut: :meth:`interrupt` cancels it, the block ends, and
+        ``scope.cancelled_caught`` tells the code after it. An abort or a host shutdown
+        cancels the run's task instead, which goes through the block uncaught."""
+        with anyio.CancelScope() as scope:
+            self._cut = scope
+            try:
+                yield scope
+            finally:
+                self._cut = None
 
     async def _call_model(self, request: LLMRequest) -> _ModelTurn | None:
         """The model's turn, retried with backoff; ``None`` when an interrupt cut it."""
@@ -360,18 +357,24 @@ class Execution:
             attempt += 1
             if self.interrupt_reason is not None:
                 return None
-            task = await self._cuttable(self._consume(request))
-            if task.cancelled():
+            turn, exc = None, None
+            with self._cuttable() as cut:
+                try:
+                    turn = await self._consume(request)
+                except Exception as error:  # whatever the adapter raised; judged below
+                    exc = error
+            if cut.cancelled_caught:
                 return None
-            exc = task.exception()
             if exc is None:
-                return task.result()
+                return turn
             if isinstance(exc, LLMError) and exc.retryable and attempt < policy.max_attempts:
                 delay = policy.delay(attempt, exc.retry_after)
                 self._emit({"type": "llm_retry", "attempt": attempt,
                             "maxAttempts": policy.max_attempts, "delayMs": int(delay * 1000),
                             "status": exc.status, "error": exc.message})
-                if (await self._cuttable(asyncio.sleep(delay))).cancelled():
+                with self._cuttable() as cut:
+                    await anyio.sleep(delay)
+                if cut.cancelled_caught:
                     return None  # interrupted while waiting to retry
                 continue
             if isinstance(exc, LLMError):
@@ -475,10 +478,9 @@ class Execution:
         if tool is None:
             available = ", ".join(s["name"] for s in self.agent.tool_specs()) or "none"
             raise ToolError(f"There is no tool named {name!r}. Available tools: {available}.")
-        call_task = tool.call(call["input"], ctx)
-        if tool.timeout is None:
-            return await call_task
-        return await asyncio.wait_for(call_task, tool.timeout)
+        # fail_after raises TimeoutError when the tool outlives its timeout (none: no limit).
+        with anyio.fail_after(tool.timeout):
+            return await tool.call(call["input"], ctx)
 
     async def _run_subagent(self, sub: Agent, call: dict[str, Any]) -> Any:
         namespace = self.host.namespace
