@@ -11,9 +11,11 @@ mean something on any machine:
 6. ``storage``      bytes on disk per step, against LangGraph + SqliteSaver
 7. ``startup``      ``import helix_lab`` and ``%load_ext helix_lab`` against ``import json``
 8. ``load``         200 concurrent sessions on ``helix serve``, against the same in process
+9. ``inspector``    opening step 10,000 of a session against opening step 10
 
 ``python -m benchmarks --quick`` runs small versions of all of them (used by a smoke test;
 its numbers are not meaningful).
 """
 
-BENCHMARKS = ("steps", "chunks", "replay", "time_travel", "widget", "storage", "startup", "load")
+BENCHMARKS = ("steps", "chunks", "replay", "time_travel", "widget", "storage", "startup", "load",
+              "inspector")

@@ -17,6 +17,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   └── StepResultNotJSONError        (workflows.errors) cannot be stored
     ├── RunError                  an agent run failed (max_steps, a model error, ...)
     │   ├── RunInterrupted        result() of a run that was interrupted: resume it
+    │   ├── RunPaused             result() of a run waiting for tool approvals: decide them
     │   ├── NonRetryableError             (workflows.errors) fail a step without retries
     │   └── WorkflowTimeoutError          (workflows.errors) a step or a wait timed out
     ├── ToolError                 a tool refused or failed; the model sees the message
@@ -57,6 +58,7 @@ __all__ = [
     "NotFoundError",
     "RunError",
     "RunInterrupted",
+    "RunPaused",
     "ServeError",
     "ToolError",
     "ToolInputError",
@@ -102,6 +104,10 @@ class RunError(HelixError):
 
 class RunInterrupted(RunError):
     """``result()`` of a run that was interrupted; resume it to get a result."""
+
+
+class RunPaused(RunError):
+    """``result()`` of a run that waits for tool approvals; approve or deny them first."""
 
 
 class ToolError(HelixError):

@@ -9,6 +9,10 @@
 
     %helix status otters          # summary, and a live view of the session
     %helix checkpoints otters     # every checkpoint of every branch
+    %helix approve otters --input '{"to": "me@example.com"}'   # a paused tool call
+    %helix deny otters "not this one"
+    %helix step 2 otters          # what the model saw and returned at step 2
+    %helix usage otters           # tokens and dollars, by kind, model and step
     %helix diff otters otters@1   # where two branches (or two sessions) part
     %helix export otters otters.helix   # one file to send; %helix import otters.helix
     %helix interrupt | resume | retry | abort [SESSION]
@@ -42,7 +46,8 @@ from .workbench import Workbench
 __all__ = ["HelixMagics", "load_ipython_extension", "unload_ipython_extension"]
 
 COMMANDS = ("agents", "sessions", "status", "interrupt", "abort", "resume", "retry",
-            "checkpoints", "usage", "use", "llm", "serve", "deploy", "diff", "otel", "export", "import", "help")
+            "approve", "deny", "step", "checkpoints", "usage", "use", "llm", "serve", "deploy",
+            "diff", "otel", "export", "import", "help")
 _LINE = re.compile(r"^%helix(\s.*)?$")
 
 
@@ -127,6 +132,52 @@ def _parse(magic: Any, line: str, agent_types: Callable[[], list[str]]) -> Any:
     return args
 
 
+def _dollars(group: dict[str, Any]) -> str:
+    """A rollup group's cost: dollars, "unpriced", or dollars plus unpriced calls."""
+    cost = group.get("costUsd")
+    if cost is None:
+        return "unpriced" if group.get("unpricedCalls") else "$0"
+    text = f"${cost:.6f}"
+    return text + f" + {group['unpricedCalls']} unpriced" if group.get("unpricedCalls") else text
+
+
+def _step_text(view: dict[str, Any], width: int = 100) -> str:
+    """``%helix step``: a step as plain text, each message on a line or two."""
+
+    def short(value: Any) -> str:
+        text = value if isinstance(value, str) else json.dumps(value)
+        text = " ".join(text.split())
+        return text if len(text) <= width else text[: width - 1] + "…"
+
+    request, response, usage, timing = (view["request"], view["response"], view["usage"],
+                                        view["timing"])
+    money = _dollars({"costUsd": usage.get("costUsd"),
+                      "unpricedCalls": int(usage.get("costUsd") is None)})
+    lines = [f"step {view['step']} · branch {view['branch']} · {view.get('model')} · "
+             f"{usage['inputTokens']} in / {usage['outputTokens']} out tokens · {money} · "
+             f"first token {timing.get('firstTokenMs')} ms · {timing['durationMs']} ms",
+             f"system: {short(request['system'])}",
+             f"tools: {', '.join(t['name'] for t in request['tools']) or 'none'}",
+             f"sent {request['messageCount']} messages"
+             + (f" (the last {len(request['messages'])} shown)"
+                if request.get("messagesOmitted") else "") + ":"]
+    for message in request["messages"]:
+        lines.append(f"  {message['role']}: {short(message['content'])}")
+    if response["thinking"]:
+        lines.append(f"thinking: {short(response['thinking'])}")
+    lines.append(f"text: {short(response['text'])}")
+    for call in response["toolCalls"]:
+        lines.append(f"tool call {call['toolName']} ({call['toolCallId']}): "
+                     f"{short(call['input'])}")
+    for approval in view.get("approvals", []):
+        lines.append(f"{approval['action']} {approval['toolName']}: the model asked "
+                     f"{short(approval['modelInput'])}")
+    for result in view["toolResults"]:
+        flag = "error" if result["isError"] else "result"
+        lines.append(f"{flag} {result['toolCallId']}: {short(result['output'])}")
+    return "\n".join(lines)
+
+
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header, *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -193,6 +244,8 @@ class HelixMagics(Magics):
     @argument("--as", dest="var", default="_helix",
               help="bind the AgentHandle to this variable (default: _helix)")
     @argument("--wait", action="store_true", help="hold the cell until the run ends")
+    @argument("--budget", type=float, default=None,
+              help="stop softly once the session has spent this many US dollars")
     @cell_magic
     def helix_agent(self, line: str, cell: str) -> Any:
         """Run an agent on the cell body and show a live AgentView."""
@@ -216,8 +269,10 @@ class HelixMagics(Magics):
         if args.session:
             after = (await self._call(backend.handle(args.session).status())).get(
                 "lastSequence", 0)
+        if args.budget is not None and args.budget <= 0:
+            raise UsageError(f"--budget must be a positive number of dollars, got {args.budget}.")
         handle = await self._call(backend.start(args.name, message, session_id=args.session,
-                                                state=state))
+                                                state=state, max_cost_usd=args.budget))
         wb.remember(handle.session_id, args.name)
         wb.trace(handle, after)
         self.shell.user_ns[args.var] = handle
@@ -270,6 +325,10 @@ class HelixMagics(Magics):
     @argument("--token-env", help="use: the environment variable that holds the token")
     @argument("--message", help="resume/retry: a message to add")
     @argument("--checkpoint", help="resume: fork from this checkpoint id")
+    @argument("--call", help="approve: the waiting tool call id (default: every waiting call)")
+    @argument("--input", help="approve: the arguments to run the call with, as JSON")
+    @argument("--budget", type=float, default=None,
+              help="resume: a new budget in US dollars for the session's spend")
     @argument("--from-start", action="store_true", help="retry: from the very start")
     @argument("--dry-run", action="store_true", help="deploy: build and validate only")
     @argument("--name", help="deploy: the Worker's name")
@@ -286,8 +345,11 @@ class HelixMagics(Magics):
         %helix interrupt|abort [SESSION]   soft / hard stop
         %helix resume [SESSION] [--message M] [--checkpoint ID]
         %helix retry [SESSION] [--from-start] [--message M]
+        %helix approve [SESSION] [--call ID] [--input JSON]   a call waiting for approval
+        %helix deny [SESSION] MESSAGE      refuse it; the model reads MESSAGE
+        %helix step N [SESSION]            what the model saw and returned at step N
         %helix checkpoints [SESSION]       every checkpoint of every branch
-        %helix usage [SESSION]             tokens and cost, rolled up
+        %helix usage [SESSION]             tokens and dollars by kind, model and step
         %helix diff A B                    where two runs part; A, B: SESSION, SESSION@BRANCH
                                            or a checkpoint id
         %helix otel [URL | off]            export runs as OpenTelemetry GenAI spans (OTLP/HTTP;
@@ -405,9 +467,10 @@ class HelixMagics(Magics):
             new = await self._call(handle.resume("from_checkpoint", checkpoint_id=args.checkpoint,
                                                  message=args.message))
         elif args.message:
-            new = await self._call(handle.resume("with_message", message=args.message))
+            new = await self._call(handle.resume("with_message", message=args.message,
+                                                 max_cost_usd=args.budget))
         else:
-            new = await self._call(handle.resume())
+            new = await self._call(handle.resume(max_cost_usd=args.budget))
         self.shell.user_ns["_helix"] = new
         self.workbench.trace(new, after)
         print(f"resumed session {new.session_id}")
@@ -431,12 +494,64 @@ class HelixMagics(Magics):
     async def _cmd_usage(self, args: Any) -> None:
         usage = await self._call(self._handle(args).usage())
         rollup = usage["rollup"]
-        rows = [[kind, v["calls"], v["inputTokens"], v["outputTokens"], round(v["cost"], 6)]
-                for kind, v in sorted(rollup["byKind"].items())]
+        rows = []
+        for label, groups in (("kind", rollup["byKind"]), ("model", rollup.get("byModel", {})),
+                              ("step", rollup.get("byStep", {}))):
+            order = sorted(groups, key=lambda k: (int(k) if k.isdigit() else 0, k))
+            rows += [[f"{label} {key}", v["calls"], v["inputTokens"], v["outputTokens"],
+                      _dollars(v)] for key, v in ((k, groups[k]) for k in order)]
         total = rollup["total"]
         rows.append(["total", rollup["entries"], total["inputTokens"], total["outputTokens"],
-                     total["cost"]])
-        print(_table(rows, ["kind", "calls", "input tokens", "output tokens", "cost"]))
+                     _dollars(total)])
+        print(_table(rows, ["by", "calls", "input tokens", "output tokens", "cost"]))
+
+    async def _cmd_approve(self, args: Any) -> None:
+        handle = self._handle(args)
+        edited = None
+        if args.input is not None:
+            try:
+                edited = json.loads(args.input)
+            except ValueError as exc:
+                raise UsageError(f"--input is not valid JSON ({exc}); quote it: "
+                                 """--input '{"to": "me@example.com"}'""") from None
+        await self._decide(handle, args.call, "approved" + (
+            " with the edited input" if edited is not None else ""),
+            handle.approve(args.call, edited))
+
+    async def _cmd_deny(self, args: Any) -> None:
+        if not args.args:
+            raise UsageError('Usage: %helix deny [SESSION] MESSAGE, e.g. %helix deny '
+                             '"not to this address"')
+        *session, message = args.args
+        if len(session) > 1:
+            raise UsageError("Quote a message with spaces: %helix deny SESSION \"why not\"")
+        args.args = session
+        handle = self._handle(args)
+        await self._decide(handle, args.call, "denied", handle.deny(message, args.call))
+
+    async def _decide(self, handle: Any, call: str | None, verb: str, decision: Any) -> None:
+        """Make a decision and say what it was about and what still waits."""
+        try:
+            pending = await self._call(handle.pending_approvals())
+        except BaseException:
+            decision.close()
+            raise
+        new = await self._call(decision)
+        self.shell.user_ns["_helix"] = new
+        decided = [p for p in pending if call is None or p["toolCallId"] == call]
+        waiting = [p for p in pending if p not in decided]
+        names = ", ".join(f"{p['toolName']} ({p['toolCallId']})" for p in decided)
+        print(f"{verb}: {names}; " + (
+            "still waiting: " + ", ".join(f"{p['toolName']} ({p['toolCallId']})"
+                                          for p in waiting)
+            if waiting else f"the run goes on (session {new.session_id})"))
+
+    async def _cmd_step(self, args: Any) -> None:
+        if not args.args or not args.args[0].isdigit():
+            raise UsageError("Usage: %helix step N [SESSION], e.g. %helix step 2")
+        step, args.args = int(args.args[0]), args.args[1:]
+        view = await self._call(self._handle(args).step(step))
+        print(_step_text(view))
 
     async def _cmd_diff(self, args: Any) -> None:
         if len(args.args) != 2:

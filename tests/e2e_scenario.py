@@ -7,7 +7,9 @@ the remote tests, so both backends run the very same agent and model:
   ``steps=N`` of them (N comes from the user message), then answers
   ``"finished N steps"``. The plan is read from the messages alone, so a resumed, retried
   or forked run carries on exactly where its checkpoint left off.
-- ``llm_adapter`` is the deterministic model behind it (the entry point picks it up).
+- ``outbox`` looks an address up, then sends two emails with ``send_email``, a tool that
+  needs approval, and reports what happened (:func:`run_debug_scenario` drives it).
+- ``llm_adapter`` is the deterministic model behind both (the entry point picks it up).
 
 It imports neither pytest nor anything heavy: the serve subprocess imports it too.
 """
@@ -23,12 +25,13 @@ from typing import Any
 from pydantic import BaseModel
 
 from helix_lab import Agent, AgentRegistry, ToolContext, tool
-from helix_lab.errors import BackendError, ConflictError, NotFoundError
+from helix_lab.errors import BackendError, BadRequestError, ConflictError, NotFoundError
 from helix_lab.llm.base import LLMRequest
 from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 from helix_lab.runtime.chunks import CHUNK_TYPES
 
-__all__ = ["llm_adapter", "registry", "run_scenario", "stepper", "summary_of"]
+__all__ = ["llm_adapter", "outbox", "registry", "run_debug_scenario", "run_scenario",
+           "stepper", "summary_of"]
 
 WORK_DELAY = 0.04
 CHUNK_DELAY = 0.005
@@ -50,8 +53,46 @@ async def work(n: int, ctx: ToolContext) -> str:
 
 stepper = Agent(name="stepper", system_prompt="Work through the steps.", tools=[work],
                 state_schema=Progress, max_steps=200, register=False)
+
+
+class Mail(BaseModel):
+    sent: list[str] = []
+
+
+@tool
+def lookup(name: str) -> str:
+    """The email address of a person."""
+    return f"{name}@example.com"
+
+
+@tool(requires_approval=True)
+def send_email(to: str, subject: str, ctx: ToolContext) -> str:
+    """Send an email (a person approves each one first)."""
+    ctx.update_state(lambda s: s.sent.append(to))
+    return f"sent to {to}: {subject}"
+
+
+outbox = Agent(name="outbox", system_prompt="Send the emails you are asked to send.",
+               tools=[lookup, send_email], state_schema=Mail, register=False)
 registry = AgentRegistry()
 registry.register(stepper)
+registry.register(outbox)
+
+
+def _outbox_plan(request: LLMRequest) -> Turn:
+    """lookup(bob), then send_email to what it found, then to carol, then a report."""
+    results = [block["content"] for message in request.messages
+               if isinstance(message["content"], list)
+               for block in message["content"] if block.get("type") == "tool_result"]
+    if not results:
+        return Turn(thinking="Find Bob first.", tool_calls=[call("lookup", name="bob")])
+    if len(results) == 1:
+        return Turn(text="Writing to Bob.",
+                    tool_calls=[call("send_email", to=results[0], subject="Hello Bob")])
+    if len(results) == 2:
+        return Turn(text="Now Carol.", tool_calls=[
+            call("send_email", to="carol@example.com", subject="Hello Carol")])
+    return Turn(text="Report: " + " | ".join(results[1:]))
 
 
 def _plan(request: LLMRequest) -> Turn:
@@ -74,14 +115,17 @@ class StepperLLM:
 
     __test__ = False
 
+    def __init__(self, plan: Any = _plan) -> None:
+        self.plan = plan
+
     async def stream(self, request: LLMRequest) -> Any:
-        player = ScriptedLLM([_plan(request)], chunk_delay=CHUNK_DELAY)
+        player = ScriptedLLM([self.plan(request)], chunk_delay=CHUNK_DELAY)
         async for event in player.stream(request):
             yield event
 
 
 def llm_adapter(env: Any, context: Any) -> StepperLLM:
-    return StepperLLM()
+    return StepperLLM(_outbox_plan if context.agent_type == "outbox" else _plan)
 
 
 # -- the scenario -----------------------------------------------------------------------------
@@ -211,6 +255,107 @@ async def _continue_scenario(backend: Any, h: Any, tag: str, chunks: list[dict[s
     assert "stepper" in str(missing)
 
     return summary_of(chunks, messages, checkpoints)
+
+
+async def run_debug_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:
+    """Approve with an edit, deny, inspect, a budget, and edit a tool result and re-run:
+    every debugging control through ``backend``; returns a backend-neutral summary."""
+    tag = tag or secrets.token_hex(3)
+    h = await backend.start("outbox", "Email Bob and Carol.", session_id=f"mail-{tag}")
+    assert [c["type"] async for c in h.stream()][-1] == "approval_required"
+    [pending] = await h.pending_approvals()
+    assert pending["toolName"] == "send_email" and pending["step"] == 2
+    assert pending["input"] == {"to": "bob@example.com", "subject": "Hello Bob"}
+    status = await h.status()
+    assert status["status"] == "paused" and status["canResume"] and not status["isExecuting"]
+    bad = await _raises(BadRequestError, h.approve(pending["toolCallId"],
+                                                   input={"to": "robert@example.com"}))
+    assert bad.details["field"] == "decisions[0].input.subject"
+    unknown = await _raises(ConflictError, h.approve("toolu_unknown"))
+    assert unknown.code == "unknown_tool_call"
+    assert await h.status() == status  # the refused decisions changed nothing
+
+    # Approve with edited arguments: exactly those run and are recorded.
+    edited = {"to": "robert@example.com", "subject": "Hello Robert"}
+    await h.approve(input=edited)
+    assert [c["type"] async for c in h.stream(status["lastSequence"])][-1] == (
+        "approval_required")
+    [carol] = await h.pending_approvals()
+    assert carol["input"]["to"] == "carol@example.com" and carol["step"] == 3
+    assert (await h.get_state())["sent"] == ["robert@example.com"]
+
+    # Deny the next one: the model is told, with the message.
+    await h.deny("Carol asked not to be emailed.")
+    report = await h.result()
+    assert report == ("Report: sent to robert@example.com: Hello Robert | Denied by the user: "
+                      "Carol asked not to be emailed.")
+    assert (await h.get_state())["sent"] == ["robert@example.com"]
+    chunks = [c async for c in h.stream()]
+    contiguous(chunks)
+    resolved = [(c["toolCallId"], c["action"]) for c in chunks
+                if c["type"] == "approval_resolved"]
+    assert resolved == [(pending["toolCallId"], "edit"), (carol["toolCallId"], "deny")]
+    refused = await _raises(ConflictError, h.approve(carol["toolCallId"]))
+    assert refused.code == "not_paused"
+
+    # Inspect: what the model saw and returned at each step.
+    step2 = await h.step(2)
+    assert step2["response"]["toolCalls"][0]["input"] == edited
+    assert step2["approvals"][0]["modelInput"]["to"] == "bob@example.com"
+    assert step2["toolResults"][0]["output"] == "sent to robert@example.com: Hello Robert"
+    assert step2["request"]["system"] == outbox.system_prompt
+    assert [t["name"] for t in step2["request"]["tools"]] == ["lookup", "send_email"]
+    step4 = await h.step(4)
+    assert step4["request"]["messages"][-1]["content"][0]["is_error"]
+    assert step4["response"]["text"] == report and step4["usage"]["costUsd"] > 0
+    missing = await _raises(NotFoundError, h.step(9))
+    assert missing.code == "step_not_found"
+    usage = await h.usage()
+    assert set(usage["rollup"]["byStep"]) == {"1", "2", "3", "4"}
+    assert abs(usage["rollup"]["total"]["costUsd"]
+               - sum(e["costUsd"] for e in usage["entries"])) < 1e-9
+
+    # Edit the lookup's result and re-run from there: steps 2 on run again, step 1 does not.
+    calls_before = len(usage["entries"])
+    lookup_call = (await h.step(1))["toolResults"][0]["toolCallId"]
+    bad_edit = await _raises(BadRequestError, h.resume(
+        "from_checkpoint", checkpoint_id=status["checkpointId"],
+        edit_tool_results={"toolu_unknown": "x"}))
+    assert "editToolResults" in bad_edit.message
+    fork = await h.resume("from_checkpoint", checkpoint_id=(await h.step(1))["checkpointId"],
+                          edit_tool_results={lookup_call: "bobby@example.com"})
+    [again] = [p async for p in _pending_after(fork)]
+    assert again["input"] == {"to": "bobby@example.com", "subject": "Hello Bob"}
+    await fork.approve()
+    [_ async for _ in _pending_after(fork)]
+    await fork.deny("no")
+    rerun = await fork.result()
+    assert rerun.startswith("Report: sent to bobby@example.com: Hello Bob | Denied")
+    usage = await h.usage()
+    assert len(usage["entries"]) == calls_before + 3  # steps 2, 3 and 4 only
+    assert (await h.status())["branch"] == 1
+
+    # A budget stops the run at the step that passes it; a higher one lets it finish.
+    b = await backend.start("stepper", "steps=6", session_id=f"budget-{tag}",
+                            max_cost_usd=0.0008)
+    stopped = [c async for c in b.stream()][-1]
+    assert stopped["type"] == "run_interrupted" and stopped["reason"] == "budget_exceeded"
+    spent = (await b.usage())["rollup"]["total"]["costUsd"]
+    assert spent > 0.0008 and abs(stopped["spentUsd"] - spent) < 1e-9
+    halted_at = (await b.status())["stepCount"]
+    assert 1 <= halted_at < 6
+    more = await b.resume(max_cost_usd=1.0)
+    assert await more.result() == "finished 6 steps"
+    return {"chunks": [(c["sequence"], c["type"], c["step"]) for c in chunks],
+            "budgetStop": halted_at, "report": report, "rerun": rerun}
+
+
+async def _pending_after(handle: Any) -> Any:
+    """Wait for the run to stop, then yield what waits for approval."""
+    async for _ in handle.stream():
+        pass
+    for pending in await handle.pending_approvals():
+        yield pending
 
 
 def summary_of(chunks: list[dict[str, Any]], messages: list[dict[str, Any]],

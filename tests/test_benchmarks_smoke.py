@@ -24,6 +24,7 @@ FIGURES = {
     6: "Storage growth",
     7: "Start-up",
     8: "Load: 200 concurrent sessions",
+    9: "Step inspector",
 }
 
 

@@ -89,6 +89,7 @@ async def test_text_and_reasoning_stream_with_usage(fake, adapter):
         "output_tokens": 11,
         "cache_read_input_tokens": 8,
         "cache_creation_input_tokens": 0,
+        "model": "gpt-test",  # the model called is the one priced
     }
     assert events[6] == {"type": "finish", "stop_reason": "end_turn"}
 

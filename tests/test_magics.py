@@ -303,7 +303,7 @@ async def test_an_agent_defined_in_a_cell_runs_by_name(kernel: Kernel) -> None:
                  "Agent(name=...) in a cell, or see %helix agents.", id="unknown-agent"),
     pytest.param("%%helix_agent researcher --bogus\nhi",
                  "unrecognized arguments: --bogus (agents: briefing, researcher; options: "
-                 "--as, --backend, --session, --state, --wait; see %%helix_agent?)",
+                 "--as, --backend, --budget, --session, --state, --wait; see %%helix_agent?)",
                  id="bad-option"),
     pytest.param("%%helix_agent researcher --state 1+\nhi",
                  "--state '1+' failed: SyntaxError: invalid syntax (<string>, line 1)",
@@ -320,9 +320,9 @@ async def test_an_agent_defined_in_a_cell_runs_by_name(kernel: Kernel) -> None:
                  "Unknown command 'bogus'. Commands: " + ", ".join(COMMANDS) + ".",
                  id="unknown-command"),
     pytest.param("%helix", "the following arguments are required: command, args (commands: "
-                 + ", ".join(COMMANDS) + "; options: --agents, --checkpoint, --dry-run, "
-                 "--from-start, --message, --name, --port, --storage, --token-env; see "
-                 "%helix help)", id="no-command"),
+                 + ", ".join(COMMANDS) + "; options: --agents, --budget, --call, --checkpoint, "
+                 "--dry-run, --from-start, --input, --message, --name, --port, --storage, "
+                 "--token-env; see %helix help)", id="no-command"),
     pytest.param("%helix status nosuch",
                  "There is no session 'nosuch' on this backend; %helix sessions lists them.",
                  id="unknown-session"),
@@ -387,11 +387,15 @@ async def test_agents_sessions_checkpoints_and_usage(kernel: Kernel) -> None:
 
     ran = await kernel.ok("%helix usage s1")
     lines = ran.out.splitlines()
-    assert lines[0].split() == ["kind", "calls", "input", "tokens", "output", "tokens", "cost"]
+    assert lines[0].split() == ["by", "calls", "input", "tokens", "output", "tokens", "cost"]
     llm = lines[2].split()
-    total = lines[3].split()
-    assert llm[:2] == ["llm", "3"] and total[:2] == ["total", "3"]
-    assert int(llm[2]) > 0 and llm[2:4] == total[2:4]
+    total = lines[-1].split()
+    assert llm[:3] == ["kind", "llm", "3"] and total[:2] == ["total", "3"]
+    assert int(llm[3]) > 0 and llm[3:5] == total[2:4]
+    # The offline stand-in has no price: "unpriced", never a cost of 0.
+    assert llm[5] == "unpriced" and total[4] == "unpriced"
+    assert [line.split()[:2] for line in lines[3:-1]] == [
+        ["model", "helix-offline"], ["step", "1"], ["step", "2"], ["step", "3"]]
 
     # No session named: the last one this notebook used.
     assert (await kernel.ok("%helix usage")).out == ran.out

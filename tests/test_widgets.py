@@ -144,7 +144,7 @@ def front_end_enabled(view: AgentView) -> set[str]:
     ("idle", set()),
     ("running", {"interrupt", "abort"}),
     ("interrupted", {"resume", "retry", "abort"}),
-    ("paused", {"resume", "retry", "abort"}),
+    ("paused", {"interrupt", "abort"}),
     ("completed", {"retry"}),
     ("failed", {"retry"}),
 ])

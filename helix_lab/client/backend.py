@@ -91,8 +91,12 @@ class Backend:
 
     async def start(self, agent_type: str, message: str, session_id: str | None = None,
                     state: dict[str, Any] | None = None,
-                    messages: list[dict[str, Any]] | None = None) -> AgentHandle:
-        """Start ``agent_type`` on ``message`` in a new (or given) session."""
+                    messages: list[dict[str, Any]] | None = None, *,
+                    max_cost_usd: float | None = None) -> AgentHandle:
+        """Start ``agent_type`` on ``message`` in a new (or given) session.
+
+        ``max_cost_usd`` is a budget for the session's spend: past it, the run stops
+        softly (reason ``budget_exceeded``); resume with a higher one to go on."""
         import secrets
 
         session_id = session_id or f"{agent_type}-{secrets.token_hex(4)}"
@@ -101,8 +105,11 @@ class Backend:
             payload["state"] = state
         if messages is not None:
             payload["messages"] = messages
-        body = await self.request(session_id, "POST", "/start", json={
-            "agentType": agent_type, "sessionId": session_id, "input": payload})
+        request: dict[str, Any] = {"agentType": agent_type, "sessionId": session_id,
+                                   "input": payload}
+        if max_cost_usd is not None:
+            request["maxCostUsd"] = max_cost_usd
+        body = await self.request(session_id, "POST", "/start", json=request)
         return AgentHandle(self, body.get("sessionId", session_id), body.get("runId"),
                            agent_type)
 

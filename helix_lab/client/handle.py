@@ -6,7 +6,7 @@ server get the very same handle over the object they run in; this is its public 
 
 from __future__ import annotations
 
-from ..errors import RunInterrupted
+from ..errors import RunInterrupted, RunPaused
 from ..runtime.handle import AgentHandle, ResumeCheck, SessionClient
 
-__all__ = ["AgentHandle", "ResumeCheck", "RunInterrupted", "SessionClient"]
+__all__ = ["AgentHandle", "ResumeCheck", "RunInterrupted", "RunPaused", "SessionClient"]

@@ -83,6 +83,9 @@ class UsageEvent(TypedDict, total=False):
     output_tokens: int
     cache_read_input_tokens: int
     cache_creation_input_tokens: int
+    model: str
+    """The model that answered, when it is not the one the request named; it is the one
+    priced (``helix_lab.pricing``)."""
 
 
 class FinishEvent(TypedDict):

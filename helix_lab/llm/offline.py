@@ -18,7 +18,10 @@ from ..agent import FINISH_TOOL
 from .base import LLMEvent, LLMRequest
 from .scripted import ScriptedLLM, Turn
 
-__all__ = ["OfflineLLM"]
+__all__ = ["OFFLINE_MODEL", "OfflineLLM"]
+
+OFFLINE_MODEL = "helix-offline"
+"""The model its usage is reported under: unpriced, so the offline model never shows a cost."""
 
 _STOPWORDS = frozenset(
     ["a", "an", "and", "are", "about", "brief", "can", "could", "did", "do", "does", "for", "from", "how", "i", "in", "is", "it", "me", "of", "on", "or", "please", "tell", "the", "to", "was", "what", "when", "where", "which", "who", "why", "will", "with", "you", "your"])
@@ -129,4 +132,7 @@ class OfflineLLM:
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         player = ScriptedLLM([self.plan(request)], chunk_delay=self.chunk_delay)
         async for event in player.stream(request):
+            if event["type"] == "usage":
+                # Not Claude, whatever the agent's config names: a stand-in has no price.
+                event = {**event, "model": OFFLINE_MODEL}  # type: ignore[typeddict-item]
             yield event

@@ -82,7 +82,7 @@ class OpenAICompatAdapter:
         headers = {"accept": "text/event-stream"}
         if self._api_key:
             headers["authorization"] = f"Bearer {self._api_key}"
-        translator = _ChunkTranslator()
+        translator = _ChunkTranslator(body["model"])
         url = f"{self.base_url}/chat/completions"
         with self._errors():
             async with self._client.stream("POST", url, json=body, headers=headers) as response:
@@ -263,7 +263,10 @@ async def _sse_messages(response: Any, base_url: str) -> AsyncIterator[tuple[str
 class _ChunkTranslator:
     """Chat Completions stream chunks in, :data:`LLMEvent` dicts out. No I/O."""
 
-    def __init__(self) -> None:
+    def __init__(self, model: str = "") -> None:
+        self.model = model
+        """Named on the usage event: the model that was called is the one priced, whatever
+        the agent's config says (``%helix llm openai`` swaps the model under it)."""
         self._calls: dict[int, dict[str, Any]] = {}
         self._usage: dict[str, Any] = {}
         self._finish: str | None = None
@@ -311,6 +314,7 @@ class _ChunkTranslator:
                 "output_tokens": usage.get("completion_tokens") or 0,
                 "cache_read_input_tokens": cached,
                 "cache_creation_input_tokens": 0,
+                **({"model": self.model} if self.model else {}),
             }
         )
         stop_reason = _STOP_REASONS.get(self._finish or "stop", self._finish or "end_turn")

@@ -83,11 +83,16 @@ SessionStatus: TypeAlias = Literal["idle", "running", "paused", "interrupted", "
 was stopped softly, or found without a host; ``failed`` includes an abort."""
 SESSION_STATUSES: frozenset[str] = frozenset(get_args(SessionStatus))
 
-TERMINAL: frozenset[str] = frozenset({"run_completed", "run_failed", "run_interrupted"})
-"""Chunk types after which a run writes nothing more: a client stops following there."""
+TERMINAL: frozenset[str] = frozenset({"run_completed", "run_failed", "run_interrupted",
+                                      "approval_required"})
+"""Chunk types after which a run may write nothing more: a client stops following there
+once the chunk is also the session's last (a paused run ends with one ``approval_required``
+per waiting call)."""
 
-RESUMABLE: frozenset[str] = frozenset({"interrupted", "paused"})
-"""Session statuses that ``/resume`` (mode ``continue``) accepts."""
+RESUMABLE: frozenset[str] = frozenset({"interrupted"})
+"""Session statuses that ``/resume`` (mode ``continue``) accepts. A ``paused`` session goes
+on through ``/approve`` instead (its ``canResume`` is true too), so that no waiting tool
+call can run without a decision."""
 
 
 class ChunkStamp(TypedDict):
@@ -111,9 +116,12 @@ class RunStartedChunk(TypedDict):
 class RunResumedChunk(TypedDict):
     type: Literal["run_resumed"]
     mode: str
-    """``continue``, ``branch``, ``retry_from_checkpoint`` or ``retry_from_start``."""
+    """``continue``, ``branch``, ``approval``, ``retry_from_checkpoint`` or
+    ``retry_from_start``."""
     fromCheckpointId: str | None
     branch: NotRequired[int]
+    editedToolResults: NotRequired[list[str]]
+    """Tool call ids whose results this branch replaced (``editToolResults``)."""
 
 
 class StepStartedChunk(TypedDict):
@@ -143,6 +151,8 @@ class ToolEndChunk(TypedDict):
     toolName: str
     output: NotRequired[Any]
     error: NotRequired[str]
+    denied: NotRequired[bool]
+    """The call was denied: it never ran, and ``error`` carries the denial."""
 
 
 class StatePatchChunk(TypedDict):
@@ -155,6 +165,8 @@ class CheckpointChunk(TypedDict):
     checkpointId: str
     step: int
     branch: int
+    status: NotRequired[Literal["paused"]]
+    """Present on the checkpoint of a step that waits for approval."""
 
 
 class LLMRetryChunk(TypedDict):
@@ -192,6 +204,8 @@ class UsageChunk(TypedDict, total=False):
     outputTokens: int
     cacheReadTokens: int
     cacheWriteTokens: int
+    costUsd: float | None
+    """The call's price in US dollars; ``None`` when the model has no known price."""
 
 
 def usage_fields(usage: dict[str, int]) -> dict[str, int]:
@@ -216,6 +230,8 @@ class ApprovalRequiredChunk(TypedDict):
     toolCallId: str
     toolName: str
     input: dict[str, Any]
+    checkpointId: str
+    """The ``paused`` checkpoint that keeps the waiting turn."""
 
 
 class ApprovalResolvedChunk(TypedDict):
@@ -228,6 +244,9 @@ class RunInterruptedChunk(TypedDict):
     type: Literal["run_interrupted"]
     reason: str
     checkpointId: str | None
+    budgetUsd: NotRequired[float]
+    """With reason ``budget_exceeded``: the budget, and what the session had spent."""
+    spentUsd: NotRequired[float]
 
 
 class RunCompletedChunk(TypedDict):

@@ -12,6 +12,13 @@ Stopping:
   checkpoint is written and the run can be resumed.
 - ``abort`` is hard: the task is cancelled wherever it is, tools see ``abort_signal``,
   the session becomes ``failed`` and cannot be resumed.
+- A budget (``LLMConfig(max_cost_usd=...)`` or the run's ``maxCostUsd``) interrupts the
+  run with reason ``budget_exceeded`` at the first step boundary past it.
+
+Pausing: when the model asks for a tool that ``requires_approval``, none of the step's
+calls run. The turn is kept (:mod:`.approvals`) under a ``paused`` checkpoint, one
+``approval_required`` chunk is sent per waiting call, and the run ends with no task left.
+The run that follows the decisions starts from the kept turn instead of calling the model.
 """
 
 from __future__ import annotations
@@ -32,14 +39,17 @@ import pydantic
 from ..agent import FINISH_TOOL, Agent
 from ..errors import RunError, ToolError
 from ..llm.base import LLMAdapter, LLMError, LLMRequest
+from ..pricing import cost_usd
 from ..tools import AbortSignal, ToolContext
+from .approvals import PendingTurn, denial_text
 from .chunks import usage_fields
 from .hooks import call_hook
 from .http import Request
+from .inspector import StepRecord
 from .jsonpatch import JsonPatchError, apply_patch, make_patch
 from .session_storage import SessionStorage
 from .sse import iter_sse_chunks
-from .state_store import Checkpoint, checkpoint_id
+from .state_store import Checkpoint, checkpoint_id, now_ms
 from .stream import MAX_BATCH, Chunk
 
 __all__ = ["Execution", "RetryPolicy", "RunHost"]
@@ -69,6 +79,9 @@ class _ModelTurn:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     stop_reason: str = "end_turn"
+    model: str | None = None
+    """The model that answered, when the adapter says (else the one asked for)."""
+    first_token_ms: int | None = None
 
     def message(self) -> dict[str, Any]:
         content: list[dict[str, Any]] = []
@@ -130,6 +143,9 @@ class Execution:
         head: Checkpoint,
         state: dict[str, Any],
         messages: list[dict[str, Any]],
+        pending: PendingTurn | None = None,
+        budget_usd: float | None = None,
+        spent_usd: float = 0.0,
     ) -> None:
         self.host = host
         self.storage = host.storage
@@ -155,6 +171,11 @@ class Execution:
         self._finished = asyncio.Event()
         self._step = head.step
         self._tool_specs: list[dict[str, Any]] | None = None  # built once per run
+        self.pending = pending
+        """The kept turn of a paused step, which this run completes first."""
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
+        self._interrupt_extra: dict[str, Any] = {}
 
     # -- the handle ------------------------------------------------------------------------
 
@@ -231,6 +252,7 @@ class Execution:
 
     def record_usage(self, entry: dict[str, Any]) -> None:
         self._usage.append({**entry, "runId": self.run_id, "step": self._step})
+        self.spent_usd += entry.get("cost") or 0.0
 
     # -- internals -------------------------------------------------------------------------
 
@@ -249,11 +271,17 @@ class Execution:
                 self.messages = self.storage.state.load_messages(self.head.message_head)
             steps_this_run = 0
             while True:
+                if self.pending is None:  # an approved step's model call is paid already
+                    self._check_budget()
                 if self.interrupt_reason is not None:
                     self._finish_interrupted()
                     return
                 steps_this_run += 1
-                outcome = await self._step_once(self.head.step + 1, steps_this_run)
+                if self.pending is not None:
+                    pending, self.pending = self.pending, None
+                    outcome = await self._step_from_pending(pending, steps_this_run)
+                else:
+                    outcome = await self._step_once(self.head.step + 1, steps_this_run)
                 if outcome == "continue":
                     continue
                 return
@@ -281,45 +309,128 @@ class Execution:
             tool_choice=FINISH_TOOL if force_finish else None, max_tokens=config.max_tokens,
             temperature=config.temperature, thinking_budget=config.thinking_budget,
         )
+        started = now_ms()
         turn = await self._call_model(request)
         if turn is None:  # cut by interrupt: the step never happened
             self._finish_interrupted()
             return "stopped"
-        tokens = usage_fields(turn.usage)
-        self._usage.append({"kind": "llm", "model": config.model, "runId": self.run_id,
-                            "step": step, **tokens})
-        self._emit({"type": "usage", "model": config.model, **tokens})
-        new_messages = [turn.message()]
+        usage = self._record_model_usage(turn, turn.model or config.model, step)
+        record = StepRecord(
+            step=step, branch=self.head.branch, request_head=self.head.message_head,
+            request_count=self.head.message_count, model=turn.model or config.model,
+            started_at=started, first_token_ms=turn.first_token_ms,
+            duration_ms=now_ms() - started, usage=usage)
+        calls = turn.tool_calls
+        waiting = self._needing_approval(calls)
+        if waiting:
+            self._pause(turn, waiting, record)
+            return "stopped"
+        return await self._finish_step(turn.message(), calls, {}, turn.text, record,
+                                       at_limit=at_limit, force_finish=force_finish)
+
+    async def _step_from_pending(self, pending: PendingTurn, steps_this_run: int) -> str:
+        """Complete a paused step from its kept turn, as the decisions say."""
+        self._step = pending.step
+        message = pending.resolved_message()
+        calls = [{"id": c["id"], "name": c["name"], "input": pending.approved_input(c)}
+                 for c in pending.calls]
+        timing = pending.timing
+        text = "".join(b.get("text", "") for b in message["content"]
+                       if isinstance(b, dict) and b.get("type") == "text")
+        record = StepRecord(
+            step=pending.step, branch=self.head.branch, request_head=self.head.message_head,
+            request_count=self.head.message_count, model=timing.get("model", ""),
+            started_at=timing.get("startedAt", now_ms()),
+            first_token_ms=timing.get("firstTokenMs"), duration_ms=timing.get("durationMs", 0),
+            usage=timing.get("usage", {}), approvals=pending.approvals())
+        at_limit = steps_this_run >= self.agent.max_steps
+        return await self._finish_step(message, calls, pending.decisions, text, record,
+                                       at_limit=at_limit, force_finish=False)
+
+    async def _finish_step(self, message: dict[str, Any], calls: list[dict[str, Any]],
+                           decisions: dict[str, dict[str, Any]], text: str,
+                           record: StepRecord, *, at_limit: bool, force_finish: bool) -> str:
+        """Run the step's tool calls (denied ones answer with the denial) and commit it."""
+        agent = self.agent
+        tools_started = now_ms()
+        new_messages = [message]
         finish: dict[str, Any] | None = None
-        if turn.tool_calls:
+        if calls:
             blocks = []
-            for call in turn.tool_calls:
+            for call in calls:
+                decision = decisions.get(call["id"])
+                if decision is not None and decision["action"] == "deny":
+                    blocks.append(self._deny(call, decision.get("message")))
+                    continue
                 block, final = await self._run_tool(call)
                 blocks.append(block)
                 if final is not None:
                     finish = final
             new_messages.append({"role": "user", "content": blocks})
+        record.duration_ms += now_ms() - tools_started
         if finish is not None:
-            self._commit(new_messages, status="completed", output=finish["output"])
+            self._commit(new_messages, status="completed", output=finish["output"],
+                         record=record)
             return "stopped"
-        if not turn.tool_calls and agent.output_schema is None:
-            self._commit(new_messages, status="completed", output=turn.text)
+        if not calls and agent.output_schema is None:
+            self._commit(new_messages, status="completed", output=text, record=record)
             return "stopped"
         if force_finish:
-            self._commit(new_messages, status="running")
+            self._commit(new_messages, status="running", record=record)
             raise RunError(
                 f"Agent {agent.name!r} was required to call {FINISH_TOOL} with its output at "
                 f"max_steps={agent.max_steps} and did not; check the model and the output schema."
             )
         if at_limit:
-            self._commit(new_messages, status="running")
+            self._commit(new_messages, status="running", record=record)
             raise RunError(
                 f"Agent {agent.name!r} reached max_steps={agent.max_steps} without a final "
                 "answer. Raise max_steps, or give the agent an output_schema so that it is "
                 "made to answer at the limit."
             )
-        self._commit(new_messages, status="running")
+        self._commit(new_messages, status="running", record=record)
         return "continue"
+
+    def _record_model_usage(self, turn: _ModelTurn, model: str, step: int) -> dict[str, Any]:
+        """Queue the call's usage entry, priced, and send its ``usage`` chunk."""
+        tokens = usage_fields(turn.usage)
+        price = cost_usd(model, input_tokens=tokens["inputTokens"],
+                         output_tokens=tokens["outputTokens"],
+                         cache_read_tokens=tokens["cacheReadTokens"],
+                         cache_write_tokens=tokens["cacheWriteTokens"],
+                         pricing=self.agent.llm_config.pricing)
+        usage = {**tokens, "costUsd": price}
+        self._usage.append({"kind": "llm", "model": model, "runId": self.run_id,
+                            "step": step, **usage})
+        self.spent_usd += price or 0.0
+        self._emit({"type": "usage", "model": model, **usage})
+        return usage
+
+    def _check_budget(self) -> None:
+        """At a step boundary: past the budget, stop softly with ``budget_exceeded``."""
+        budget = self.budget_usd
+        if budget is None or self.interrupt_reason is not None or self.spent_usd <= budget:
+            return
+        self.interrupt_reason = "budget_exceeded"
+        self._interrupt_extra = {"budgetUsd": budget, "spentUsd": round(self.spent_usd, 9)}
+
+    def _needing_approval(self, calls: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        waiting = []
+        for call in calls:
+            tool = self.agent.find_tool(call["name"])
+            if tool is not None and tool.needs_approval(call["input"], self.working):
+                waiting.append(call)
+        return waiting
+
+    def _deny(self, call: dict[str, Any], message: str | None) -> dict[str, Any]:
+        """A denied call: the model gets an error tool_result carrying the message."""
+        error = denial_text(message)
+        self._emit({"type": "tool_start", "toolCallId": call["id"], "toolName": call["name"],
+                    "input": call["input"]})
+        self._emit({"type": "tool_end", "toolCallId": call["id"], "toolName": call["name"],
+                    "error": error, "denied": True})
+        return {"type": "tool_result", "tool_use_id": call["id"], "content": error,
+                "is_error": True}
 
     def _specs(self) -> list[dict[str, Any]]:
         """The agent's tool specs; pydantic's schema generation is too slow to redo per step."""
@@ -388,8 +499,12 @@ class Execution:
         thinking: list[str] = []
         deltas = 0
         write_delta, run_id, step = self.storage.stream.write_delta, self.run_id, self._step
+        started = now_ms()
         async for event in self.llm.stream(request):
             kind = event.get("type") if isinstance(event, dict) else None
+            if turn.first_token_ms is None and kind in ("text_delta", "thinking_delta",
+                                                        "tool_call"):
+                turn.first_token_ms = now_ms() - started
             if kind == "text_delta" and isinstance(delta := event.get("delta"), str):
                 text.append(delta)
                 write_delta("text_delta", delta, run_id=run_id, step=step)
@@ -408,6 +523,8 @@ class Execution:
             elif kind == "usage":
                 turn.usage.update({k: int(v) for k, v in event.items()
                                    if k != "type" and isinstance(v, int)})
+                if isinstance(event.get("model"), str) and event["model"]:
+                    turn.model = event["model"]
             elif kind == "finish":
                 turn.stop_reason = str(event.get("stop_reason", "end_turn"))
             else:
@@ -526,7 +643,7 @@ class Execution:
     # -- committing ------------------------------------------------------------------------
 
     def _commit(self, new_messages: list[dict[str, Any]], *, status: str,
-                output: Any = None) -> None:
+                output: Any = None, record: StepRecord | None = None) -> None:
         """Store one finished step, and end the run when ``status`` says so."""
         storage = self.storage
         state = self._dump_state()
@@ -544,11 +661,14 @@ class Execution:
             head = storage.state.append_messages(self.head.message_head, new_messages)
             for entry in usage:
                 storage.usage.record_sync({**entry, "sessionId": self.session_id})
-            return storage.state.save_checkpoint(
+            cp = storage.state.save_checkpoint(
                 session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
                 state=state, run_id=self.run_id, step=self._step, branch=self.head.branch,
                 message_head=head, message_count=self.head.message_count + len(new_messages),
                 status=status, sequence=cp_chunk["sequence"], output=output, cp_id=cp_id)
+            if record is not None:
+                storage.steps.record(cp.id, record)
+            return cp
 
         self.head, chunks = storage.commit(write, status=status, head_checkpoint=cp_id,
                                            output=output, error=None)
@@ -560,6 +680,43 @@ class Execution:
         storage.publish(chunks)
         self.host.usage_committed(usage)
 
+    def _pause(self, turn: _ModelTurn, waiting: list[dict[str, Any]],
+               record: StepRecord) -> None:
+        """Keep the turn under a ``paused`` checkpoint and end the run; see the module doc."""
+        storage = self.storage
+        cp_id = checkpoint_id(self.session_id, self._step)
+        cp_chunk = self._emit({"type": "checkpoint", "checkpointId": cp_id, "step": self._step,
+                               "branch": self.head.branch, "status": "paused"})
+        for call in waiting:
+            self._emit({"type": "approval_required", "toolCallId": call["id"],
+                        "toolName": call["name"], "input": call["input"],
+                        "checkpointId": cp_id})
+        waiting_ids = {c["id"] for c in waiting}
+        pending = PendingTurn(
+            checkpoint_id=cp_id, step=self._step, message=turn.message(),
+            calls=[{**c, "requiresApproval": c["id"] in waiting_ids} for c in turn.tool_calls],
+            timing={"model": record.model, "startedAt": record.started_at,
+                    "firstTokenMs": record.first_token_ms, "durationMs": record.duration_ms,
+                    "usage": record.usage})
+        usage, self._usage = self._usage, []
+
+        def write() -> Checkpoint:
+            for entry in usage:
+                storage.usage.record_sync({**entry, "sessionId": self.session_id})
+            cp = storage.state.save_checkpoint(
+                session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
+                state=self.committed_state, run_id=self.run_id, step=self._step,
+                branch=self.head.branch, message_head=self.head.message_head,
+                message_count=self.head.message_count, status="paused",
+                sequence=cp_chunk["sequence"], cp_id=cp_id)
+            storage.pending.save(pending)
+            return cp
+
+        self.head, chunks = storage.commit(write, status="paused", head_checkpoint=cp_id)
+        self._end("paused")
+        storage.publish(chunks)
+        self.host.usage_committed(usage)
+
     def _finish_interrupted(self) -> None:
         storage = self.storage
         reason = self.interrupt_reason or "interrupted"
@@ -567,16 +724,19 @@ class Execution:
         cp_chunk = self._emit({"type": "checkpoint", "checkpointId": cp_id,
                                "step": self.head.step, "branch": self.head.branch},
                               self.head.step)
-        self._emit({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id},
-                   self.head.step)
+        self._emit({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id,
+                    **self._interrupt_extra}, self.head.step)
 
         def write() -> Checkpoint:
-            return storage.state.save_checkpoint(
+            cp = storage.state.save_checkpoint(
                 session_id=self.session_id, parent=self.head, parent_state=self.committed_state,
                 state=self.committed_state, run_id=self.run_id, step=self.head.step,
                 branch=self.head.branch, message_head=self.head.message_head,
                 message_count=self.head.message_count, status="interrupted",
                 sequence=cp_chunk["sequence"], cp_id=cp_id)
+            if self.pending is not None:  # stopped before the approved step: keep it
+                storage.pending.carry(self.pending, cp.id)
+            return cp
 
         self.head, chunks = storage.commit(write, status="interrupted", head_checkpoint=cp_id)
         self._end("interrupted")

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from ..errors import RunError, RunInterrupted, UserError
+from ..errors import RunError, RunInterrupted, RunPaused, UserError
 
 __all__ = ["CHECKPOINT_PAGE", "AgentHandle", "ResumeCheck", "RunInterrupted", "SessionClient"]
 
@@ -46,6 +46,11 @@ class ResumeCheck:
     @classmethod
     def of(cls, status: dict[str, Any]) -> ResumeCheck:
         """Read the check from a ``GET /status`` body."""
+        if status.get("status") == "paused":
+            calls = ", ".join(f"{p['toolName']} ({p['toolCallId']})"
+                              for p in status.get("pendingApprovals", []))
+            return cls(True, f"paused: {calls or 'a tool call'} waits for approval; "
+                       "approve() or deny() it to go on")
         if status.get("canResume"):
             return cls(True)
         session = status.get("sessionId")
@@ -124,6 +129,12 @@ class AgentHandle:
             status = await self.status()
         if status["status"] == "completed":
             return status.get("output")
+        if status["status"] == "paused":
+            calls = ", ".join(f"{p['toolName']} ({p['toolCallId']})"
+                              for p in status.get("pendingApprovals", []))
+            raise RunPaused(f"Session {self.session_id!r} is paused at step "
+                            f"{status['stepCount']}: waiting for approval of {calls or 'a call'}."
+                            " Call approve() or deny(message) to go on.")
         if status["status"] == "interrupted":
             raise RunInterrupted(f"Session {self.session_id!r} was interrupted at step "
                                  f"{status['stepCount']}; call resume() to go on.")
@@ -187,7 +198,57 @@ class AgentHandle:
         return self.backend.export_lines(self.session_id)
 
     async def usage(self) -> dict[str, Any]:
+        """Usage entries and the rollup (by step, model and kind), with ``costUsd``."""
         return await self._call("GET", "/usage")
+
+    async def step(self, step: int, *, checkpoint_id: str | None = None,
+                   messages: int | None = None) -> dict[str, Any]:
+        """What the model was sent and returned at ``step`` (on the branch of
+        ``checkpoint_id``, the head by default), with tokens, cost and timing.
+        ``messages`` caps how many of the messages sent come back (newest last)."""
+        params: dict[str, Any] = {}
+        if checkpoint_id:
+            params["checkpointId"] = checkpoint_id
+        if messages is not None:
+            params["messages"] = messages
+        return await self._call("GET", f"/steps/{int(step)}", params=params or None)
+
+    # -- approvals -------------------------------------------------------------------------
+
+    async def pending_approvals(self) -> list[dict[str, Any]]:
+        """The tool calls waiting for a decision: ``{toolCallId, toolName, input, step}``."""
+        return list((await self.status()).get("pendingApprovals", []))
+
+    async def _decide(self, tool_call_id: str | None, decision: dict[str, Any],
+                      what: str) -> AgentHandle:
+        if tool_call_id is None:
+            pending = await self.pending_approvals()
+            if not pending:
+                raise UserError(f"Nothing in session {self.session_id!r} waits for approval.")
+            if len(pending) > 1 and "input" in decision:
+                ids = ", ".join(p["toolCallId"] for p in pending)
+                raise UserError(f"{len(pending)} calls wait ({ids}); name the one to {what} "
+                                "with tool_call_id=...")
+            ids = [p["toolCallId"] for p in pending]
+        else:
+            ids = [tool_call_id]
+        body = await self._call("POST", "/approve", json={
+            "decisions": [{"toolCallId": i, **decision} for i in ids]})
+        return self._next(body)
+
+    async def approve(self, tool_call_id: str | None = None,
+                      input: dict[str, Any] | None = None) -> AgentHandle:
+        """Approve a waiting tool call (every one when ``tool_call_id`` is None), or run
+        it with ``input`` instead (checked against the tool's schema). Once every waiting
+        call is decided the run goes on; the returned handle follows it."""
+        decision: dict[str, Any] = ({"action": "approve"} if input is None
+                                    else {"action": "edit", "input": input})
+        return await self._decide(tool_call_id, decision, "edit")
+
+    async def deny(self, message: str, tool_call_id: str | None = None) -> AgentHandle:
+        """Refuse a waiting call (every one when ``tool_call_id`` is None): the model gets
+        an error tool_result carrying ``message``."""
+        return await self._decide(tool_call_id, {"action": "deny", "message": message}, "deny")
 
     # -- controlling -----------------------------------------------------------------------
 
@@ -219,11 +280,16 @@ class AgentHandle:
         message: str | None = None,
         checkpoint_id: str | None = None,
         modify_state: Any = None,
+        edit_tool_results: dict[str, Any] | None = None,
+        max_cost_usd: float | None = None,
     ) -> AgentHandle:
         """Go on after an interrupt, optionally with a message, or fork from a checkpoint.
 
         ``from_checkpoint`` with ``modify_state`` (an object merged into the state, or a
-        JSON patch) starts a new branch; the original history stays as it was.
+        JSON patch) starts a new branch; the original history stays as it was. With
+        ``edit_tool_results`` (tool call id -> output) the branch starts at the step that
+        produced those results, with the outputs replaced, and re-runs only what follows.
+        ``max_cost_usd`` sets the budget for this run (the session's total spend).
         """
         options: dict[str, Any] = {"mode": "continue"}
         if mode == "with_message":
@@ -239,8 +305,16 @@ class AgentHandle:
         elif mode != "continue":
             raise UserError(f"Unknown resume mode {mode!r}: use 'continue', 'with_message' "
                             "or 'from_checkpoint'.")
+        if edit_tool_results:
+            if mode != "from_checkpoint":
+                raise UserError("edit_tool_results needs mode='from_checkpoint' and "
+                                "checkpoint_id=...")
+            options["editToolResults"] = [{"toolCallId": k, "output": v}
+                                          for k, v in edit_tool_results.items()]
         if modify_state is not None:
             options["modifyState"] = modify_state
+        if max_cost_usd is not None:
+            options["maxCostUsd"] = max_cost_usd
         body = await self._call("POST", "/resume",
                                 json={"agentType": await self._agent_type(), "options": options})
         return self._next(body)

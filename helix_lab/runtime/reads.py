@@ -7,6 +7,7 @@ and tested on its own and the server class keeps only what runs agents::
     GET /status  /sse?fromSequence=N  /history?fromSequence=N&limit=M
     GET /usage  /messages  /snapshot  /checkpoints  /checkpoints/{id}
     GET /export   the session's stored rows, streamed as JSON Lines (a .helix file's content)
+    GET /steps/{step}?checkpointId=&messages=N       (the step inspector, see .inspector)
 
 ``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1. On ``/sse`` a
 ``Last-Event-ID`` header (what an ``EventSource`` sends when it reconnects: the ``id`` of
@@ -23,6 +24,7 @@ from ..errors import BadRequestError, NotFoundError
 from .chunks import RESUMABLE
 from .export import stream_rows
 from .http import Request, Response, json_response
+from .inspector import DEFAULT_MESSAGES, missing_step, step_view
 from .session_storage import SessionStorage
 from .sse import encode_chunk, encode_end
 from .state_store import Checkpoint
@@ -127,6 +129,11 @@ def status_body(session: SessionView) -> dict[str, Any]:
         body["output"] = row["output"]
     if row["error"]:
         body["error"] = row["error"]
+    if status == "paused" and head is not None:
+        kept = storage.pending.get(head.id)
+        body["canResume"] = True  # by deciding the waiting calls (POST /approve)
+        body["reason"] = "approval_required"
+        body["pendingApprovals"] = kept.to_wire() if kept else []
     return body
 
 
@@ -245,5 +252,25 @@ READS: dict[str, ReadEndpoint] = {
 }
 """``GET`` routes by exact path; ``/checkpoints/{id}`` is matched by prefix."""
 
-PREFIX_READS: dict[str, ReadEndpoint] = {"/checkpoints/": checkpoint}
+async def step(request: Request, session: SessionView) -> Response:
+    """What the model was sent and returned at one step (``GET /steps/{step}``)."""
+    require_session(session)
+    raw = request.path[len("/steps/"):]
+    try:
+        number = int(raw)
+    except ValueError:
+        raise BadRequestError(f"The step must be a whole number, got {raw[:40]!r}: "
+                              "GET /steps/3.", field="step") from None
+    limit = int_param(request, "messages", DEFAULT_MESSAGES, maximum=1_000_000)
+    ref = _checkpoint_or_head(request, session)
+    found = session.storage.steps.find(number, ref) if number >= 1 else None
+    if found is None:
+        raise missing_step(number, session.session_id)
+    # The agent's current prompt and tools: they are not stored per step.
+    agent = session.describe_agent() or {"system": None, "tools": []}
+    return json_response(step_view(session.storage.sql, found, system=agent["system"],
+                                   tools=agent["tools"], limit=limit))
+
+
+PREFIX_READS: dict[str, ReadEndpoint] = {"/checkpoints/": checkpoint, "/steps/": step}
 """``GET`` routes whose path continues with an id, by prefix."""

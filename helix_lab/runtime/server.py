@@ -8,8 +8,9 @@ it lives in) and calls :meth:`AgentServer.fetch` with each request.
 Endpoints (camelCase JSON; errors are ``{"error": {"code", "message", ...}}``)::
 
     POST /start  /resume  /retry  /interrupt  /abort       here: they plan and start runs
+    POST /approve                                          decide tool calls that wait
     GET  /status /sse /history /usage /messages /snapshot  in reads.py: they change nothing
-    GET  /checkpoints  /checkpoints/{id}
+    GET  /checkpoints  /checkpoints/{id}  /steps/{step}
     WebSocket upgrade on any path (the seed's worker forwards /ws/{id} unchanged)
 
 Every run starts the same way: an endpoint makes a :class:`RunPlan` (the agent, the
@@ -38,7 +39,9 @@ from ..errors import (
 )
 from ..llm.base import LLMAdapter
 from . import reads
+from .approvals import PendingTurn, check_decisions
 from .chunks import RESUMABLE
+from .edits import plan_edits
 from .executor import Execution, RetryPolicy
 from .handle import AgentHandle
 from .hooks import (
@@ -56,6 +59,7 @@ from .hooks import (
     call_hook,
 )
 from .http import Request, Response, WebSocketLike, error_response, json_response
+from .inspector import tool_specs
 from .jsonpatch import JsonPatchError, apply_patch
 from .logs import RuntimeLog
 from .object_client import ObjectClient
@@ -67,6 +71,7 @@ from .stream import DOStreamManager
 from .usage import DOUsageStore, UsageStore
 from .wire import (
     AbortRequest,
+    ApproveRequest,
     InterruptRequest,
     ResumeAgentRequestV2,
     RetryAgentRequestV2,
@@ -161,6 +166,14 @@ class RunPlan:
     """A whole new message list, instead of the parent's prefix (retry from the start)."""
     create: Callable[[], None] | None = None
     """Writes a new session's row, in the same transaction as its first checkpoint."""
+    base: tuple[int | None, int] | None = None
+    """``(message head, count)`` to append after instead of the parent's prefix: an edited
+    tool result replaces the parent's last message."""
+    pending: PendingTurn | None = None
+    """A decided paused turn: the run completes that step first (and its starting
+    checkpoint keeps the turn, so that a host dying before it does loses nothing)."""
+    budget: float | None = None
+    """A new budget for the session's spend (``maxCostUsd``), stored with the run."""
 
 
 class AgentServer:
@@ -192,6 +205,7 @@ class AgentServer:
             ("POST", "/retry"): self._retry,
             ("POST", "/interrupt"): self._interrupt,
             ("POST", "/abort"): self._abort,
+            ("POST", "/approve"): self._approve,
         }
 
     # -- the session's storage (shortcuts for hosts and tests) -----------------------------
@@ -363,7 +377,7 @@ class AgentServer:
         except Exception:
             return None
         return {"model": agent.llm_config.model, "system": agent.system_prompt,
-                "tools": agent.tool_specs()}
+                "tools": tool_specs(agent)}
 
     def _require_session(self) -> dict[str, Any]:
         return reads.require_session(self)
@@ -412,22 +426,31 @@ class AgentServer:
         keep_prefix = parent is not None and plan.fresh_messages is None
         base_head = parent.message_head if parent and keep_prefix else None
         base_count = parent.message_count if parent and keep_prefix else 0
+        if plan.base is not None:
+            base_head, base_count = plan.base
         to_append = (plan.fresh_messages or []) + plan.append
 
         def write() -> Checkpoint:
             if plan.create is not None:
                 plan.create()
             head = self.store.append_messages(base_head, to_append)
-            return self.store.save_checkpoint(
+            cp = self.store.save_checkpoint(
                 session_id=self.session_id, parent=parent, parent_state=plan.parent_state,
                 state=plan.state, run_id=plan.run_id, step=step, branch=plan.branch,
                 message_head=head, message_count=base_count + len(to_append), status="running",
                 sequence=cp_chunk["sequence"], cp_id=cp_id)
+            if plan.pending is not None:
+                self.storage.pending.carry(plan.pending, cp.id)
+            if plan.budget is not None:
+                self._set_budget(plan.budget)
+            return cp
 
         cp, chunks = self.storage.commit(write, status="running", run_id=plan.run_id,
                                          head_checkpoint=cp_id, output=None, error=None)
         execution = Execution(self, plan.agent, llm, run_id=plan.run_id, head=cp,
-                              state=plan.state, messages=[])
+                              state=plan.state, messages=[], pending=plan.pending,
+                              budget_usd=self._budget(plan.agent),
+                              spent_usd=self.usage.spent_usd())
         self.execution = execution
         self.storage.publish(chunks)
         execution.start()
@@ -524,14 +547,16 @@ class AgentServer:
 
             self._adopt_session(body.session_id, body.agent_type)
             plan = RunPlan(agent, run_id, chunk, state=state, branch=0,
-                           append=[*prior, message], create=create_session)
+                           append=[*prior, message], create=create_session,
+                           budget=body.max_cost_usd)
         else:
             parent = self._head(session)
             parent_state = self.store.state_at(parent.id)
             state = (self._validate_state(agent, body.input.state, "input.state")
                      if body.input.state is not None else parent_state)
             plan = RunPlan(agent, run_id, chunk, state=state, branch=parent.branch,
-                           parent=parent, parent_state=parent_state, append=[message])
+                           parent=parent, parent_state=parent_state, append=[message],
+                           budget=body.max_cost_usd)
         execution = self._begin(plan)
         await call_hook(hooks.after_start, AfterStartContext(
             self.env, self.session_id, run_id, agent.name, self._handle(execution, agent.name)))
@@ -568,17 +593,36 @@ class AgentServer:
         append = options.append_messages or []
         self._check_messages(append, "options.appendMessages")
         forking = options.mode == "branch" or bool(options.checkpoint_id)
+        if options.edit_tool_results is not None and not forking:
+            raise BadRequestError("options.editToolResults needs mode 'branch' and a "
+                                  "checkpointId.", field="options.editToolResults")
+        base, edited = None, []
         if forking:
             if not options.checkpoint_id:
                 raise BadRequestError("options.checkpointId is required for mode 'branch'.",
                                       field="options.checkpointId")
             parent = reads.find_checkpoint(self, options.checkpoint_id)
+            if options.edit_tool_results is not None:
+                # Fork where the edited results were made, with them replaced.
+                edit = plan_edits(self.sql, parent.message_head, options.edit_tool_results)
+                parent = reads.find_checkpoint(self, edit.checkpoint_id)
+                base, edited = (edit.base_head, parent.message_count - 1), edit.edited
+                append = [edit.message, *append]
         else:
+            if session["status"] == "paused":
+                raise ConflictError(f"Session {self.session_id!r} is paused: tool calls wait "
+                                    "for approval. POST /approve with a decision for each "
+                                    "(GET /status lists pendingApprovals), or interrupt or "
+                                    "abort it.", code="approval_pending")
             if session["status"] not in RESUMABLE:
                 raise ConflictError(f"Session {self.session_id!r} is {session['status']} and "
                                     "cannot be resumed. Send a new message, retry it, or "
                                     "branch from a checkpoint.", code="not_resumable")
             parent = self._head(session)
+        kept = None if edited else self.storage.pending.get(parent.id)
+        if kept is not None and (append or options.modify_state is not None):
+            # A changed conversation or state: the model is asked for that step again.
+            kept, parent = None, self._before_pending(parent)
         parent_state = self.store.state_at(parent.id)
         # Validated before a branch number is taken: a rejected request changes nothing.
         state = self._modified_state(agent, parent_state, options.modify_state)
@@ -586,14 +630,102 @@ class AgentServer:
             branch = self.store.new_branch()
             chunk = {"type": "run_resumed", "mode": "branch", "fromCheckpointId": parent.id,
                      "branch": branch}
+            if edited:
+                chunk["editedToolResults"] = edited
         else:
             branch = parent.branch
             chunk = {"type": "run_resumed", "mode": "continue", "fromCheckpointId": parent.id}
+        if kept is not None and kept.waiting():
+            # The step was waiting for approval when it stopped: it waits again.
+            self._repause(parent, kept, branch, chunk, options.max_cost_usd)
+            return json_response({**self._started_body("paused"), "runId": None})
         execution = self._begin(RunPlan(agent, run_id, chunk, state=state, branch=branch,
                                         parent=parent, parent_state=parent_state,
-                                        append=append))
+                                        append=append, base=base, pending=kept,
+                                        budget=options.max_cost_usd))
         await call_hook(self.config.hooks.after_resume, AfterStartContext(
             self.env, self.session_id, run_id, agent.name, self._handle(execution, agent.name)))
+        return json_response(self._started(execution, "resumed"))
+
+    def _before_pending(self, cp: Checkpoint) -> Checkpoint:
+        """The checkpoint before a kept (paused) turn: where that step's model call began."""
+        while cp.parent_id and self.storage.pending.get(cp.id) is not None:
+            cp = self.store.get_checkpoint(cp.parent_id) or cp
+        return cp
+
+    def _started_body(self, status: str) -> dict[str, Any]:
+        return {"sessionId": self.session_id, "streamId": self.session_id, "status": status}
+
+    def _repause(self, parent: Checkpoint, kept: PendingTurn, branch: int,
+                 chunk: dict[str, Any], budget: float | None) -> None:
+        """Put a session whose step waited for approval back into ``paused``, at once."""
+        run_id = new_run_id()
+        step = parent.step
+        cp_id = checkpoint_id(self.session_id, step)
+        self.stream.write(chunk, run_id=run_id, step=step)
+        cp_chunk = self.stream.write({"type": "checkpoint", "checkpointId": cp_id, "step": step,
+                                      "branch": branch, "status": "paused"},
+                                     run_id=run_id, step=step)
+        for call in kept.waiting():
+            self.stream.write({"type": "approval_required", "toolCallId": call["id"],
+                               "toolName": call["name"], "input": call["input"],
+                               "checkpointId": cp_id}, run_id=run_id, step=step)
+        state = self.store.state_at(parent.id)
+
+        def write() -> None:
+            self.store.save_checkpoint(
+                session_id=self.session_id, parent=parent, parent_state=state, state=state,
+                run_id=run_id, step=step, branch=branch, message_head=parent.message_head,
+                message_count=parent.message_count, status="paused",
+                sequence=cp_chunk["sequence"], cp_id=cp_id)
+            self.storage.pending.carry(kept, cp_id)
+            if budget is not None:
+                self._set_budget(budget)
+
+        _, chunks = self.storage.commit(write, status="paused", run_id=run_id,
+                                        head_checkpoint=cp_id, output=None, error=None)
+        self.storage.publish(chunks)
+
+    def _budget(self, agent: Agent) -> float | None:
+        """The session's budget: the last one a request gave, else the agent's."""
+        rows = self.sql.exec("SELECT value FROM helix_meta WHERE key = 'budget_usd'")
+        return float(rows[0]["value"]) if rows else agent.llm_config.max_cost_usd
+
+    def _set_budget(self, budget: float) -> None:
+        self.sql.exec("INSERT OR REPLACE INTO helix_meta (key, value) VALUES ('budget_usd', ?)",
+                      repr(float(budget)))
+
+    # -- approvals -------------------------------------------------------------------------
+
+    async def _approve(self, request: Request) -> Response:
+        body = parse_body(request, ApproveRequest)
+        session = self._require_session()
+        kept = None
+        if session["status"] == "paused" and not self.is_executing:
+            kept = self.storage.pending.get(session["head_checkpoint"])
+        if kept is None:
+            raise ConflictError(f"Session {self.session_id!r} is {session['status']}; nothing "
+                                "waits for approval.", code="not_paused")
+        head = self._head(session)
+        run_id = new_run_id()
+        agent = self._session_agent(session, run_id)
+        decided = check_decisions(kept, body, agent.find_tool)
+        kept.decisions.update(decided)
+        for tool_call_id, decision in decided.items():
+            self.stream.write({"type": "approval_resolved", "toolCallId": tool_call_id,
+                               "action": decision["action"]},
+                              run_id=session["run_id"], step=head.step)
+        if kept.waiting():  # more calls to decide: record these, stay paused
+            self.storage.publish(self.storage.commit(lambda: self.storage.pending.save(kept))[1])
+            return json_response({**reads.status_body(self), "runId": None})
+        parent_state = self.store.state_at(head.id)
+        execution = self._begin(RunPlan(
+            agent, run_id, {"type": "run_resumed", "mode": "approval",
+                            "fromCheckpointId": head.id},
+            state=parent_state, branch=head.branch, parent=head, parent_state=parent_state,
+            pending=kept,
+            # The decisions are stored with the run that carries them out.
+            create=lambda: self.storage.pending.save(kept)))
         return json_response(self._started(execution, "resumed"))
 
     def _modified_state(self, agent: Agent, state: dict[str, Any], change: Any) -> dict[str, Any]:
@@ -636,7 +768,8 @@ class AgentServer:
                                 code="aborted")
         run_id = new_run_id()
         agent = self._session_agent(session, run_id)
-        head = self._head(session)
+        # Retrying a step that waits for approval asks the model for that step again.
+        head = self._before_pending(self._head(session))
         chunk: dict[str, Any] = {"type": "run_resumed", "mode": f"retry_{mode}"}
         if mode == "from_start":
             root = self.store.first_checkpoint(head)
@@ -665,6 +798,8 @@ class AgentServer:
 
     async def _interrupt(self, request: Request) -> Response:
         body = parse_body(request, InterruptRequest, optional=True)
+        if not self.is_executing and self.status == "paused":
+            return json_response(self._interrupt_paused(body.reason))
         if not self.is_executing or self.execution is None:
             raise ConflictError(f"Session {self.session_id or '(new)'!r} is {self.status}; "
                                 "there is nothing to interrupt.", code="not_running")
@@ -675,13 +810,39 @@ class AgentServer:
                                   "the current tool has not finished yet"}, status=202)
         return json_response(reads.status_body(self))
 
+    def _interrupt_paused(self, reason: str) -> dict[str, Any]:
+        """Interrupt a paused session: ``interrupted``, and its step waits again on resume."""
+        session = self._require_session()
+        head = self._head(session)
+        kept = self.storage.pending.get(head.id)
+        cp_id = checkpoint_id(self.session_id, head.step)
+        cp_chunk = self.stream.write({"type": "checkpoint", "checkpointId": cp_id,
+                                      "step": head.step, "branch": head.branch},
+                                     run_id=session["run_id"], step=head.step)
+        self.stream.write({"type": "run_interrupted", "reason": reason, "checkpointId": cp_id},
+                          run_id=session["run_id"], step=head.step)
+        state = self.store.state_at(head.id)
+
+        def write() -> None:
+            self.store.save_checkpoint(
+                session_id=self.session_id, parent=head, parent_state=state, state=state,
+                run_id=session["run_id"], step=head.step, branch=head.branch,
+                message_head=head.message_head, message_count=head.message_count,
+                status="interrupted", sequence=cp_chunk["sequence"], cp_id=cp_id)
+            if kept is not None:
+                self.storage.pending.carry(kept, cp_id)
+
+        _, chunks = self.storage.commit(write, status="interrupted", head_checkpoint=cp_id)
+        self.storage.publish(chunks)
+        return reads.status_body(self)
+
     async def _abort(self, request: Request) -> Response:
         body = parse_body(request, AbortRequest, optional=True)
         if self.is_executing and self.execution is not None:
             await self.execution.abort(body.reason)
             return json_response(reads.status_body(self))
         session = self._require_session()
-        if session["status"] not in RESUMABLE:
+        if session["status"] not in RESUMABLE and session["status"] != "paused":
             raise ConflictError(f"Session {self.session_id!r} is {session['status']}; there is "
                                 "nothing to abort.", code="not_running")
         error = f"Aborted: {body.reason}"

@@ -1,7 +1,8 @@
 """``SessionStorage``: one session's tables behind one object, written by one ``commit()``.
 
 A Durable Object holds one session. Its state store (session row, messages, checkpoints),
-its stream (numbered chunks) and its usage ledger share one :class:`SqlStorage`, and
+its stream (numbered chunks), its usage ledger, the turns waiting for approval and the step
+log of the inspector share one :class:`SqlStorage`, and
 everything a step or a control request changes must land together: the checkpoint, the
 session row and the chunks that announce them. :meth:`SessionStorage.commit` is the one
 way to do that; the caller broadcasts the chunks it returns once it has updated its own
@@ -13,6 +14,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from .approvals import PendingStore
+from .inspector import StepLog
 from .sql import SqlStorage
 from .state_store import DOStateStore
 from .stream import Chunk, DOStreamManager
@@ -34,10 +37,10 @@ class SessionStorage:
                  logger: Any = None) -> None:
         self.sql = sql
         # One transaction for every table's schema: one commit (one fsync) per new object.
-        self.state, self.stream, self.usage = sql.transaction(lambda: (
-            DOStateStore(sql),
-            DOStreamManager(sql, is_live=is_live, logger=logger),
-            DOUsageStore(sql)))
+        # The step log indexes the checkpoints, so it comes after the state store.
+        self.state, self.stream, self.usage, self.pending, self.steps = sql.transaction(
+            lambda: (DOStateStore(sql), DOStreamManager(sql, is_live=is_live, logger=logger),
+                     DOUsageStore(sql), PendingStore(sql), StepLog(sql)))
 
     def commit(self, write: Callable[[], T] = _nothing, /,
                **session: Any) -> tuple[T, list[Chunk]]:

@@ -1,7 +1,9 @@
 """``DOUsageStore``: token and cost accounting per session, with a rollup.
 
-Every model call records one ``llm`` entry; tools add their own through
-``ToolContext.record_usage``. A custom store (``create_agent_server(usage_store=...)``)
+Every model call records one ``llm`` entry, priced in US dollars (``costUsd``) from
+:mod:`helix_lab.pricing` or the agent's ``LLMConfig(pricing=...)``; a model with no known
+price has ``costUsd: null``, never 0. Tools add their own entries through
+``ToolContext.record_usage`` (their ``cost`` is taken as dollars). A custom store (``create_agent_server(usage_store=...)``)
 only has to offer the same three async methods, :class:`UsageStore`.
 """
 
@@ -20,14 +22,17 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS helix_usage (
     kind TEXT NOT NULL, name TEXT, model TEXT,
     input_tokens INTEGER NOT NULL DEFAULT 0, output_tokens INTEGER NOT NULL DEFAULT 0,
     cache_read_tokens INTEGER NOT NULL DEFAULT 0, cache_write_tokens INTEGER NOT NULL DEFAULT 0,
-    cost REAL NOT NULL DEFAULT 0, metadata TEXT NOT NULL DEFAULT '{}', timestamp INTEGER NOT NULL)"""
+    cost REAL NOT NULL DEFAULT 0, metadata TEXT NOT NULL DEFAULT '{}', timestamp INTEGER NOT NULL,
+    cost_usd REAL)"""
 
 _FIELDS = {
     "sessionId": "session_id", "runId": "run_id", "step": "step", "kind": "kind",
     "name": "name", "model": "model", "inputTokens": "input_tokens",
     "outputTokens": "output_tokens", "cacheReadTokens": "cache_read_tokens",
     "cacheWriteTokens": "cache_write_tokens", "cost": "cost", "timestamp": "timestamp",
+    "costUsd": "cost_usd",
 }
+_TOKENS = ("inputTokens", "outputTokens", "cacheReadTokens", "cacheWriteTokens")
 
 
 class UsageStore(Protocol):
@@ -38,26 +43,45 @@ class UsageStore(Protocol):
     async def get_rollup(self, session_id: str) -> dict[str, Any]: ...
 
 
+def _group() -> dict[str, Any]:
+    return {**dict.fromkeys(_TOKENS, 0), "cost": 0, "costUsd": None, "calls": 0,
+            "unpricedCalls": 0}
+
+
+def _add(group: dict[str, Any], entry: dict[str, Any]) -> None:
+    for key in (*_TOKENS, "cost"):
+        group[key] += entry.get(key) or 0
+    group["calls"] += 1
+    cost = entry.get("costUsd")
+    if cost is None:
+        group["unpricedCalls"] += 1
+    else:
+        group["costUsd"] = round((group["costUsd"] or 0.0) + cost, 9)
+
+
 def rollup(entries: list[dict[str, Any]]) -> dict[str, Any]:
-    """Totals overall, by kind and by model."""
-    keys = ("inputTokens", "outputTokens", "cacheReadTokens", "cacheWriteTokens", "cost")
-    total = dict.fromkeys(keys, 0)
+    """Totals overall, by kind, by model and by step.
+
+    ``costUsd`` of a group is the sum of its priced entries, or ``None`` when none of
+    them has a price; ``unpricedCalls`` counts the entries left out of it.
+    """
+    total = _group()
     by_kind: dict[str, dict[str, Any]] = {}
     by_model: dict[str, dict[str, Any]] = {}
+    by_step: dict[str, dict[str, Any]] = {}
     for entry in entries:
-        groups = [total, by_kind.setdefault(entry.get("kind", "llm"),
-                                            {**dict.fromkeys(keys, 0), "calls": 0})]
+        groups = [total, by_kind.setdefault(entry.get("kind") or "llm", _group())]
         if entry.get("model"):
-            groups.append(by_model.setdefault(entry["model"],
-                                              {**dict.fromkeys(keys, 0), "calls": 0}))
+            groups.append(by_model.setdefault(entry["model"], _group()))
+        if entry.get("step") is not None:
+            groups.append(by_step.setdefault(str(entry["step"]), _group()))
         for group in groups:
-            for key in keys:
-                group[key] += entry.get(key) or 0
-            if group is not total:
-                group["calls"] += 1
+            _add(group, entry)
     total["totalTokens"] = total["inputTokens"] + total["outputTokens"]
     total["cost"] = round(total["cost"], 6)
-    return {"total": total, "byKind": by_kind, "byModel": by_model, "entries": len(entries)}
+    del total["calls"]
+    return {"total": total, "byKind": by_kind, "byModel": by_model, "byStep": by_step,
+            "entries": len(entries)}
 
 
 class DOUsageStore:
@@ -67,6 +91,9 @@ class DOUsageStore:
         self.sql = sql
         self.session_id = session_id
         sql.exec(_SCHEMA)
+        columns = {row["name"] for row in sql.exec("PRAGMA table_info(helix_usage)")}
+        if "cost_usd" not in columns:  # a store written before costs were priced
+            sql.exec("ALTER TABLE helix_usage ADD COLUMN cost_usd REAL")
 
     def record_sync(self, entry: dict[str, Any]) -> None:
         """Insert at once; the executor calls this inside a step's transaction."""
@@ -77,6 +104,8 @@ class DOUsageStore:
         for column in ("input_tokens", "output_tokens", "cache_read_tokens",
                        "cache_write_tokens", "cost"):
             row[column] = row[column] or 0
+        if row["cost_usd"] is None and row["kind"] != "llm" and row["cost"]:
+            row["cost_usd"] = row["cost"]  # a tool's own cost is in dollars
         row["metadata"] = json.dumps(entry.get("metadata") or {})
         columns = ", ".join(row)
         self.sql.exec(f"INSERT INTO helix_usage ({columns}) VALUES "
@@ -97,3 +126,8 @@ class DOUsageStore:
 
     async def get_rollup(self, session_id: str | None = None) -> dict[str, Any]:
         return rollup(await self.get_entries(session_id))
+
+    def spent_usd(self) -> float:
+        """Dollars spent by this session so far (priced entries only)."""
+        rows = self.sql.exec("SELECT COALESCE(SUM(cost_usd), 0) AS spent FROM helix_usage")
+        return float(rows[0]["spent"])

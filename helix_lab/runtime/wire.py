@@ -21,6 +21,8 @@ from .http import Request
 
 __all__ = [
     "AbortRequest",
+    "ApproveRequest",
+    "Decision",
     "InterruptRequest",
     "ResumeAgentRequestV2",
     "ResumeOptions",
@@ -28,6 +30,7 @@ __all__ = [
     "RetryOptions",
     "StartAgentRequestV2",
     "StartInput",
+    "ToolResultEdit",
     "describe",
     "parse_body",
     "suggest_key",
@@ -56,6 +59,16 @@ class StartAgentRequestV2(_Wire):
     user_id: str | None = None
     tags: list[str] | None = None
     metadata: dict[str, str] | None = None
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    """A budget in dollars for the session's spend; the run stops softly past it."""
+
+
+class ToolResultEdit(_Wire):
+    """One entry of ``editToolResults``: the new output of a tool call."""
+
+    tool_call_id: str = Field(min_length=1)
+    output: Any
+    is_error: bool = False
 
 
 class ResumeOptions(_Wire):
@@ -63,6 +76,8 @@ class ResumeOptions(_Wire):
     checkpoint_id: str | None = None
     modify_state: Any = None
     append_messages: list[dict[str, Any]] | None = None
+    edit_tool_results: list[ToolResultEdit] | None = None
+    max_cost_usd: float | None = Field(default=None, gt=0)
 
 
 class ResumeAgentRequestV2(_Wire):
@@ -78,6 +93,20 @@ class RetryOptions(_Wire):
 class RetryAgentRequestV2(_Wire):
     agent_type: str = Field(min_length=1)
     options: RetryOptions = Field(default_factory=RetryOptions)
+
+
+class Decision(_Wire):
+    """One decision of ``POST /approve``: approve, edit (with ``input``) or deny (with a
+    ``message`` the model reads)."""
+
+    tool_call_id: str = Field(min_length=1)
+    action: Literal["approve", "edit", "deny"]
+    input: dict[str, Any] | None = None
+    message: str | None = None
+
+
+class ApproveRequest(_Wire):
+    decisions: list[Decision] = Field(min_length=1)
 
 
 class InterruptRequest(_Wire):

@@ -6,6 +6,11 @@ so a model streaming 10,000 chunks a second costs the front end a handful of mes
 Buttons call the same :class:`~helix_lab.client.AgentHandle` methods a user would call in
 code; a refusal from the backend is shown under the buttons, never as a traceback.
 
+When the session pauses for a tool approval, an approval panel shows each waiting call
+with its arguments editable, beside Approve and Deny. Clicking a step in the timeline opens
+it in the Inspector tab: what the model was sent and returned, its tokens, cost and
+timing, and "Edit output and re-run from here" for each tool result.
+
 Its lifecycle is public: ``follow()`` starts following, ``flush()`` redraws now what has
 arrived, ``stop()`` stops following (the drawing stays), ``close()`` also closes the widget.
 
@@ -27,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import ipywidgets as widgets
 
 from ..errors import BackendError, HelixError
+from .debug_panels import ApprovalPanel, StepInspector
 from .render import render_diff, render_header, render_state, render_timeline
 from .transcript import Transcript
 from .transcript_feed import TranscriptFeed
@@ -120,11 +126,15 @@ class AgentView(widgets.VBox):
             self.tree_panel.widget, self.checkpoint_select, self.compare_select,
             widgets.HTML("<b>state at the selected checkpoint</b>"), self.checkpoint_state,
             widgets.HTML("<b>diff</b>"), self.checkpoint_diff, self.state_editor])
-        self.tabs = widgets.Tab(children=[self.transcript, self.timeline_html, checkpoints])
-        for i, title in enumerate(("Stream", "Timeline", "Checkpoints")):
+        self.approvals = ApprovalPanel(self)
+        self.inspector = StepInspector(self)
+        timeline = widgets.VBox([self.timeline_html, self.inspector.picker])
+        self.tabs = widgets.Tab(children=[self.transcript, timeline, checkpoints,
+                                          self.inspector])
+        for i, title in enumerate(("Stream", "Timeline", "Checkpoints", "Inspector")):
             self.tabs.set_title(i, title)
         super().__init__([self.header, widgets.HBox(list(self.buttons.values())), self.message,
-                          self.tabs])
+                          self.approvals, self.tabs])
         self.add_class("helix-agent-view")
 
     @property
@@ -234,6 +244,10 @@ class AgentView(widgets.VBox):
             self.header.value = render_header(self.state, self.backend.describe())
         if "timeline" in dirty:
             self.timeline_html.value = render_timeline(self.state)
+            self.inspector.set_steps(sorted(s for s, m in self.state.steps.items()
+                                            if m.status == "done"))
+        if dirty & {"approvals", "buttons"}:
+            self.approvals.refresh(self.state.pending)
         if "buttons" in dirty:
             self._update_buttons()
         if "checkpoints" in dirty:
@@ -354,6 +368,73 @@ class AgentView(widgets.VBox):
                      if c["checkpointId"] == checkpoint_id), "?")
         self.note(f"Forked a new branch from step {step}"
                   + (" with the edited state." if modify is not None else "."))
+
+    # -- approvals and the step inspector ---------------------------------------------------
+
+    def decide(self, tool_call_id: str, action: str) -> asyncio.Task[Any] | None:
+        """Approve (with the arguments as edited in the panel) or deny a waiting call;
+        returns the task, as :meth:`press` does."""
+        if self._handed_over(self.decide, tool_call_id, action):
+            return None
+        ok, detail = self.approvals.decision(tool_call_id, action)
+        if not ok:
+            self.note(detail, error=True)
+            return None
+        return self._spawn(self._decide(tool_call_id, action, detail))
+
+    async def _decide(self, tool_call_id: str, action: str, options: dict[str, Any]) -> None:
+        name = self.state.pending.get(tool_call_id, {}).get("toolName", tool_call_id)
+        try:
+            if action == "deny":
+                self.handle = await self.handle.deny(options["message"], tool_call_id)
+                self.note(f"Denied {name}; the model is told why.")
+            else:
+                self.handle = await self.handle.approve(tool_call_id, options.get("input"))
+                edited = " with the edited arguments" if "input" in options else ""
+                self.note(f"Approved {name}{edited}.")
+        except BackendError as exc:
+            self.note(f"The decision was refused: {exc.message}", error=True)
+        except HelixError as exc:
+            self.note(f"The decision failed: {exc}", error=True)
+
+    def open_step(self, step: int) -> asyncio.Task[Any] | None:
+        """Show ``step`` in the Inspector tab (what clicking it in the timeline does)."""
+        if self._handed_over(self.open_step, step):
+            return None
+        return self._spawn(self._open_step(step))
+
+    async def _open_step(self, step: int) -> None:
+        try:
+            view = await self.handle.step(step)
+        except BackendError as exc:
+            self.note(f"Could not open step {step}: {exc.message}", error=True)
+            return
+        self.inspector.show(view)
+        self.tabs.selected_index = 3
+
+    def rerun_with_output(self, tool_call_id: str, text: str) -> asyncio.Task[Any] | None:
+        """Fork at the shown step with this tool result replaced, and re-run what follows."""
+        if self._handed_over(self.rerun_with_output, tool_call_id, text):
+            return None
+        shown = self.inspector.shown
+        if shown is None:
+            return None
+        try:
+            output: Any = json.loads(text)
+        except ValueError:
+            output = text  # plain text is a fine tool output
+        return self._spawn(self._rerun(shown, tool_call_id, output))
+
+    async def _rerun(self, shown: dict[str, Any], tool_call_id: str, output: Any) -> None:
+        try:
+            self.handle = await self.handle.resume(
+                mode="from_checkpoint", checkpoint_id=shown["checkpointId"],
+                edit_tool_results={tool_call_id: output})
+        except BackendError as exc:
+            self.note(f"Re-run was refused: {exc.message}", error=True)
+            return
+        self.note(f"Re-running from step {shown['step'] + 1} with the edited output, on a new "
+                  "branch.")
 
     # -- checkpoint browser ----------------------------------------------------------------
 

@@ -16,7 +16,7 @@ from typing import Any
 from .view_state import Item, ViewState
 
 __all__ = ["TIMELINE_STEPS", "render_diff", "render_header", "render_item", "render_state",
-           "render_stream", "render_timeline"]
+           "render_step", "render_stream", "render_timeline"]
 
 STATUS_COLOURS = {
     "starting": "#9e9e9e", "running": "#1e88e5", "done": "#43a047", "completed": "#43a047",
@@ -60,6 +60,9 @@ def render_item(item: Item) -> str:
         else:
             parts.append("<pre>…running</pre>")
         return "".join(parts) + "</div>"
+    if item.kind == "approval":
+        return (f'<div class="hx-tool" style="border-color:#fb8c00"><b>{escape(item.text)}'
+                f"</b><pre>in: {_json(item.data.get('input'))}</pre></div>")
     if item.kind == "error":
         return f'<div class="hx-error">✖ {escape(item.text)}</div>'
     if item.kind == "retry":
@@ -88,6 +91,7 @@ def render_header(state: ViewState, backend: str) -> str:
     return (f"<b>{escape(state.agent_type)}</b> · session <code>{escape(state.session_id)}"
             f'</code> · <span class="hx-badge" style="background:{colour}">{state.status}</span>'
             f" · {_count(state.step_count, 'step')} · {tokens:,} tokens"
+            f" · {escape(state.cost_text())}"
             f" · {_count(state.chunks, 'chunk')}"
             f" · {escape(backend)}")
 
@@ -104,8 +108,9 @@ def render_timeline(state: ViewState) -> str:
     for step in steps:
         mark = state.steps[step]
         seconds = f"{mark.seconds:.2f} s" if mark.seconds is not None else "…"
+        cost = f", ${mark.cost_usd:.4f}" if mark.cost_usd is not None else ""
         tip = (f"step {step}: {mark.status}, {seconds}, {mark.input_tokens} in / "
-               f"{mark.output_tokens} out tokens, {mark.tools} tool calls")
+               f"{mark.output_tokens} out tokens{cost}, {mark.tools} tool calls")
         if mark.durable:
             tip += "; " + ", ".join(f"{name}: {how}" + (f" ({n} attempts)" if n > 1 else "")
                                     for name, (how, n) in mark.durable.items())
@@ -144,3 +149,60 @@ def render_diff(old: Any, new: Any, old_label: str, new_label: str) -> str:
         style = f' style="color:{colour}"' if colour else ""
         out.append(f"<span{style}>{escape(line)}</span>")
     return "<pre>" + "\n".join(out) + "</pre>"
+
+
+def _message(message: dict[str, Any]) -> str:
+    content = message.get("content")
+    if isinstance(content, str):
+        body = escape(content)
+    else:
+        parts = []
+        for block in content if isinstance(content, list) else []:
+            kind = block.get("type")
+            if kind == "text":
+                parts.append(escape(block.get("text", "")))
+            elif kind == "thinking":
+                parts.append(f"<i>thinking: {escape(block.get('thinking', ''))}</i>")
+            elif kind == "tool_use":
+                parts.append(f"→ {escape(str(block.get('name')))}({_json(block.get('input'), 400)})")
+            elif kind == "tool_result":
+                flag = " (error)" if block.get("is_error") else ""
+                parts.append(f"← {escape(str(block.get('tool_use_id')))}{flag}: "
+                             f"{_json(block.get('content'), 400)}")
+        body = "<br>".join(parts)
+    return f'<div class="hx-text"><b>{escape(str(message.get("role")))}</b>: {body}</div>'
+
+
+def render_step(view: dict[str, Any]) -> str:
+    """A ``GET /steps/{step}`` body: what the model saw, what it returned, what it cost."""
+    request, response, usage, timing = (view["request"], view["response"], view["usage"],
+                                        view["timing"])
+    cost = usage.get("costUsd")
+    money = f"${cost:.6f}" if isinstance(cost, int | float) else "unpriced"
+    first = timing.get("firstTokenMs")
+    head = (f"<b>step {view['step']}</b> · branch {view['branch']} · "
+            f"{escape(str(view.get('model') or ''))} · {usage['inputTokens']:,} in / "
+            f"{usage['outputTokens']:,} out tokens · {money} · first token "
+            f"{'n/a' if first is None else f'{first} ms'} · {timing['durationMs']} ms")
+    omitted = request.get("messagesOmitted", 0)
+    sent = "".join(_message(m) for m in request["messages"])
+    if omitted:
+        sent = f'<div class="hx-info">… {omitted} earlier messages not shown</div>' + sent
+    tools = ", ".join(escape(t["name"]) for t in request["tools"]) or "none"
+    calls = "".join(f"<pre>→ {escape(str(c['toolName']))} {_json(c['input'], 800)}</pre>"
+                    for c in response["toolCalls"])
+    results = "".join(
+        f"<pre>{'✖' if r['isError'] else '←'} {escape(str(r['toolCallId']))}: "
+        f"{_json(r['output'], 800)}</pre>" for r in view["toolResults"])
+    approvals = "".join(
+        f"<pre>{escape(a['action'])} {escape(a['toolName'])}: model asked "
+        f"{_json(a['modelInput'], 300)}</pre>" for a in view.get("approvals", []))
+    thinking = (f"<details class='hx-thinking'><summary>thinking</summary><div>"
+                f"{escape(response['thinking'])}</div></details>" if response["thinking"] else "")
+    return (f"{STYLE}<div>{head}</div>"
+            f"<details><summary>system prompt and {len(request['tools'])} tools ({tools})"
+            f"</summary><pre>{escape(request['system'])}</pre></details>"
+            f"<b>sent ({request['messageCount']} messages)</b>"
+            f'<div class="hx-stream" style="max-height:240px">{sent}</div>'
+            f"<b>returned</b>{thinking}<div class='hx-text'>{escape(response['text'])}</div>"
+            f"{calls}{approvals}<b>tool results</b>{results or '<div class=hx-info>none</div>'}")

@@ -25,6 +25,7 @@ _STATUS_BY_CHUNK: dict[ChunkType, SessionStatus] = {
     "run_completed": "completed",
     "run_failed": "failed",
     "run_interrupted": "interrupted",
+    "approval_required": "paused",
 }
 
 
@@ -33,7 +34,8 @@ def allowed_actions(status: SessionStatus | str) -> set[str]:
     return {
         "running": {"interrupt", "abort"},
         "interrupted": {"resume", "retry", "abort"},
-        "paused": {"resume", "retry", "abort"},
+        # Paused: the approval panel decides; interrupt and abort still work.
+        "paused": {"interrupt", "abort"},
         "completed": {"retry"},
         "failed": {"retry"},
     }.get(status, set())
@@ -43,7 +45,7 @@ def allowed_actions(status: SessionStatus | str) -> set[str]:
 class Item:
     """One entry of the transcript."""
 
-    kind: str  # text | thinking | tool | error | info | retry | custom
+    kind: str  # text | thinking | tool | error | info | retry | custom | approval
     step: int
     text: str = ""
     data: dict[str, Any] = field(default_factory=dict)
@@ -61,6 +63,7 @@ class StepMark:
     durable: dict[str, tuple[str, int]] = field(default_factory=dict)
     """The Workflows approach: each durable step of this agent step, as (how, attempts);
     how is ``ran``, ``retried``, ``failed``, or ``memoized`` (answered from storage)."""
+    cost_usd: float | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -84,6 +87,11 @@ class ViewState:
         self.input_tokens = 0
         self.output_tokens = 0
         self.checkpoint_ids: list[str] = []
+        self.cost_usd: float | None = None
+        """Dollars of the priced model calls seen; ``None`` while none had a price."""
+        self.unpriced_calls = 0
+        self.pending: dict[str, dict[str, Any]] = {}
+        """Tool calls waiting for approval: id -> ``{toolName, input, step, checkpointId}``."""
         self._tools: dict[str, Item] = {}
 
     # -- folding chunks --------------------------------------------------------------------
@@ -159,12 +167,40 @@ class ViewState:
         mark.output_tokens += chunk.get("outputTokens", 0)
         self.input_tokens += chunk.get("inputTokens", 0)
         self.output_tokens += chunk.get("outputTokens", 0)
+        cost = chunk.get("costUsd")
+        if isinstance(cost, int | float):
+            mark.cost_usd = (mark.cost_usd or 0.0) + cost
+            self.cost_usd = (self.cost_usd or 0.0) + cost
+        else:
+            self.unpriced_calls += 1
         return {"header", "timeline"}
+
+    def _on_approval_required(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        call_id = str(chunk.get("toolCallId"))
+        self.pending[call_id] = {"toolName": chunk.get("toolName", "?"),
+                                 "input": chunk.get("input"), "step": step,
+                                 "checkpointId": chunk.get("checkpointId")}
+        self.items.append(Item("approval", step, f"{chunk.get('toolName')} waits for approval",
+                               {"input": chunk.get("input"), "id": call_id}))
+        self._end_running_steps("paused", stamp)
+        return {"approvals"}
+
+    def _on_approval_resolved(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
+        call = self.pending.pop(str(chunk.get("toolCallId")), None)
+        name = call["toolName"] if call else chunk.get("toolCallId")
+        verb = {"approve": "approved", "edit": "approved with edits", "deny": "denied"}.get(
+            str(chunk.get("action")), str(chunk.get("action")))
+        self.items.append(Item("info", step, f"{name} {verb}"))
+        return {"approvals"}
 
     def _on_checkpoint(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
         self.checkpoint_ids.append(chunk.get("checkpointId", ""))
-        if step in self.steps and self.steps[step].status == "running":
-            self.steps[step].status, self.steps[step].ended = "done", stamp
+        mark = self.steps.get(step)
+        if chunk.get("status") == "paused":
+            if mark is not None:
+                mark.status, mark.ended = "paused", stamp
+        elif mark is not None and mark.status in ("running", "paused"):
+            mark.status, mark.ended = "done", stamp
         return {"checkpoints", "timeline"}
 
     def _on_llm_retry(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
@@ -186,12 +222,14 @@ class ViewState:
         self.error = chunk.get("error")
         self.items.append(Item("error", step, str(self.error)))
         self._end_running_steps("failed", stamp)
-        return set()
+        self.pending.clear()
+        return {"approvals"}
 
     def _on_interrupted(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
         self.items.append(Item("info", step, f"interrupted: {chunk.get('reason')}"))
         self._end_running_steps("interrupted", stamp)
-        return set()
+        self.pending.clear()  # the calls wait again, with new chunks, if it is resumed
+        return {"approvals"}
 
     def _on_resumed(self, chunk: dict[str, Any], step: int, stamp: int) -> set[str]:
         mode = chunk.get("mode", "continue")
@@ -249,10 +287,19 @@ class ViewState:
         text = " ".join(text.split())
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
+    def cost_text(self) -> str:
+        """Dollars so far: ``$0.0123``, ``unpriced``, or ``$0.0123 + unpriced``."""
+        if self.cost_usd is None:
+            return "unpriced" if self.unpriced_calls else "$0"
+        text = f"${self.cost_usd:.4f}"
+        return text + " + unpriced" if self.unpriced_calls else text
+
     def summary(self) -> str:
         """A short, stable, one-line summary (what nbval compares)."""
         parts = [f"agent={self.agent_type!r}", f"session={self.session_id!r}",
                  f"status={self.status!r}", f"steps={self.step_count}"]
+        if self.pending:
+            parts.append(f"waiting={sorted(p['toolName'] for p in self.pending.values())!r}")
         if self.output is not None:
             parts.append(f"output={self.last_output_text()!r}")
         if self.error:
@@ -279,6 +326,8 @@ _HANDLERS: dict[str, _Handler] = {
     "custom": ViewState._on_custom,
     "workflow_step": ViewState._on_workflow_step,
     "workflow_resumed": ViewState._on_workflow_resumed,
+    "approval_required": ViewState._on_approval_required,
+    "approval_resolved": ViewState._on_approval_resolved,
 }
 """How each chunk type changes the view; a type with no handler changes only the stream
 (``run_started``, ``state_patch``: the status table above covers what they say)."""
