@@ -124,12 +124,13 @@ class Backend:
         failures = 0
         while True:
             try:
-                async for chunk in self._open_stream(session_id, last, follow):
+                async for batch in self._open_stream(session_id, last, follow):
                     failures = 0
-                    if chunk["sequence"] <= last:
-                        continue
-                    last = chunk["sequence"]
-                    yield chunk
+                    for chunk in batch:
+                        if chunk["sequence"] <= last:
+                            continue
+                        last = chunk["sequence"]
+                        yield chunk
                 return
             except BackendError:
                 raise
@@ -162,10 +163,11 @@ class Backend:
                 "client saw; its storage was reset or restored"}
 
     async def _open_stream(self, session_id: str, after: int,
-                           follow: bool) -> AsyncIterator[dict[str, Any]]:
+                           follow: bool) -> AsyncIterator[list[dict[str, Any]]]:
+        """Batches of chunks (one per read) from one connection; ends at the end event."""
         import httpx
 
-        from ..runtime.sse import END_EVENT, iter_sse_chunks
+        from ..runtime.sse import END_EVENT, iter_sse_batches
 
         params = {"fromSequence": after, **({"follow": 1} if follow else {})}
         try:
@@ -174,29 +176,18 @@ class Backend:
                 if response.status_code >= 400:
                     await response.aread()
                     raise backend_error(response.status_code, response.json())
-                async for event, data in iter_sse_chunks(response.aiter_bytes()):
-                    if event == END_EVENT:
-                        return
-                    yield data
+                async for events in iter_sse_batches(response.aiter_bytes()):
+                    batch = []
+                    for event, data in events:
+                        if event == END_EVENT:
+                            if batch:
+                                yield batch
+                            return
+                        batch.append(data)
+                    yield batch
         except httpx.TransportError as exc:
             raise _Dropped(str(exc)) from exc
         raise _Dropped("the stream ended without its end event")
-
-    async def export_lines(self, session_id: str) -> AsyncIterator[dict[str, Any]]:
-        """``GET /export``, one JSON line at a time (see :mod:`helix_lab.runtime.export`)."""
-        import httpx
-
-        try:
-            async with self._client.stream("GET", self._url(session_id, "/export"),
-                                           timeout=None) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise backend_error(response.status_code, response.json())
-                async for line in response.aiter_lines():
-                    if line:
-                        yield json.loads(line)
-        except httpx.TransportError as exc:
-            raise self._unreachable(exc) from None
 
     async def aclose(self) -> None:
         await self._client.aclose()
@@ -287,10 +278,10 @@ class RemoteBackend(Backend):
         return f"RemoteBackend({self.base_url!r}, stream_via={self.stream_via!r})"
 
     async def _open_stream(self, session_id: str, after: int,
-                           follow: bool) -> AsyncIterator[dict[str, Any]]:
+                           follow: bool) -> AsyncIterator[list[dict[str, Any]]]:
         if self.stream_via == "sse":
-            async for chunk in super()._open_stream(session_id, after, follow):
-                yield chunk
+            async for batch in super()._open_stream(session_id, after, follow):
+                yield batch
             return
         import websockets
 
@@ -301,7 +292,7 @@ class RemoteBackend(Backend):
                                           additional_headers=headers) as ws:
                 async for text in ws:
                     chunk = json.loads(text)
-                    yield chunk
+                    yield [chunk]
                     if chunk["type"] in TERMINAL and not follow:
                         status = await self.request(session_id, "GET", "/status")
                         if not status["isExecuting"] and chunk["sequence"] >= status[

@@ -26,7 +26,7 @@ from .export import stream_rows
 from .http import Request, Response, json_response
 from .inspector import DEFAULT_MESSAGES, missing_step, step_view
 from .session_storage import SessionStorage
-from .sse import encode_chunk, encode_end
+from .sse import encode_chunks, encode_end
 from .state_store import Checkpoint
 from .usage import UsageStore
 
@@ -161,12 +161,12 @@ async def sse(request: Request, session: SessionView) -> Response:
     follow = request.query.get("follow") in ("1", "true")
     stream = session.storage.stream
     stream.flush()
-    subscription = stream.subscribe(after, follow=follow)
+    subscription = stream.subscribe(after, follow=follow, wire=True)
 
     async def body() -> AsyncIterator[bytes]:
         try:
             async for batch in subscription:
-                yield b"".join(encode_chunk(c) for c in batch)
+                yield encode_chunks(batch)
             yield encode_end()
         finally:
             subscription.close()

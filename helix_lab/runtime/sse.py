@@ -9,12 +9,16 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["END_EVENT", "SSEDecoder", "encode_chunk", "encode_end", "iter_sse_chunks"]
+__all__ = ["END_EVENT", "SSEDecoder", "encode_chunk", "encode_chunks", "encode_end",
+           "iter_sse_batches", "iter_sse_chunks"]
 
 END_EVENT = "end"
+_FRAME = re.compile(r"(?:id: [^\n]*\n)?event: ([^\n]*)\ndata: ([^\n]*)\n\n")
+"""One event as this module encodes it."""
 HEARTBEAT = b": ping\n\n"
 
 
@@ -23,6 +27,12 @@ def encode_chunk(chunk: dict[str, Any]) -> bytes:
     to_json = getattr(chunk, "to_json", None)
     data = to_json() if to_json is not None else json.dumps(chunk)
     return f"id: {chunk['sequence']}\nevent: chunk\ndata: {data}\n\n".encode()
+
+
+def encode_chunks(chunks: list[Any]) -> bytes:
+    """Several events at once (a page or a live batch), encoded in one go."""
+    return "".join([f"id: {c['sequence']}\nevent: chunk\ndata: {c.to_json()}\n\n"
+                    for c in chunks]).encode()
 
 
 def encode_end(reason: str = "idle") -> bytes:
@@ -34,37 +44,65 @@ class SSEDecoder:
 
     def __init__(self) -> None:
         self._buffer = ""
-        self._event = "message"
-        self._data: list[str] = []
 
     def feed(self, text: str) -> list[tuple[str, str]]:
-        # Split once per feed: slicing the rest of the buffer after every line made a
-        # large read (a replayed page of thousands of chunks) quadratic in its size.
-        lines = (self._buffer + text).split("\n")
-        self._buffer = lines.pop()  # the incomplete last line, if any
+        text = self._buffer + text
+        # Only whole events are parsed; the last one, if incomplete, waits in the buffer
+        # as it came. Every feed then starts at an event boundary.
+        lf, crlf = text.rfind("\n\n"), text.rfind("\n\r\n")
+        if lf < 0 and crlf < 0:
+            self._buffer = text
+            return []
+        end = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
+        complete, self._buffer = text[:end], text[end:]
         events: list[tuple[str, str]] = []
-        event, data = self._event, self._data
-        for line in lines:
+        pos = 0
+        # The server's own framing (an id, an event and one data line) is matched by one
+        # regex scan instead of a Python loop over its lines.
+        for match in _FRAME.finditer(complete):
+            if match.start() != pos:
+                break
+            events.append((match.group(1), match.group(2)))
+            pos = match.end()
+        if pos == end:
+            return events
+        # Anything else, line by line. Split once: slicing the rest after every line made
+        # a large read quadratic in its size.
+        event, data = "message", []
+        for line in complete[pos:].split("\n"):
             if line.endswith("\r"):
                 line = line[:-1]
             if not line:
                 if data:
                     events.append((event, "\n".join(data)))
                 event, data = "message", []
-            elif line.startswith("data:"):  # the common line first
+            elif line.startswith("data:"):
                 data.append(line[6:] if line.startswith("data: ") else line[5:])
             elif line.startswith("event:"):
                 event = line[7:] if line.startswith("event: ") else line[6:]
             # comments (":"), "id:" and "retry:" lines carry nothing a client needs here
-        self._event, self._data = event, data
         return events
 
 
-async def iter_sse_chunks(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Any]]:
-    """Decode a byte stream into ``("chunk", dict)`` and ``("end", dict)`` items."""
+async def iter_sse_batches(lines: AsyncIterator[bytes]) -> AsyncIterator[list[tuple[str, Any]]]:
+    """Decode a byte stream into lists of ``(event, data)``, the data decoded from JSON:
+    one list per read, with one ``json.loads`` for all of a read's events."""
     decoder = SSEDecoder()
     utf8 = codecs.getincrementaldecoder("utf-8")()  # a character may span two reads
     async for piece in lines:
         text = utf8.decode(piece) if isinstance(piece, bytes) else piece
-        for event, data in decoder.feed(text):
-            yield event, json.loads(data)
+        events = decoder.feed(text)
+        if not events:
+            continue
+        try:
+            values = json.loads("[" + ",".join([data for _, data in events]) + "]")
+        except ValueError:
+            values = [json.loads(data) for _, data in events]  # raises for the bad one
+        yield [(event, value) for (event, _), value in zip(events, values, strict=True)]
+
+
+async def iter_sse_chunks(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Any]]:
+    """Decode a byte stream into ``("chunk", dict)`` and ``("end", dict)`` items."""
+    async for batch in iter_sse_batches(lines):
+        for item in batch:
+            yield item

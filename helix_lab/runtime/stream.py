@@ -42,6 +42,13 @@ _BASE_KEYS = frozenset({"type", "sequence", "agentId", "agentType", "step", "tim
 
 
 _INSERT = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
+_WIRE_PAGE = """SELECT sequence, '{"type": ' || json_quote(type) || ', "sequence": ' || sequence
+    || ', "agentId": ' || ?1 || ', "agentType": ' || ?2 || ', "step": ' || coalesce(step, 'null')
+    || ', "timestamp": ' || coalesce(timestamp, 'null')
+    || CASE WHEN run_id IS NULL THEN '' ELSE ', "runId": ' || json_quote(run_id) END
+    || CASE WHEN body = '{}' THEN '}' ELSE ', ' || substr(body, 2) END AS wire
+    FROM helix_chunks WHERE sequence > ?3 ORDER BY sequence LIMIT ?4"""
+"""A page of chunks in their wire form (as :meth:`Chunk.to_json` makes it), built by SQLite."""
 
 
 @functools.lru_cache(maxsize=4096)
@@ -107,10 +114,12 @@ def detached(chunk: Chunk) -> dict[str, Any]:
 class Subscription:
     """One client's ordered view of the stream, from a sequence onwards."""
 
-    def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool) -> None:
+    def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool,
+                 wire: bool = False) -> None:
         self._manager = manager
         self.last = from_sequence
         self.follow = follow
+        self._read = manager.read_wire if wire else manager.read
         self._buffer: deque[dict[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._lagging = True  # start by replaying from storage
@@ -141,7 +150,7 @@ class Subscription:
                     # land in the buffer, and the dedupe below trims the overlap.
                     self._lagging = False
                     self._buffer.clear()
-                    page = manager.read(self.last, PAGE)
+                    page = self._read(self.last, PAGE)
                     if len(page) == PAGE:
                         self._lagging = True
                     if page:
@@ -317,9 +326,26 @@ class DOStreamManager:
             after, limit)
         return [self._row_to_chunk(r) for r in rows]
 
-    def subscribe(self, from_sequence: int = 0, *, follow: bool = False) -> Subscription:
-        """Chunks after ``from_sequence``; ``follow=False`` ends when the session is idle."""
-        sub = Subscription(self, from_sequence, follow=follow)
+    def read_wire(self, after: int, limit: int) -> list[Chunk]:
+        """Like :meth:`read`, for a client that only sends the chunks on: each holds only its
+        ``sequence`` and its wire form (:meth:`Chunk.to_json`), which SQLite builds from the
+        row, so a replay decodes and re-encodes nothing in Python."""
+        rows = self.sql.exec(_WIRE_PAGE, _quoted(self.agent_id), _quoted(self.agent_type),
+                             after, limit)
+        page = []
+        for row in rows:
+            chunk = Chunk(sequence=row["sequence"])
+            chunk._wire = row["wire"]
+            page.append(chunk)
+        return page
+
+    def subscribe(self, from_sequence: int = 0, *, follow: bool = False,
+                  wire: bool = False) -> Subscription:
+        """Chunks after ``from_sequence``; ``follow=False`` ends when the session is idle.
+
+        ``wire=True`` is for a client that only calls ``to_json()`` on what it gets (SSE,
+        WebSockets): stored chunks then come from :meth:`read_wire`."""
+        sub = Subscription(self, from_sequence, follow=follow, wire=wire)
         self._subscribers.add(sub)
         return sub
 
@@ -328,7 +354,7 @@ class DOStreamManager:
         self.flush()
         last = from_sequence
         while True:
-            page = self.read(last, PAGE)
+            page = self.read_wire(last, PAGE)
             for chunk in page:
                 ws.send(chunk.to_json())
                 last = chunk["sequence"]
