@@ -42,7 +42,7 @@ from rel_helpers import history
 
 from helix_lab.agent import Agent, LLMConfig
 from helix_lab.client.backend import LocalBackend
-from helix_lab.errors import BackendError
+from helix_lab.errors import BackendError, ConflictError
 from helix_lab.llm.anthropic import AnthropicAdapter
 from helix_lab.llm.base import LLMEvent, LLMRequest
 from helix_lab.runtime import AgentRegistry, LocalNamespace, RetryPolicy, create_agent_server
@@ -378,7 +378,9 @@ async def test_a_tool_hanging_without_timeout_is_stopped_by_abort(world):
     chunks = await history(handle)
     assert chunks[-1]["type"] == "run_failed" and chunks[-1]["aborted"] is True
     assert "enough" in chunks[-1]["error"]
-    await assert_not_wedged(world, handle, then="retry")
+    with pytest.raises(ConflictError, match="hard stop"):  # abort is final, as in the seed
+        await handle.retry()
+    await assert_not_wedged(world, handle, then="send")
 
 
 # -- sub-agents ------------------------------------------------------------------------------
