@@ -6,13 +6,32 @@ Kept free of any HTTP library so that importing an adapter module stays cheap.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 from .base import LLMError, LLMRequest
 
-__all__ = ["forced_tool", "is_transient_status", "redact", "retry_after_seconds"]
+__all__ = ["forced_tool", "is_transient_status", "redact", "retry_after_seconds", "tool_input"]
+
+
+def tool_input(text: str, tool: str, *, source: str = "The model") -> dict[str, Any]:
+    """A streamed tool call's arguments, which must be a JSON object.
+
+    ``text`` is what the deltas added up to; ``source`` names who sent it in the error.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise LLMError(f"{source} returned invalid JSON for the input of tool call {tool!r} "
+                       f"({exc}): {text[:200]!r}. If the response hit max_tokens, raise "
+                       "max_tokens.") from exc
+    if not isinstance(value, dict):
+        raise LLMError(f"{source} returned a {type(value).__name__} as the input of tool call "
+                       f"{tool!r}; tool input must be a JSON object.")
+    return value
 
 
 def forced_tool(request: LLMRequest) -> str | None:

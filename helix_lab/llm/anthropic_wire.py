@@ -22,7 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._http import forced_tool, is_transient_status
+from ._http import forced_tool, is_transient_status, tool_input
 from .base import LLMError, LLMEvent, LLMRequest
 
 __all__ = [
@@ -177,21 +177,13 @@ class _ToolBuffer:
 
     def event(self) -> LLMEvent:
         text = "".join(self.parts)
-        if not text:  # a tool without arguments may send no input_json_delta at all
+        if text:
+            value = tool_input(text, self.name, source="Anthropic")
+        else:  # a tool without arguments may send no input_json_delta at all
             value = self.start_input or {}
-        else:
-            try:
-                value = json.loads(text)
-            except ValueError as exc:
-                raise LLMError(
-                    f"Anthropic returned invalid JSON for the input of tool call {self.name!r} "
-                    f"({exc}). If the response hit max_tokens, raise max_tokens."
-                ) from exc
-        if not isinstance(value, dict):
-            raise LLMError(
-                f"Anthropic returned a {type(value).__name__} as the input of tool call "
-                f"{self.name!r}; tool input must be a JSON object."
-            )
+            if not isinstance(value, dict):
+                raise LLMError(f"Anthropic returned a {type(value).__name__} as the input of "
+                               f"tool call {self.name!r}; tool input must be a JSON object.")
         return {"type": "tool_call", "id": self.id, "name": self.name, "input": value}
 
 

@@ -21,7 +21,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from typing import Any, Self
 
-from ._http import forced_tool, is_transient_status, redact, retry_after_seconds
+from ._http import forced_tool, is_transient_status, redact, retry_after_seconds, tool_input
 from .base import LLMError, LLMEvent, LLMRequest, Message
 
 __all__ = ["OpenAICompatAdapter", "to_openai_messages"]
@@ -325,19 +325,7 @@ class _ChunkTranslator:
 
     @staticmethod
     def _tool_call(index: int, buffer: dict[str, Any]) -> LLMEvent:
-        text = "".join(buffer["arguments"]) or "{}"
-        try:
-            value = json.loads(text)
-        except ValueError as exc:
-            raise LLMError(
-                f"The model returned invalid JSON arguments for tool call {buffer['name']!r} "
-                f"({exc}): {text[:200]!r}"
-            ) from exc
-        if not isinstance(value, dict):
-            raise LLMError(
-                f"The model returned a {type(value).__name__} as the arguments of tool call "
-                f"{buffer['name']!r}; tool input must be a JSON object."
-            )
+        value = tool_input("".join(buffer["arguments"]) or "{}", buffer["name"])
         return {
             "type": "tool_call",
             "id": buffer["id"] or f"call_{index}",
