@@ -27,7 +27,8 @@ library, a failure while an agent runs, and an HTTP-level refusal::
     │   └── CassetteMismatch              (llm.cassette) a replay was asked something new
     └── BackendError              an HTTP-level refusal: status, code, message, details
         ├── BadRequestError       400 (names the field)
-    │   └── SearchQueryError              (runtime.search) FTS5 cannot parse the query
+        │   └── SearchQueryError          (runtime.search) FTS5 cannot parse the query
+        ├── SearchUnavailableError        (runtime.search) 501: this SQLite has no FTS5
         ├── AuthError             401 / 403
         ├── NotFoundError         404 (agent type, session or checkpoint)
         ├── ConflictError         409 (already executing, not resumable)

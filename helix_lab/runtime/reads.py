@@ -5,7 +5,8 @@ Each is a small async function ``(request, session) -> Response`` over a
 and tested on its own and the server class keeps only what runs agents::
 
     GET /status  /sse?fromSequence=N  /history?fromSequence=N&limit=M
-    GET /usage  /messages  /snapshot  /checkpoints  /checkpoints/{id}
+    GET /usage  /messages  /snapshot  /checkpoints/{id}
+    GET /checkpoints?branch=&after=&before=&limit=  /branches  /search?q=&limit=
     GET /export   the session's stored rows, streamed as JSON Lines (a .helix file's content)
     GET /steps/{step}?checkpointId=&messages=N       (the step inspector, see .inspector)
 
@@ -30,7 +31,12 @@ from .sse import encode_chunks, encode_end
 from .state_store import Checkpoint
 from .usage import UsageStore
 
-__all__ = ["READS", "ReadEndpoint", "SessionView", "int_param", "status_body"]
+__all__ = ["READS", "ReadEndpoint", "SessionView", "int_param", "only_params", "status_body"]
+
+CHECKPOINT_PAGE = 1000
+MAX_CHECKPOINT_PAGE = 10_000
+MAX_HITS = 200
+MAX_QUERY = 1000
 
 _STREAM_STATUS = {"running": "active", "interrupted": "paused", "paused": "paused",
                   "completed": "ended", "failed": "failed"}
@@ -205,20 +211,75 @@ async def snapshot(request: Request, session: SessionView) -> Response:
         return json_response({**body, "state": None, "messages": [], "checkpoints": []})
     cp = _checkpoint_or_head(request, session)
     state = session.storage.state
-    checkpoints = state.list_checkpoints()
+    newest, _ = state.page_checkpoints(before=2**62, limit=50)  # not every one: 10,000 is fine
     return json_response({
         **body, "state": state.state_at(cp.id),
         "messages": state.load_messages(cp.message_head),
-        "checkpoints": [c.to_json() for c in checkpoints[-50:]],
-        "checkpointCount": len(checkpoints),
+        "checkpoints": [c.to_json() for c in newest],
+        "checkpointCount": state.checkpoint_count(),
         "usage": (await session.storage.usage.get_rollup())["total"],
     })
 
 
+def only_params(request: Request, allowed: tuple[str, ...]) -> None:
+    """A 400 for a query parameter the endpoint does not take (a typo must not be ignored)."""
+    unknown = sorted(set(request.query) - set(allowed))
+    if unknown:
+        raise BadRequestError(f"Unknown query parameter(s) {', '.join(unknown)}; this endpoint "
+                              f"takes {', '.join(allowed)}.", field=unknown[0])
+
+
 async def checkpoints(request: Request, session: SessionView) -> Response:
+    """A page of checkpoints, oldest first: ``?branch=B&after=S&before=S&limit=N``.
+
+    ``after`` / ``before`` are checkpoint sequences (exclusive); with ``before`` the page
+    is the ``limit`` checkpoints just before it, and ``hasMore`` says older ones exist."""
+    only_params(request, ("branch", "after", "before", "limit"))
     require_session(session)
-    return json_response({"sessionId": session.session_id, "checkpoints": [
-        c.to_json() for c in session.storage.state.list_checkpoints()]})
+    store = session.storage.state
+    branch = int_param(request, "branch", -1)
+    after = int_param(request, "after", 0)
+    before = int_param(request, "before", -1)
+    limit = int_param(request, "limit", CHECKPOINT_PAGE, maximum=MAX_CHECKPOINT_PAGE)
+    page, more = store.page_checkpoints(branch=branch if branch >= 0 else None, after=after,
+                                        before=before if before >= 0 else None, limit=limit)
+    if branch >= 0 and not page and not store.page_checkpoints(branch=branch, limit=1)[0]:
+        raise NotFoundError(f"No branch {branch} in session {session.session_id!r}; "
+                            "GET /branches lists them.", code="branch_not_found")
+    return json_response({"sessionId": session.session_id, "hasMore": more,
+                          "checkpoints": [c.to_json() for c in page]})
+
+
+async def branches(request: Request, session: SessionView) -> Response:
+    """The branch tree: each branch's fork point, head and status; ``current`` marks the
+    branch the session is on, whose status is the session's."""
+    only_params(request, ())
+    row = require_session(session)
+    head = session.storage.state.get_checkpoint(row["head_checkpoint"] or "")
+    current = head.branch if head else 0
+    rows = session.storage.state.branches()
+    for branch in rows:
+        branch["current"] = branch["branch"] == current
+        if branch["current"]:
+            branch["status"] = row["status"]
+    return json_response({"sessionId": session.session_id, "branches": rows})
+
+
+async def search(request: Request, session: SessionView) -> Response:
+    """Full-text search (FTS5 syntax) over text, thinking, tool inputs and outputs."""
+    only_params(request, ("q", "limit"))
+    require_session(session)
+    query = (request.query.get("q") or "").strip()
+    if not query:
+        raise BadRequestError("q is required: the words to search for, e.g. ?q=otters.",
+                              field="q")
+    if len(query) > MAX_QUERY:
+        raise BadRequestError(f"q is {len(query)} characters; at most {MAX_QUERY}.",
+                              field="q")
+    limit = int_param(request, "limit", 20, maximum=MAX_HITS)
+    stream = session.storage.stream
+    stream.flush()
+    return json_response({"hits": stream.search.search(query, limit)})
 
 
 async def checkpoint(request: Request, session: SessionView) -> Response:
@@ -249,6 +310,8 @@ READS: dict[str, ReadEndpoint] = {
     "/snapshot": snapshot,
     "/checkpoints": checkpoints,
     "/export": export,
+    "/branches": branches,
+    "/search": search,
 }
 """``GET`` routes by exact path; ``/checkpoints/{id}`` is matched by prefix."""
 

@@ -21,10 +21,11 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypedDict
 
-from ..errors import BadRequestError
+from ..errors import BackendError, BadRequestError
 from .sql import SqlStorage
 
-__all__ = ["SEGMENT_CHARS", "SearchHit", "SearchIndex", "SearchQueryError"]
+__all__ = ["SEGMENT_CHARS", "SearchHit", "SearchIndex", "SearchQueryError",
+           "SearchUnavailableError"]
 
 SEGMENT_CHARS = 2000
 """Streamed text is indexed at least every this many characters."""
@@ -49,6 +50,13 @@ class SearchQueryError(BadRequestError):
     """FTS5 could not parse the query (a 400); the message says why."""
 
 
+class SearchUnavailableError(BackendError):
+    """501: this host's SQLite was built without FTS5."""
+
+    status = 501
+    default_code = "search_unavailable"
+
+
 @dataclass
 class _Block:
     """Deltas of one kind and step, not indexed yet."""
@@ -70,7 +78,15 @@ class SearchIndex:
 
     def __init__(self, sql: SqlStorage) -> None:
         self.sql = sql
-        sql.exec(_SCHEMA)
+        self.available = True
+        """False where SQLite was built without FTS5 (sql.js, which the Pyodide test host
+        uses); Durable Object SQLite and Python's sqlite3 have it."""
+        try:
+            sql.exec(_SCHEMA)
+        except Exception as exc:
+            if "fts5" not in str(exc).lower():
+                raise
+            self.available = False
         self._block: _Block | None = None
         self._rows: list[tuple[str, str, int, int, int]] = []
 
@@ -78,6 +94,8 @@ class SearchIndex:
 
     def add(self, chunks: Iterable[Mapping[str, Any]]) -> None:
         """Index stored chunks (call inside the transaction that stores them)."""
+        if not self.available:
+            return
         for chunk in chunks:
             kind = chunk["type"]
             block = self._block
@@ -136,6 +154,8 @@ class SearchIndex:
 
     def catch_up(self, read: Callable[[int, int], list[Any]], page: int = 2000) -> None:
         """Index stored chunks the index has not seen (the block open when a host stopped)."""
+        if not self.available:
+            return
         # Rows go in in sequence order, so the newest rowid covers the furthest chunk
         # (FTS5 walks rowids backwards without a scan).
         rows = self.sql.exec("SELECT last FROM helix_search ORDER BY rowid DESC LIMIT 1")
@@ -152,6 +172,11 @@ class SearchIndex:
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """The best ``limit`` matches of an FTS5 query, best first."""
+        if not self.available:
+            raise SearchUnavailableError(
+                "This host's SQLite has no FTS5, so this session cannot be searched. "
+                "Durable Objects, helix serve and the in-kernel backend have it.",
+                code="search_unavailable", status=501)
         try:
             rows = self.sql.exec(
                 "SELECT sequence, step, type, snippet(helix_search, 0, '«', '»', '…', ?) AS s "

@@ -232,6 +232,9 @@ class DOStateStore:
         rows = self.sql.exec(f"SELECT {_CP_COLUMNS} FROM helix_checkpoints ORDER BY n")
         return [_checkpoint(r) for r in rows]
 
+    def checkpoint_count(self) -> int:
+        return int(self.sql.exec("SELECT COUNT(*) AS n FROM helix_checkpoints")[0]["n"])
+
     def page_checkpoints(self, *, branch: int | None = None, after: int | None = None,
                          before: int | None = None, limit: int) -> tuple[list[Checkpoint], bool]:
         """Up to ``limit`` checkpoints, oldest first, and whether more lie beyond the page.

@@ -25,6 +25,7 @@ from json.encoder import encode_basestring_ascii as _escape
 from typing import Any, Literal
 
 from .http import WebSocketLike
+from .search import SearchIndex
 from .sql import SqlStorage
 
 __all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription", "detached"]
@@ -204,6 +205,9 @@ class DOStreamManager:
         self._closed = False
         self._subscribers: set[Subscription] = set()
         self._sockets: dict[WebSocketLike, int] = {}
+        self.search = SearchIndex(sql)
+        """The full-text index of the chunks, written with them (``GET /search``)."""
+        self.search.catch_up(self.read)
 
     # -- writing --------------------------------------------------------------------------
 
@@ -279,6 +283,7 @@ class DOStreamManager:
             else:
                 for row in rows:
                     self.sql.exec(_INSERT, *row)
+            self.search.add(chunks)
         return chunks
 
     def flush(self) -> None:
