@@ -24,6 +24,7 @@ from fakes.anthropic_server import FakeAnthropic, Text, ToolUse, turn
 from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
+from helix_lab.errors import BackendError
 from helix_lab.pyodide_host import PyodideHost, build_bundle, install
 
 pytestmark = pytest.mark.timeout(600)
@@ -59,6 +60,28 @@ async def test_health_agents_and_auth(host: PyodideHost) -> None:
         assert refused.json()["error"]["code"] == "unauthorized"
         agents = await client.get("/agents", headers={"authorization": f"Bearer {TOKEN}"})
         assert agents.json() == {"agents": ["stepper"]}
+
+
+async def test_branches_and_pages_work_and_search_says_fts5_is_missing(
+        host: PyodideHost) -> None:
+    """The host's SQLite is sql.js, built without FTS5 (Durable Objects have it): the tree
+    works, and /search says why it cannot, instead of failing."""
+    async with _remote(host) as backend:
+        handle = await backend.start("stepper", "steps=2", session_id="viewer")
+        await handle.result()
+        first = (await handle.checkpoints())[1]
+        fork = await handle.resume(mode="from_checkpoint", checkpoint_id=first["checkpointId"])
+        await fork.result()
+        branches = await handle.branches()
+        assert [(b["branch"], b["parentBranch"], b["current"]) for b in branches] == [
+            (0, None, False), (1, 0, True)]
+        assert branches[1]["forkCheckpointId"] == first["checkpointId"]
+        page = await handle.checkpoints_page(branch=1, limit=2)
+        assert len(page["checkpoints"]) == 2 and page["hasMore"]
+        with pytest.raises(BackendError) as info:
+            await handle.search("finished")
+    assert info.value.status == 501 and info.value.code == "search_unavailable"
+    assert "FTS5" in info.value.message
 
 
 async def test_host_killed_mid_run_restarts_on_the_same_storage(host: PyodideHost) -> None:

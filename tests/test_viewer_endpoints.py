@@ -82,7 +82,7 @@ async def test_branches_describe_the_tree(backend: Backend) -> None:
 
 
 async def test_checkpoints_page_by_branch_after_and_before(backend: Backend) -> None:
-    handle, by = await forked_twice(backend, "pages")
+    handle, _ = await forked_twice(backend, "pages")
     everything = await handle.checkpoints()
     sequences = [c["sequence"] for c in everything]
     assert sequences == sorted(sequences)
