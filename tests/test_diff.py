@@ -13,8 +13,8 @@ from typing import Any
 
 import e2e_scenario
 import pytest
+from served import TOKEN, Served
 from test_magics import Kernel, kernel, shell, shown  # noqa: F401
-from test_serve_remote import TOKEN, Served
 
 import helix_lab
 from helix_lab import Agent, RemoteBackend, ToolContext, tool

@@ -10,7 +10,7 @@ from typing import Any
 import e2e_scenario
 import pytest
 from dummy_comm import CommRecorder, record_comms
-from test_serve_remote import TOKEN, Served
+from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
 from helix_lab.widgets import AgentView

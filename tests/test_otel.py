@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as g
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import SpanKind, StatusCode
+from served import TOKEN, Served
 from test_magics import Kernel, close_workbench, kernel, shell, shown  # noqa: F401
-from test_serve_remote import TOKEN, Served
 
 from helix_lab import Agent, RemoteBackend, ToolError, tool
 from helix_lab.llm.scripted import ScriptedLLM, Turn, call

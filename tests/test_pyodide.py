@@ -190,3 +190,30 @@ async def test_serve_engine_pyodide_refuses_an_unknown_agents_module(tmp_path: P
     with pytest.raises(RuntimeError, match="not_a_module_xyz"):
         server.start()
     assert server.process is not None and server.process.wait(30) == 2
+
+
+async def test_a_session_exports_from_pyodide_and_imports_here(host: PyodideHost,
+                                                               tmp_path: Path) -> None:
+    """``GET /export`` streams from the Durable Object's SQLite under Pyodide; the file
+    imports into a local namespace and reads back the same."""
+    from helix_lab import LocalBackend, LocalNamespace, create_agent_server
+    from helix_lab.session_file import export_session, import_session
+
+    path = tmp_path / "pyodide.helix"
+    async with _remote(host) as backend:
+        handle = await backend.start("stepper", "steps=2", session_id="exported")
+        assert await handle.result() == "finished 2 steps"
+        manifest = await export_session(handle, path)
+        remote = (await handle.checkpoints(), await handle.messages(),
+                  (await handle.history(0, 1000))["chunks"])
+    assert manifest["agent"]["tools"] == e2e_scenario.stepper.tool_specs()
+
+    server = create_agent_server(llm_adapter=e2e_scenario.llm_adapter,
+                                 agents=e2e_scenario.registry)
+    namespace = LocalNamespace(server, storage=tmp_path / "here")
+    await import_session(path, namespace)
+    async with LocalBackend(namespace) as local:
+        imported = local.handle("exported")
+        assert (await imported.checkpoints(), await imported.messages(),
+                (await imported.history(0, 1000))["chunks"]) == remote
+    await namespace.aclose()
