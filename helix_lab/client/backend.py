@@ -189,6 +189,22 @@ class Backend:
             raise _Dropped(str(exc)) from exc
         raise _Dropped("the stream ended without its end event")
 
+    async def export_lines(self, session_id: str) -> AsyncIterator[dict[str, Any]]:
+        """``GET /export``, one JSON line at a time (see :mod:`helix_lab.runtime.export`)."""
+        import httpx
+
+        try:
+            async with self._client.stream("GET", self._url(session_id, "/export"),
+                                           timeout=None) as response:
+                if response.status_code >= 400:
+                    await response.aread()
+                    raise backend_error(response.status_code, response.json())
+                async for line in response.aiter_lines():
+                    if line:
+                        yield json.loads(line)
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from None
+
     async def aclose(self) -> None:
         await self._client.aclose()
 
