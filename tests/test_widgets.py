@@ -261,7 +261,9 @@ async def test_at_ten_thousand_chunks_a_second_the_message_rate_is_bounded(
     rate = len(updates) / elapsed
     print(f"\ncoalescing: 10,000 chunks in {elapsed:.2f} s -> {len(updates)} comm updates "
           f"({rate:.1f}/s, {view.flushes} redraws)")
-    assert 0.9 < elapsed < 3.0
+    # Paced at 10,000 a second at most, so at least ~1 s; a slow machine may take longer,
+    # and the bounds below are per second of whatever it took.
+    assert elapsed > 0.9
     assert rate <= 2 * (1 / 0.1) + 5, rate  # two messages per redraw, ten redraws a second
     assert view.flushes <= elapsed / 0.1 + 2
     assert "".join(deltas) in transcript_text(view.transcript)
