@@ -25,32 +25,39 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import json
 import random
 import secrets
 from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import anyio
-import pydantic
 
-from ..agent import FINISH_TOOL, Agent
+from ..agent import Agent
 from ..errors import RunError, ToolError
 from ..llm.base import LLMAdapter, LLMError, LLMRequest
 from ..pricing import cost_usd
 from ..tools import AbortSignal, ToolContext
 from .approvals import PendingTurn, denial_text
 from .chunks import usage_fields
-from .hooks import call_hook
 from .http import Request
 from .inspector import StepRecord
-from .jsonpatch import JsonPatchError, apply_patch, make_patch
+from .jsonpatch import make_patch
 from .session_storage import SessionStorage
 from .sse import iter_sse_chunks
 from .state_store import Checkpoint, checkpoint_id, now_ms
-from .stream import MAX_BATCH, Chunk
+from .stream import Chunk
+from .turns import (
+    ModelTurn,
+    build_request,
+    call_tool,
+    changed_state,
+    consume_turn,
+    limit_error,
+    must_finish,
+    run_tool_call,
+)
 
 __all__ = ["Execution", "RetryPolicy", "RunHost"]
 
@@ -69,34 +76,6 @@ class RetryPolicy:
             return min(retry_after, self.max_delay)
         backoff = self.base_delay * 2 ** (attempt - 1)
         return min(backoff * (0.75 + random.random() / 2), self.max_delay)
-
-
-@dataclass
-class _ModelTurn:
-    text: str = ""
-    thinking: str = ""
-    signature: str | None = None
-    tool_calls: list[dict[str, Any]] = field(default_factory=list)
-    usage: dict[str, int] = field(default_factory=dict)
-    stop_reason: str = "end_turn"
-    model: str | None = None
-    """The model that answered, when the adapter says (else the one asked for)."""
-    first_token_ms: int | None = None
-
-    def message(self) -> dict[str, Any]:
-        content: list[dict[str, Any]] = []
-        if self.thinking or self.signature:
-            block: dict[str, Any] = {"type": "thinking", "thinking": self.thinking}
-            if self.signature:
-                block["signature"] = self.signature
-            content.append(block)
-        if self.text:
-            content.append({"type": "text", "text": self.text})
-        for call in self.tool_calls:
-            content.append({"type": "tool_use", **call})
-        if not content:
-            content.append({"type": "text", "text": ""})
-        return {"role": "assistant", "content": content}
 
 
 class RunHost(Protocol):
@@ -230,22 +209,7 @@ class Execution:
         return self.working
 
     def update_state(self, change: Any) -> None:
-        agent = self.agent
-        if isinstance(change, list):
-            try:
-                patched = apply_patch(self._dump_state(), change)
-            except JsonPatchError as exc:
-                raise ToolError(f"The state patch does not apply: {exc}") from None
-            new: Any = patched
-        elif callable(change):
-            result = change(self.working)
-            new = self.working if result is None else result
-        else:
-            raise ToolError("update_state() takes a function or a JSON patch (a list of ops).")
-        try:
-            self.working = agent.load_state(agent.validate_state(new))
-        except pydantic.ValidationError as exc:
-            raise ToolError(f"The state change does not fit the state schema: {exc}") from None
+        self.working = changed_state(self.agent, self.working, change)
 
     async def emit(self, chunk: dict[str, Any]) -> None:
         self._emit(chunk, self._step)
@@ -300,15 +264,10 @@ class Execution:
         self._step = step
         at_limit = steps_this_run >= agent.max_steps
         force_finish = agent.output_schema is not None and (
-            at_limit or self._must_finish(self.messages))
+            at_limit or must_finish(self.messages))
         self._emit({"type": "step_started"})
         config = agent.llm_config
-        request = LLMRequest(
-            model=config.model, system=agent.system_prompt, messages=self.messages,
-            tools=self._specs(),  # type: ignore[arg-type]
-            tool_choice=FINISH_TOOL if force_finish else None, max_tokens=config.max_tokens,
-            temperature=config.temperature, thinking_budget=config.thinking_budget,
-        )
+        request = build_request(agent, self.messages, self._specs(), force_finish=force_finish)
         started = now_ms()
         turn = await self._call_model(request)
         if turn is None:  # cut by interrupt: the step never happened
@@ -375,23 +334,13 @@ class Execution:
         if not calls and agent.output_schema is None:
             self._commit(new_messages, status="completed", output=text, record=record)
             return "stopped"
-        if force_finish:
+        if force_finish or at_limit:
             self._commit(new_messages, status="running", record=record)
-            raise RunError(
-                f"Agent {agent.name!r} was required to call {FINISH_TOOL} with its output at "
-                f"max_steps={agent.max_steps} and did not; check the model and the output schema."
-            )
-        if at_limit:
-            self._commit(new_messages, status="running", record=record)
-            raise RunError(
-                f"Agent {agent.name!r} reached max_steps={agent.max_steps} without a final "
-                "answer. Raise max_steps, or give the agent an output_schema so that it is "
-                "made to answer at the limit."
-            )
+            raise limit_error(agent, forced=force_finish)
         self._commit(new_messages, status="running", record=record)
         return "continue"
 
-    def _record_model_usage(self, turn: _ModelTurn, model: str, step: int) -> dict[str, Any]:
+    def _record_model_usage(self, turn: ModelTurn, model: str, step: int) -> dict[str, Any]:
         """Queue the call's usage entry, priced, and send its ``usage`` chunk."""
         tokens = usage_fields(turn.usage)
         price = cost_usd(model, input_tokens=tokens["inputTokens"],
@@ -438,16 +387,6 @@ class Execution:
             self._tool_specs = self.agent.tool_specs()
         return self._tool_specs
 
-    @staticmethod
-    def _must_finish(messages: list[dict[str, Any]]) -> bool:
-        """An agent with an output schema answered in prose last time: make it finish."""
-        last = messages[-1] if messages else None
-        if not last or last.get("role") != "assistant":
-            return False
-        content = last.get("content")
-        return isinstance(content, list) and not any(
-            b.get("type") == "tool_use" for b in content if isinstance(b, dict))
-
     @contextmanager
     def _cuttable(self) -> Iterator[anyio.CancelScope]:
         """A block an interrupt can cut: :meth:`interrupt` cancels it, the block ends, and
@@ -460,7 +399,7 @@ class Execution:
             finally:
                 self._cut = None
 
-    async def _call_model(self, request: LLMRequest) -> _ModelTurn | None:
+    async def _call_model(self, request: LLMRequest) -> ModelTurn | None:
         """The model's turn, retried with backoff; ``None`` when an interrupt cut it."""
         policy = self.host.retry
         attempt = 0
@@ -471,7 +410,7 @@ class Execution:
             turn, exc = None, None
             with self._cuttable() as cut:
                 try:
-                    turn = await self._consume(request)
+                    turn = await consume_turn(self.llm, request, self._write_delta)
                 except Exception as error:  # whatever the adapter raised; judged below
                     exc = error
             if cut.cancelled_caught:
@@ -493,111 +432,23 @@ class Execution:
                 raise RunError(f"The model call failed{tries}: {exc.message}")
             raise RunError(f"The model adapter raised {type(exc).__name__}: {exc}")
 
-    async def _consume(self, request: LLMRequest) -> _ModelTurn:
-        turn = _ModelTurn()
-        text: list[str] = []
-        thinking: list[str] = []
-        deltas = 0
-        write_delta, run_id, step = self.storage.stream.write_delta, self.run_id, self._step
-        started = now_ms()
-        async for event in self.llm.stream(request):
-            kind = event.get("type") if isinstance(event, dict) else None
-            if turn.first_token_ms is None and kind in ("text_delta", "thinking_delta",
-                                                        "tool_call"):
-                turn.first_token_ms = now_ms() - started
-            if kind == "text_delta" and isinstance(delta := event.get("delta"), str):
-                text.append(delta)
-                write_delta("text_delta", delta, run_id=run_id, step=step)
-                deltas += 1
-            elif kind == "thinking_delta" and isinstance(event.get("delta", ""), str):
-                if delta := event.get("delta"):
-                    thinking.append(delta)
-                    write_delta("thinking", delta, run_id=run_id, step=step)
-                    deltas += 1
-                if event.get("signature"):
-                    turn.signature = event["signature"]
-            elif (kind == "tool_call" and isinstance(event.get("id"), str)
-                  and isinstance(event.get("name"), str) and isinstance(event.get("input"), dict)):
-                turn.tool_calls.append({"id": event["id"], "name": event["name"],
-                                        "input": event["input"]})
-            elif kind == "usage":
-                turn.usage.update({k: int(v) for k, v in event.items()
-                                   if k != "type" and isinstance(v, int)})
-                if isinstance(event.get("model"), str) and event["model"]:
-                    turn.model = event["model"]
-            elif kind == "finish":
-                turn.stop_reason = str(event.get("stop_reason", "end_turn"))
-            else:
-                raise LLMError(f"The model adapter sent a malformed event: {event!r:.200}")
-            if deltas >= MAX_BATCH:
-                # A model that never awaits (scripted, cached) would hold the loop for its
-                # whole answer: every other session and every client would wait, and a
-                # client would read the deltas back from storage instead of from memory.
-                deltas = 0
-                await asyncio.sleep(0)
-        turn.text, turn.thinking = "".join(text), "".join(thinking)
-        return turn
+    def _write_delta(self, kind: str, delta: str) -> None:
+        """A model's text or thinking delta, by the stream's direct path."""
+        self.storage.stream.write_delta(kind, delta, run_id=self.run_id, step=self._step)
 
     async def _run_tool(self, call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-        """Run one tool call with its hooks; returns its tool_result block, and the final
-        output when the call was a valid ``__finish__``."""
-        agent = self.agent
-        name = call["name"]
-        ctx = ToolContext(self, session_id=self.session_id, run_id=self.run_id, step=self._step,
-                          agent_type=agent.name, tool_call_id=call["id"],
-                          abort_signal=self.abort_signal)
-        self._emit({"type": "tool_start", "toolCallId": call["id"], "toolName": name,
-                    "input": call["input"]})
-        await call_hook(agent.hooks.before_tool, ctx, call)
-        before = self._dump_state()
-        final = None
-        try:
-            if name == FINISH_TOOL and agent.output_schema is not None:
-                output = agent.output_schema.model_validate(call["input"]).model_dump(mode="json")
-                final = {"output": output}
-                result: dict[str, Any] = {"output": "Final answer recorded."}
-            else:
-                result = {"output": await self._execute(name, call, ctx)}
-        except pydantic.ValidationError as exc:
-            result = {"error": f"The final answer does not match the output schema: {exc}"}
-        except ToolError as exc:
-            result = {"error": str(exc)}
-        except TimeoutError:
-            tool = agent.find_tool(name)
-            timeout = tool.timeout if tool else None
-            result = {"error": f"Tool {name!r} timed out after {timeout:g} s."}
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self.host.log("warning", f"tool {name} raised", exc)
-            result = {"error": f"Tool {name!r} raised {type(exc).__name__}: {exc}"}
-        if "error" in result:
-            # A failed call leaves no trace in the state: the model is told it failed,
-            # and a half-done update would contradict that.
-            self.working = agent.load_state(before)
-        self._emit({"type": "tool_end", "toolCallId": call["id"], "toolName": name, **result})
-        after = self._dump_state()
-        if after != before:
-            await call_hook(agent.hooks.on_state_change, ctx, before, after)
-        content = result.get("output", result.get("error"))
-        block = {"type": "tool_result", "tool_use_id": call["id"],
-                 "content": content if isinstance(content, str) else json.dumps(content),
-                 "is_error": "error" in result}
-        await call_hook(agent.hooks.on_message, ctx, {"role": "user", "content": [block]})
-        await call_hook(agent.hooks.after_tool, ctx, call, result)
-        return block, final
+        """One tool call with its hooks (:func:`~.turns.run_tool_call`): its tool_result
+        block, and the final output when the call was a valid ``__finish__``."""
+        return await run_tool_call(
+            self.agent, call, self, session_id=self.session_id, run_id=self.run_id,
+            step=self._step, abort_signal=self.abort_signal, emit=self._emit,
+            execute=self._execute, log=self.host.log)
 
     async def _execute(self, name: str, call: dict[str, Any], ctx: ToolContext) -> Any:
         sub = self.agent.find_subagent(name)
         if sub is not None:
             return await self._run_subagent(sub, call)
-        tool = self.agent.find_tool(name)
-        if tool is None:
-            available = ", ".join(s["name"] for s in self.agent.tool_specs()) or "none"
-            raise ToolError(f"There is no tool named {name!r}. Available tools: {available}.")
-        # fail_after raises TimeoutError when the tool outlives its timeout (none: no limit).
-        with anyio.fail_after(tool.timeout):
-            return await tool.call(call["input"], ctx)
+        return await call_tool(self.agent, call, ctx)
 
     async def _run_subagent(self, sub: Agent, call: dict[str, Any]) -> Any:
         namespace = self.host.namespace
@@ -680,7 +531,7 @@ class Execution:
         storage.publish(chunks)
         self.host.usage_committed(usage)
 
-    def _pause(self, turn: _ModelTurn, waiting: list[dict[str, Any]],
+    def _pause(self, turn: ModelTurn, waiting: list[dict[str, Any]],
                record: StepRecord) -> None:
         """Keep the turn under a ``paused`` checkpoint and end the run; see the module doc."""
         storage = self.storage

@@ -11,25 +11,30 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol
 
+import anyio
 import pydantic
 
 from ..agent import FINISH_TOOL, Agent
 from ..errors import RunError, ToolError
 from ..llm.base import LLMAdapter, LLMError, LLMRequest
 from ..tools import AbortSignal, ToolContext, ToolResultNotJSONError
+from .hooks import call_hook
+from .jsonpatch import JsonPatchError, apply_patch
+from .state_store import now_ms
+from .stream import MAX_BATCH
 
 __all__ = [
     "Emit",
     "ModelTurn",
     "ToolHost",
     "build_request",
-    "call_hook",
+    "call_tool",
+    "changed_state",
     "consume_turn",
     "limit_error",
     "must_finish",
@@ -51,6 +56,9 @@ class ModelTurn:
     tool_calls: list[dict[str, Any]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)
     stop_reason: str = "end_turn"
+    model: str | None = None
+    """The model that answered, when the adapter says (else the one asked for)."""
+    first_token_ms: int | None = None
 
     def message(self) -> dict[str, Any]:
         """The assistant message this turn adds to the conversation."""
@@ -74,16 +82,6 @@ class ModelTurn:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> ModelTurn:
         return cls(**data)
-
-
-async def call_hook(hook: Callable[..., Any] | None, *args: Any) -> Any:
-    """Call a sync or async hook."""
-    if hook is None:
-        return None
-    result = hook(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
 
 
 def must_finish(messages: list[dict[str, Any]]) -> bool:
@@ -118,20 +116,29 @@ def limit_error(agent: Agent, *, forced: bool) -> RunError:
         "at the limit.")
 
 
-async def consume_turn(llm: LLMAdapter, request: LLMRequest, emit: Emit) -> ModelTurn:
-    """Stream one model call, emitting ``text_delta`` and ``thinking`` chunks as they come."""
+async def consume_turn(llm: LLMAdapter, request: LLMRequest,
+                       write_delta: Callable[[str, str], Any]) -> ModelTurn:
+    """Stream one model call; each text or thinking delta goes to ``write_delta(kind,
+    delta)`` as it comes (``kind`` is the chunk type: ``text_delta`` or ``thinking``)."""
     turn = ModelTurn()
     text: list[str] = []
     thinking: list[str] = []
+    deltas = 0
+    started = now_ms()
     async for event in llm.stream(request):
         kind = event.get("type") if isinstance(event, dict) else None
-        if kind == "text_delta" and isinstance(event.get("delta"), str):
-            text.append(event["delta"])
-            emit({"type": "text_delta", "delta": event["delta"]})
+        if turn.first_token_ms is None and kind in ("text_delta", "thinking_delta",
+                                                    "tool_call"):
+            turn.first_token_ms = now_ms() - started
+        if kind == "text_delta" and isinstance(delta := event.get("delta"), str):
+            text.append(delta)
+            write_delta("text_delta", delta)
+            deltas += 1
         elif kind == "thinking_delta" and isinstance(event.get("delta", ""), str):
-            if event.get("delta"):
-                thinking.append(event["delta"])
-                emit({"type": "thinking", "delta": event["delta"]})
+            if delta := event.get("delta"):
+                thinking.append(delta)
+                write_delta("thinking", delta)
+                deltas += 1
             if event.get("signature"):
                 turn.signature = event["signature"]
         elif (kind == "tool_call" and isinstance(event.get("id"), str)
@@ -141,12 +148,32 @@ async def consume_turn(llm: LLMAdapter, request: LLMRequest, emit: Emit) -> Mode
         elif kind == "usage":
             turn.usage.update({k: int(v) for k, v in event.items()
                                if k != "type" and isinstance(v, int)})
+            if isinstance(event.get("model"), str) and event["model"]:
+                turn.model = event["model"]
         elif kind == "finish":
             turn.stop_reason = str(event.get("stop_reason", "end_turn"))
         else:
             raise LLMError(f"The model adapter sent a malformed event: {event!r:.200}")
+        if deltas >= MAX_BATCH:
+            # A model that never awaits (scripted, cached) would hold the loop for its
+            # whole answer: every other session and every client would wait, and a
+            # client would read the deltas back from storage instead of from memory.
+            deltas = 0
+            await asyncio.sleep(0)
     turn.text, turn.thinking = "".join(text), "".join(thinking)
     return turn
+
+
+async def call_tool(agent: Agent, call: dict[str, Any], ctx: ToolContext) -> Any:
+    """Run one of ``agent``'s own tools (not a sub-agent) within its timeout."""
+    name = call["name"]
+    tool = agent.find_tool(name)
+    if tool is None:
+        available = ", ".join(s["name"] for s in agent.tool_specs()) or "none"
+        raise ToolError(f"There is no tool named {name!r}. Available tools: {available}.")
+    # fail_after raises TimeoutError when the tool outlives its timeout (none: no limit).
+    with anyio.fail_after(tool.timeout):
+        return await tool.call(call["input"], ctx)
 
 
 class ToolHost(Protocol):
@@ -161,6 +188,25 @@ class ToolHost(Protocol):
     async def emit(self, chunk: dict[str, Any]) -> None: ...
 
     def record_usage(self, entry: dict[str, Any]) -> None: ...
+
+
+def changed_state(agent: Agent, working: Any, change: Any) -> Any:
+    """The state a tool's ``update_state(change)`` leaves: ``change`` is a function (that
+    mutates the state or returns a new one) or a JSON patch; the result fits the schema."""
+    if isinstance(change, list):
+        try:
+            new: Any = apply_patch(copy.deepcopy(agent.validate_state(working)), change)
+        except JsonPatchError as exc:
+            raise ToolError(f"The state patch does not apply: {exc}") from None
+    elif callable(change):
+        result = change(working)
+        new = working if result is None else result
+    else:
+        raise ToolError("update_state() takes a function or a JSON patch (a list of ops).")
+    try:
+        return agent.load_state(agent.validate_state(new))
+    except pydantic.ValidationError as exc:
+        raise ToolError(f"The state change does not fit the state schema: {exc}") from None
 
 
 def tool_result_block(call: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:

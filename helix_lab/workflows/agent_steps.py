@@ -27,14 +27,15 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..agent import Agent
-from ..errors import ToolError
 from ..llm.base import LLMAdapter, LLMError
 from ..runtime.chunks import usage_fields
-from ..runtime.jsonpatch import apply_patch, make_patch
+from ..runtime.jsonpatch import make_patch
 from ..runtime.registry import AgentFactoryContext
 from ..runtime.state_store import checkpoint_id
 from ..runtime.turns import (
     build_request,
+    call_tool,
+    changed_state,
     consume_turn,
     must_finish,
     run_tool_call,
@@ -140,25 +141,7 @@ class _StagedState:
         return self.working
 
     def update_state(self, change: Any) -> None:
-        import pydantic
-
-        from ..runtime.jsonpatch import JsonPatchError
-
-        agent = self.agent
-        if isinstance(change, list):
-            try:
-                new: Any = apply_patch(agent.validate_state(self.working), change)
-            except JsonPatchError as exc:
-                raise ToolError(f"The state patch does not apply: {exc}") from None
-        elif callable(change):
-            result = change(self.working)
-            new = self.working if result is None else result
-        else:
-            raise ToolError("update_state() takes a function or a JSON patch (a list of ops).")
-        try:
-            self.working = agent.load_state(agent.validate_state(new))
-        except pydantic.ValidationError as exc:
-            raise ToolError(f"The state change does not fit the state schema: {exc}") from None
+        self.working = changed_state(self.agent, self.working, change)
 
     async def emit(self, chunk: dict[str, Any]) -> None:
         self._emit(chunk)
@@ -298,7 +281,9 @@ class AgentSteps:
             specs = self._specs.setdefault(agent.name, agent.tool_specs())
             request = build_request(agent, messages, specs, force_finish=force)
             try:
-                turn = await consume_turn(self._llm(input), request, emit)
+                turn = await consume_turn(self._llm(input), request,
+                                          lambda kind, delta: emit({"type": kind,
+                                                                    "delta": delta}))
             except LLMError as exc:
                 if not exc.retryable:
                     raise NonRetryableError(f"The model call failed: {exc.message}") from None
@@ -320,13 +305,7 @@ class AgentSteps:
             host = _StagedState(agent, input.state, emit)
 
             async def execute(name: str, call: dict[str, Any], ctx: ToolContext) -> Any:
-                tool = agent.find_tool(name)
-                if tool is None:
-                    available = ", ".join(s["name"] for s in agent.tool_specs()) or "none"
-                    raise ToolError(f"There is no tool named {name!r}. Available tools: "
-                                    f"{available}.")
-                async with asyncio.timeout(tool.timeout):
-                    return await tool.call(call["input"], ctx)
+                return await call_tool(agent, call, ctx)
 
             try:
                 block, final = await run_tool_call(
