@@ -352,6 +352,8 @@ async def test_the_seed_stream_route_on_helix_serve(served: Served) -> None:
         stored = await wire.sse(f"/sessions/{sid}/sse")
         assert await wire.sse(f"/stream/{sid}") == stored
         assert await wire.sse(f"/stream/{sid}?fromSequence=3") == stored[3:]
+        reconnect = await wire.sse(f"/stream/{sid}", headers={"Last-Event-ID": "6"})
+        assert reconnect == stored[6:]
         plain = await http.get(f"/ws/{sid}")
         assert plain.status_code == 426
         await wire.backend.aclose()

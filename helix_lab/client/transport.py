@@ -13,15 +13,14 @@ import httpx
 
 from ..runtime.gateway import route
 from ..runtime.http import Request
+from ..runtime.registry import registered_types
 
 __all__ = ["NamespaceTransport", "agent_types_of"]
 
 
 def agent_types_of(server_class: Any) -> list[str]:
     """The agent types a server class can resolve, when its resolver can list them."""
-    agents = server_class.config.agents
-    lister = getattr(agents, "get_registered_types", None)
-    return list(lister()) if lister else []
+    return registered_types(server_class.config.agents)
 
 
 class _Body(httpx.AsyncByteStream):

@@ -5,8 +5,11 @@
 holds: it streams, resumes, retries, sends and reads, as the seed's
 ``AgentExecutionHandle`` does. Its calls go to the object's own ``fetch``, not through the
 object's stub: a hook runs inside a request that holds the object's input gate, and a
-second request through that gate would wait for the first one forever. Its stream reads
-the object's subscription directly, as the in-kernel backend does.
+second request through that gate would wait for the first one forever. A call made
+later, after the hook returned, also goes straight to the object; that is as safe as
+Cloudflare's own input gates, which let requests interleave at every await, because each
+endpoint checks that the object is idle and starts its run with no await in between. Its
+stream reads the object's subscription directly, as the in-kernel backend does.
 """
 
 from __future__ import annotations

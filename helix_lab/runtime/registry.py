@@ -33,6 +33,7 @@ __all__ = [
     "NamespaceAgents",
     "agents_in",
     "default_registry",
+    "registered_types",
 ]
 
 
@@ -206,3 +207,10 @@ class NamespaceAgents:
 
     def __repr__(self) -> str:
         return f"NamespaceAgents({self.get_registered_types()})"
+
+
+def registered_types(agents: Any) -> list[str]:
+    """The agent types ``agents`` can list (``get_registered_types``); ``[]`` for a resolver
+    that cannot, such as a function or a seed-style object with only ``resolve``/``has``."""
+    lister = getattr(agents, "get_registered_types", None)
+    return list(lister()) if callable(lister) else []

@@ -18,7 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import UserError
-from ..runtime.registry import AgentRegistry, NamespaceAgents, default_registry
+from ..runtime.registry import (
+    AgentRegistry,
+    NamespaceAgents,
+    default_registry,
+    registered_types,
+)
 from ..runtime.server import AgentServer, create_agent_server
 
 __all__ = ["DEFAULT_AGENTS_MODULE", "AgentsUnavailable", "LoadedAgents",
@@ -41,8 +46,7 @@ class LoadedAgents:
 
     def agent_types(self) -> list[str]:
         """The agent types, when the module's resolver can list them."""
-        lister = getattr(self.server_class.config.agents, "get_registered_types", None)
-        return list(lister()) if lister is not None else []
+        return registered_types(self.server_class.config.agents)
 
 
 def default_llm_adapter(env: Any, context: Any) -> Any:
