@@ -1,4 +1,5 @@
-"""The debugging scenario on every backend, the approval flow through the real ``anthropic``
+"""The debugging scenario on every backend (in-kernel, and ``helix serve`` on the stand-in
+and on the Worker bundle under real Pyodide), the approval flow through the real ``anthropic``
 SDK, and a paused session that outlives a SIGKILL of ``helix serve``."""
 
 from __future__ import annotations
@@ -10,11 +11,12 @@ from typing import Any
 import e2e_scenario
 import pytest
 from fakes.anthropic_server import FakeAnthropic, Text, ToolUse, turn
-from test_serve_remote import TOKEN, Served
+from served import TOKEN, Served
 
 from helix_lab import LocalBackend, RemoteBackend, create_agent_server
 from helix_lab.llm.anthropic import AnthropicAdapter
 from helix_lab.pricing import cost_usd
+from helix_lab.pyodide_host import install
 from helix_lab.runtime import LocalNamespace
 
 KEY = "sk-ant-test-approvals-0123456789"
@@ -38,10 +40,15 @@ def test_debug_scenario_local(local_debug_summary: dict[str, Any]) -> None:
     assert local_debug_summary["budgetStop"] >= 1
 
 
-@pytest.mark.parametrize("stream_via", ["sse", "websocket"])
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize(("engine", "stream_via"), [("cpython", "sse"), ("cpython", "websocket"),
+                                                    ("pyodide", "sse")])
 async def test_debug_scenario_on_helix_serve_matches_local(
-        tmp_path: Path, local_debug_summary: dict[str, Any], stream_via: str) -> None:
-    served = Served(tmp_path / "objects").start()
+        tmp_path: Path, local_debug_summary: dict[str, Any], engine: str, stream_via: str) -> None:
+    if engine == "pyodide":
+        install()  # pinned and cached: a no-op after `make pyodide-deps`
+    # The pyodide engine is the Worker bundle under real Pyodide (what Cloudflare runs).
+    served = Served(tmp_path / "objects", engine=engine, start_timeout=120).start()
     try:
         async with RemoteBackend(served.url, token=TOKEN, stream_via=stream_via) as backend:
             summary = await e2e_scenario.run_debug_scenario(backend, tag=stream_via)

@@ -61,7 +61,7 @@ def test_dry_run_project_for_a_user_module(tmp_path: Path) -> None:
     result = deploy(dry_run=True, agents="e2e_scenario", name="helix-test", cwd=tmp_path,
                     out_dir="worker", run_toolchain=False)
     project = tmp_path / "worker"
-    assert result.project_dir == project and result.agent_types == ["stepper"]
+    assert result.project_dir == project and result.agent_types == ["outbox", "stepper"]
     _check_project(project, agents="e2e_scenario", name="helix-test")
     assert (project / "src" / "e2e_scenario.py").is_file()
     assert not list(project.rglob("__pycache__"))
@@ -69,7 +69,7 @@ def test_dry_run_project_for_a_user_module(tmp_path: Path) -> None:
 
     again = deploy(dry_run=True, agents="e2e_scenario", name="helix-test", cwd=tmp_path,
                    out_dir="worker", run_toolchain=False)  # a rerun rewrites the project
-    assert again.agent_types == ["stepper"]
+    assert again.agent_types == ["outbox", "stepper"]
 
 
 def test_default_agents_ship_with_their_data(tmp_path: Path) -> None:
