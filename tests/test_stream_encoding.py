@@ -56,24 +56,45 @@ def test_the_stored_body_is_exactly_json_dumps_of_the_fields(extra: dict[str, An
     assert row["body"] == json.dumps(extra)
 
 
+class Socket:
+    """A WebSocket that records what it is sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def send(self, text: str) -> None:
+        self.sent.append(text)
+
+    def close(self, code: int = 1000, reason: str = "") -> None:
+        pass
+
+
 @settings(max_examples=200, deadline=None)
 @given(kind=st.sampled_from(["text_delta", "thinking"]), delta=st.text(),
-       run=st.none() | st.text(), step=st.integers(min_value=0, max_value=10**6))
+       run=st.none() | st.text(), step=st.integers(min_value=0, max_value=10**6),
+       listening=st.booleans())
 def test_a_streamed_delta_is_the_chunk_write_would_make(kind: str, delta: str, run: str | None,
-                                                         step: int) -> None:
+                                                         step: int, listening: bool) -> None:
     made = []
     for fast in (False, True):
         manager = DOStreamManager(SqliteStorage(":memory:"))
         manager.agent_id, manager.agent_type = "s", "agent"
+        socket = Socket()
+        if listening:
+            manager.attach_socket(socket)
         if fast:
-            chunk = manager.write_delta(kind, delta, run_id=run, step=step)
+            manager.write_delta(kind, delta, run_id=run, step=step)
         else:
-            chunk = manager.write({"type": kind, "delta": delta}, run_id=run, step=step)
+            manager.write({"type": kind, "delta": delta}, run_id=run, step=step)
         manager.flush()
         (stored,) = manager.read(0, 10)
-        chunk.pop("timestamp"), stored.pop("timestamp")
-        made.append((chunk, list(chunk), chunk.body, stored))
-    assert made[0] == made[1]  # same fields, same order, same stored JSON, same row
+        row = manager.sql.exec("SELECT body FROM helix_chunks")[0]
+        sent = [json.loads(text) for text in socket.sent]
+        assert len(sent) == (1 if listening else 0)
+        for chunk in (stored, *sent):
+            chunk.pop("timestamp")
+        made.append((stored, list(stored), row["body"], sent))
+    assert made[0] == made[1]  # same fields, same order, same stored JSON, same live chunk
 
 
 def test_a_chunk_that_is_not_json_takes_no_sequence() -> None:

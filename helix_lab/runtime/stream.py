@@ -106,9 +106,11 @@ def detached(chunk: Chunk) -> dict[str, Any]:
     """A chunk of the caller's own: the stream's chunk objects are shared with the runtime
     and every other subscriber. Fields that are all scalars copy shallowly; a chunk with a
     nested value is rebuilt from its JSON, as a client over HTTP would get it."""
-    for value in chunk.values():
-        if type(value) not in _SCALARS:
-            return json.loads(chunk.to_json())
+    body = chunk.body  # the fields' JSON: without a bracket after its first, nothing nests
+    if "[" in body or "{" in body[1:]:
+        for value in chunk.values():
+            if type(value) not in _SCALARS:
+                return json.loads(chunk.to_json())
     return dict(chunk)
 
 
@@ -232,22 +234,26 @@ class DOStreamManager:
         self._queue(full, (sequence, run_id, step, timestamp, kind, body))
         return full
 
-    def write_delta(self, kind: str, delta: str, *, run_id: str | None, step: int) -> Chunk:
+    def write_delta(self, kind: str, delta: str, *, run_id: str | None, step: int) -> None:
         """``write({"type": kind, "delta": delta}, ...)``, for the chunk a model streams by
-        the thousand (``text_delta``, ``thinking``): the same chunk, built directly."""
+        the thousand (``text_delta``, ``thinking``). The row is queued as ``write`` would
+        queue it; the chunk itself is built only if a client is listening (every way to
+        start listening flushes first, so a chunk queued before it is read from storage)."""
         body = '{"delta": ' + _escape(delta) + "}"
         self.sequence = sequence = self.sequence + 1
         timestamp = time.time_ns() // 1_000_000
-        if run_id is None:
-            full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
-                         agentType=self.agent_type, step=step, timestamp=timestamp, delta=delta)
-        else:
-            full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
-                         agentType=self.agent_type, step=step, timestamp=timestamp, delta=delta,
-                         runId=run_id)
-        full.body = body
+        if self._subscribers or self._sockets:
+            if run_id is None:
+                full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
+                             agentType=self.agent_type, step=step, timestamp=timestamp,
+                             delta=delta)
+            else:
+                full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
+                             agentType=self.agent_type, step=step, timestamp=timestamp,
+                             delta=delta, runId=run_id)
+            full.body = body
+            self._pending.append(full)
         # _queue, inlined: this is the hottest path of the runtime.
-        self._pending.append(full)
         rows = self._rows
         rows.append((sequence, run_id, step, timestamp, kind, body))
         if len(rows) >= MAX_BATCH:
@@ -258,7 +264,6 @@ class DOStreamManager:
                 asyncio.get_running_loop().call_soon(self.flush)
             except RuntimeError:
                 self.flush()
-        return full
 
     def _queue(self, chunk: Chunk, row: tuple[Any, ...]) -> None:
         self._pending.append(chunk)
@@ -273,7 +278,8 @@ class DOStreamManager:
                 self.flush()
 
     def take_pending(self) -> list[Chunk]:
-        """Store the queued chunks (inside the caller's transaction) and return them."""
+        """Store the queued chunks (inside the caller's transaction) and return them (those
+        a client may need: deltas queued while nobody listened are only stored)."""
         chunks, self._pending = self._pending, []
         rows, self._rows = self._rows, []
         if rows:
@@ -289,7 +295,7 @@ class DOStreamManager:
     def flush(self) -> None:
         """Store every queued chunk in one transaction, then send them."""
         self._flush_scheduled = False
-        if self._pending and not self._closed:  # once closed, the host's storage may be gone
+        if self._rows and not self._closed:  # once closed, the host's storage may be gone
             self.broadcast(self.sql.transaction(self.take_pending))
 
     def broadcast(self, chunks: list[Chunk]) -> None:
@@ -309,8 +315,8 @@ class DOStreamManager:
 
     def discard_pending(self) -> None:
         """Forget queued chunks (their sequences are reused; nobody has seen them)."""
-        if self._pending:
-            self.sequence = self._pending[0]["sequence"] - 1
+        if self._rows:
+            self.sequence = self._rows[0][0] - 1
             self._pending, self._rows = [], []
 
     # -- reading --------------------------------------------------------------------------
@@ -350,6 +356,7 @@ class DOStreamManager:
 
         ``wire=True`` is for a client that only calls ``to_json()`` on what it gets (SSE,
         WebSockets): stored chunks then come from :meth:`read_wire`."""
+        self.flush()  # what is queued now is read from storage, not sent to this one
         sub = Subscription(self, from_sequence, follow=follow, wire=wire)
         self._subscribers.add(sub)
         return sub
