@@ -71,6 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"Worker name (default {DEFAULT_NAME})")
     deploy.add_argument("--agents", default=None, metavar="MODULE",
                         help="module defining the agents (default helix_lab.examples)")
+    deploy.add_argument("--approach", choices=APPROACHES, default="durable-objects",
+                        help="durable-objects (default), or workflows: [[workflows]], "
+                        "[[d1_databases]] with its schema migration, and the STREAMS objects")
     deploy.add_argument("--dir", default=DEFAULT_DIR, metavar="OUT",
                         help=f"project directory to write (default ./{DEFAULT_DIR})")
     return parser
@@ -97,7 +100,7 @@ def _deploy(args: argparse.Namespace) -> int:
     from .deploy import deploy
 
     result = deploy(dry_run=args.dry_run, name=args.name, agents=args.agents, out_dir=args.dir,
-                    log=_say)
+                    log=_say, approach=args.approach)
     for warning in result.warnings:
         _say(f"warning: {warning}")
     _say("next: set the secrets (never put them in wrangler.toml):")

@@ -47,7 +47,9 @@ from typing import Any
 from .errors import DeployError
 
 __all__ = [
+    "APPROACHES",
     "COMPATIBILITY_DATE",
+    "D1_PLACEHOLDER_ID",
     "DEFAULT_DIR",
     "DEFAULT_NAME",
     "DeployError",
@@ -221,6 +223,10 @@ def _sdk_files() -> list[tuple[Path, str]]:
     return files
 
 
+APPROACHES = ("durable-objects", "workflows")
+D1_PLACEHOLDER_ID = "00000000-0000-0000-0000-000000000000"
+"""Written until you put the id ``wrangler d1 create`` prints (a dry run needs none)."""
+
 _TEMPLATES = importlib.resources.files("helix_lab") / "deploy_templates"
 """The project's files, as ``string.Template`` text shipped with the package."""
 
@@ -229,14 +235,29 @@ def _render(template: str, **values: str) -> str:
     return string.Template((_TEMPLATES / template).read_text(encoding="utf-8")).substitute(values)
 
 
-def _project_files(name: str, agents: str, extra: list[str]) -> dict[str, str]:
+def _project_files(name: str, agents: str, extra: list[str],
+                   approach: str = "durable-objects") -> dict[str, str]:
     """What ``build_project`` writes besides the sources: path -> text."""
     dependencies = ", ".join(['"pydantic>=2.7,<3"', '"anyio>=4"',
                               *(json.dumps(e) for e in extra)])
+    if approach == "workflows":
+        from .workflows.state import SCHEMA
+
+        specific = {
+            "src/entry.py": _render("entry_workflows.py.tmpl"),
+            "wrangler.toml": _render("wrangler_workflows.toml.tmpl", name=name, agents=agents,
+                                     compatibility_date=COMPATIBILITY_DATE,
+                                     database_id=D1_PLACEHOLDER_ID),
+            "migrations/0001_helix_workflows.sql": SCHEMA,
+        }
+    else:
+        specific = {
+            "src/entry.py": _render("entry.py.tmpl"),
+            "wrangler.toml": _render("wrangler.toml.tmpl", name=name, agents=agents,
+                                     compatibility_date=COMPATIBILITY_DATE),
+        }
     return {
-        "src/entry.py": _render("entry.py.tmpl"),
-        "wrangler.toml": _render("wrangler.toml.tmpl", name=name, agents=agents,
-                                 compatibility_date=COMPATIBILITY_DATE),
+        **specific,
         "pyproject.toml": _render("pyproject.toml.tmpl", name=name, dependencies=dependencies,
                                   sdk=SDK_DISTRIBUTION),
         "README.md": _render("README.md.tmpl", name=name, agents=agents),
@@ -245,8 +266,8 @@ def _project_files(name: str, agents: str, extra: list[str]) -> dict[str, str]:
 
 
 def build_project(out_dir: str | os.PathLike[str] = DEFAULT_DIR, *, name: str = DEFAULT_NAME,
-                  agents: str = DEFAULT_AGENTS, extra_dependencies: list[str] | None = None
-                  ) -> Path:
+                  agents: str = DEFAULT_AGENTS, extra_dependencies: list[str] | None = None,
+                  approach: str = "durable-objects") -> Path:
     """Write the Worker project into ``out_dir`` (made by an earlier run, or new)."""
     _check_name(name)
     project = Path(out_dir).resolve()
@@ -261,7 +282,7 @@ def build_project(out_dir: str | os.PathLike[str] = DEFAULT_DIR, *, name: str = 
         raise DeployError(f"The agents package {agents.split('.')[0]!r} holds {size >> 20} MB;"
                           " move the agents into a small module and pass --agents.")
     sdk = _sdk_files()
-    for generated in ("src", "python_modules", "dist"):
+    for generated in ("src", "python_modules", "dist", "migrations"):
         shutil.rmtree(project / generated, ignore_errors=True)
     project.mkdir(parents=True, exist_ok=True)
     (project / MARKER).write_text("This directory is written by `helix deploy`.\n")
@@ -277,14 +298,17 @@ def build_project(out_dir: str | os.PathLike[str] = DEFAULT_DIR, *, name: str = 
         put(path, src / dest)
     for path, dest in sdk:
         put(path, project / "python_modules" / dest)
-    for dest, text in _project_files(name, agents, extra_dependencies or []).items():
+    for dest, text in _project_files(name, agents, extra_dependencies or [],
+                                     approach).items():
+        (project / dest).parent.mkdir(parents=True, exist_ok=True)
         (project / dest).write_text(text)
     return project
 
 
 # -- the import check -----------------------------------------------------------------------------
 
-def check_bundle(project: str | os.PathLike[str], agents: str) -> tuple[list[str], list[str]]:
+def check_bundle(project: str | os.PathLike[str], agents: str,
+                 approach: str = "durable-objects") -> tuple[list[str], list[str]]:
     """Import ``src/entry.py`` against the stand-in in a fresh interpreter and smoke-test it.
 
     Returns the agent types it serves and the third-party packages it pulled in from
@@ -292,7 +316,8 @@ def check_bundle(project: str | os.PathLike[str], agents: str) -> tuple[list[str
     """
     src = Path(project).resolve() / "src"
     standin = _PACKAGE / "worker_bundle" / "standin"
-    args = json.dumps({"src": str(src), "standin": str(standin), "agents": agents})
+    args = json.dumps({"src": str(src), "standin": str(standin), "agents": agents,
+                       "approach": approach})
     try:
         # -I: neither the environment nor the script's folder reaches sys.path, so the
         # bundle's helix_lab is the one imported.
@@ -387,13 +412,18 @@ def _wrangler_error(output: str) -> str:
 def deploy(*, dry_run: bool = False, name: str | None = None, agents: str | None = None,
            out_dir: str | os.PathLike[str] | None = None,
            cwd: str | os.PathLike[str] | None = None, run_toolchain: bool = True,
-           log: Callable[[str], None] | None = None) -> DeployResult:
+           log: Callable[[str], None] | None = None,
+           approach: str = "durable-objects") -> DeployResult:
     """Build the Worker project and hand it to the Cloudflare toolchain.
 
     ``dry_run``: ``wrangler deploy --dry-run --outdir <dir>/dist`` (offline). Otherwise a
     real deploy through ``pywrangler deploy``, which needs ``CLOUDFLARE_API_TOKEN`` and
     network access. ``run_toolchain=False`` stops after the build and the import check.
+    ``approach="workflows"``: the Workflows bundle, with the ``[[workflows]]``,
+    ``[[d1_databases]]`` (and its schema migration) and ``STREAMS`` bindings.
     """
+    if approach not in APPROACHES:
+        raise DeployError(f"Unknown approach {approach!r}: use one of {', '.join(APPROACHES)}.")
     say = log or (lambda message: None)
     here = Path(cwd or os.getcwd()).resolve()
     name = _check_name(name or DEFAULT_NAME)
@@ -404,15 +434,16 @@ def deploy(*, dry_run: bool = False, name: str | None = None, agents: str | None
                           "(or use --dry-run).")
     with _on_path(here):  # agents modules are found from where deploy runs
         _import_agents(agents)
-        project = build_project(here / (out_dir or DEFAULT_DIR), name=name, agents=agents)
-    types, outside = check_bundle(project, agents)
+        project = build_project(here / (out_dir or DEFAULT_DIR), name=name, agents=agents,
+                                approach=approach)
+    types, outside = check_bundle(project, agents, approach)
     if not types:
         raise DeployError(f"The agents module {agents!r} defines no agents; create Agent(...) "
                           "objects in it (or a `registry = AgentRegistry()`).")
     result = DeployResult(project, name, agents, types, dry_run)
     if outside:
         (project / "pyproject.toml").write_text(
-            _project_files(name, agents, outside)["pyproject.toml"])
+            _project_files(name, agents, outside, approach)["pyproject.toml"])
         result.warnings.append(
             f"The agents import {', '.join(outside)} from outside the bundle; they were added "
             f"to {project / 'pyproject.toml'} for pywrangler to vendor (check the names).")

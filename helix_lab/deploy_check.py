@@ -2,7 +2,7 @@
 
 :func:`helix_lab.deploy.check_bundle` runs this file as a script in a fresh, isolated
 interpreter (``python -I -B deploy_check.py ARGS``) with the project's ``src/`` as the
-working directory. ``ARGS`` is JSON: ``{"src", "standin", "agents"}``. It
+working directory. ``ARGS`` is JSON: ``{"src", "standin", "agents", "approach"}``. It
 
 1. installs the CPython stand-in for Cloudflare's ``workers`` module (loaded from its
    folder under a private name, so the installed helix_lab is not imported for it);
@@ -54,14 +54,36 @@ def bundled(module: ModuleType, src: str) -> bool:
     return bool(file) and os.path.realpath(file).startswith(src + os.sep)
 
 
-async def smoke(entry: ModuleType, standin: ModuleType, agents: str) -> tuple[list[str],
-                                                                              list[str]]:
+def _workflows_env(entry: ModuleType, standin: ModuleType, agents: str,
+                   tmp: str) -> tuple[Any, Any, list[Any]]:
+    """The Workflows bundle's bindings on the stand-in: the engine and D1 are the bundle's
+    own emulations (``helix_lab.workflows``, imported from the bundle by ``entry``)."""
+    bundled_workflows = importlib.import_module("helix_lab.workflows")
+    namespace = standin.DurableObjectNamespace(entry.StreamServerObject, storage=tmp,
+                                               name="STREAMS")
+    db = bundled_workflows.LocalD1(os.path.join(tmp, "d1.sqlite3"))
+    env = standin.Env(STREAMS=namespace, AGENT_DB=db, HELIX_TOKEN="check",
+                      HELIX_AGENTS_MODULE=agents)
+    engine = bundled_workflows.LocalWorkflowBinding(entry.AgentWorkflow,
+                                                    os.path.join(tmp, "wf.sqlite3"), env=env)
+    env.AGENT_WORKFLOW = importlib.import_module(
+        STANDIN_NAME + ".workflows").WorkflowBinding(engine)
+    return namespace, env, [engine.aclose, db.close]
+
+
+async def smoke(entry: ModuleType, standin: ModuleType, agents: str,
+                approach: str = "durable-objects") -> tuple[list[str], list[str]]:
     """Call the Worker as a client would; the agent types it serves, and any problems."""
     problems: list[str] = []
     listing: dict[str, Any] = {}
+    closers: list[Any] = []
     with tempfile.TemporaryDirectory() as tmp:
-        namespace = standin.DurableObjectNamespace(entry.HelixAgentServer, storage=tmp)
-        env = standin.Env(AGENTS=namespace, HELIX_TOKEN="check", HELIX_AGENTS_MODULE=agents)
+        if approach == "workflows":
+            namespace, env, closers = _workflows_env(entry, standin, agents, tmp)
+        else:
+            namespace = standin.DurableObjectNamespace(entry.HelixAgentServer, storage=tmp)
+            env = standin.Env(AGENTS=namespace, HELIX_TOKEN="check",
+                              HELIX_AGENTS_MODULE=agents)
         auth = {"authorization": "Bearer check"}
 
         async def get(path: str) -> tuple[int, Any]:
@@ -78,10 +100,16 @@ async def smoke(entry: ModuleType, standin: ModuleType, agents: str) -> tuple[li
                 problems.append(listing.get("error", {}).get("message")
                                 or f"/agents answered {status}")
             status, snapshot = await get("/sessions/bundle-check/status")
-            if status != 200:
-                problems.append(f"a session object answered {status}: {snapshot}")
+            # No session yet: an idle object (Durable Objects) or a 404 from D1 (Workflows).
+            expected = 404 if approach == "workflows" else 200
+            if status != expected:
+                problems.append(f"a session's status answered {status}: {snapshot}")
         finally:
             await namespace.close()
+            for close in closers:
+                done = close()
+                if asyncio.iscoroutine(done):
+                    await done
     return list(listing.get("agents", [])), problems
 
 
@@ -110,7 +138,8 @@ def imported_from_outside(modules: Mapping[str, ModuleType], before: Iterable[st
     return sorted(outside)
 
 
-def check(src: str, standin_dir: str, agents: str) -> dict[str, Any]:
+def check(src: str, standin_dir: str, agents: str,
+          approach: str = "durable-objects") -> dict[str, Any]:
     """Steps 1 to 4 of the module docstring; the report."""
     before = set(sys.modules)
     src = os.path.realpath(src)
@@ -123,14 +152,15 @@ def check(src: str, standin_dir: str, agents: str) -> dict[str, Any]:
     helix_lab = sys.modules["helix_lab"]
     if not bundled(helix_lab, src):
         problems.append(f"helix_lab was imported from {helix_lab.__file__}, not the bundle")
-    types, smoke_problems = asyncio.run(smoke(entry, standin, agents))
+    types, smoke_problems = asyncio.run(smoke(entry, standin, agents, approach))
     return {"agents": types, "outside": imported_from_outside(sys.modules, before, src),
             "problems": problems + smoke_problems}
 
 
 def main(argv: list[str] | None = None) -> int:
     args = json.loads((sys.argv[1:] if argv is None else argv)[0])
-    print(json.dumps(check(args["src"], args["standin"], args["agents"])))
+    print(json.dumps(check(args["src"], args["standin"], args["agents"],
+                           args.get("approach", "durable-objects"))))
     return 0
 
 
