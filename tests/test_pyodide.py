@@ -11,7 +11,9 @@ run resumes; ``helix serve --engine pyodide`` serves the bundled researcher, whi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -131,6 +133,24 @@ async def test_host_killed_mid_run_restarts_on_the_same_storage(host: PyodideHos
 KEY = "sk-ant-test-pyodide-0123456789"
 
 
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            fields = stat.read_text().rpartition(")")[2].split()
+            if int(fields[1]) == pid:
+                found.append(int(stat.parent.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
 @pytest.fixture(scope="module")
 def claude() -> Iterator[FakeAnthropic]:
     with FakeAnthropic() as fake:
@@ -146,8 +166,15 @@ def served_pyodide(tmp_path_factory: pytest.TempPathFactory,
                     engine="pyodide", start_timeout=300,
                     environ={"ANTHROPIC_API_KEY": KEY, "ANTHROPIC_BASE_URL": claude.base_url})
     yield server.start()
-    server.stop()
-    assert server.process is not None and server.process.returncode == 0
+    # A killed helix serve leaves no Node host behind: the host exits when its stdin closes.
+    assert server.process is not None
+    hosts = _children(server.process.pid)
+    assert len(hosts) == 1
+    server.kill()
+    deadline = time.monotonic() + 60
+    while _alive(hosts[0]) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(hosts[0]), "the Node host outlived helix serve"
     everything = "".join(server.output) + server.log.read_text()
     assert TOKEN not in everything and KEY not in everything
     assert "Traceback" not in everything

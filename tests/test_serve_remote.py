@@ -127,6 +127,15 @@ async def test_bad_input_is_a_clear_4xx(served: Served) -> None:
             assert refused.value.response.status_code == 400, path
 
 
+async def test_a_body_over_16_mb_is_a_413(served: Served) -> None:
+    async with httpx.AsyncClient(base_url=served.url,
+                                 headers={"authorization": f"Bearer {TOKEN}"}) as client:
+        response = await client.post("/sessions/big/start", content=b"x" * (16 * 2**20 + 1))
+        assert response.status_code == 413
+        assert response.json()["error"]["code"] == "too_large"
+        assert (await client.get("/health")).json() == {"ok": True}  # still serving
+
+
 @pytest.mark.parametrize("stream_via", ["sse", "websocket"])
 async def test_sigkill_mid_run_loses_nothing_committed(tmp_path: Path, stream_via: str) -> None:
     server = Served(tmp_path / "objects").start()

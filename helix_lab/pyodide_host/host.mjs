@@ -155,10 +155,17 @@ function jsonError(status, code, message) {
   });
 }
 
+const MAX_BODY = 16 * 1024 * 1024; // as helix serve's CPython engine
+
+class TooLarge extends Error {}
+
 async function answer(req) {
   try {
     return await callWorker(toRequest(req, await readBody(req)));
   } catch (error) {
+    if (error instanceof TooLarge) {
+      return jsonError(413, "too_large", `The request body is larger than ${MAX_BODY} bytes.`);
+    }
     log("the Worker failed on a request:", error?.message ?? error);
     return jsonError(500, "internal_error", "The Worker hit an unexpected error; see the host log.");
   }
@@ -166,7 +173,12 @@ async function answer(req) {
 
 async function readBody(req) {
   const parts = [];
-  for await (const part of req) parts.push(part);
+  let size = 0;
+  for await (const part of req) {
+    size += part.length;
+    if (size > MAX_BODY) throw new TooLarge();
+    parts.push(part);
+  }
   return Buffer.concat(parts);
 }
 
@@ -243,7 +255,12 @@ async function main() {
   const { WebSocketServer } = requireFrom("ws");
   const wss = new WebSocketServer({ noServer: true });
   const server = http.createServer((req, res) => {
-    answer(req).then((response) => sendResponse(response, res));
+    answer(req)
+      .then((response) => sendResponse(response, res))
+      .catch((error) => {
+        log("sending a response failed:", error?.message ?? error);
+        res.destroy();
+      });
   });
   server.on("upgrade", (req, socket, head) => {
     upgrade(req, socket, head, wss).catch((error) => {
