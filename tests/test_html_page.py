@@ -14,7 +14,7 @@ from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
 from helix_lab.widgets import AgentView
-from helix_lab.widgets.html_page import branch_rows, session_html
+from helix_lab.widgets.html_page import session_html
 from helix_lab.widgets.view_state import RENDER_ITEMS
 
 
@@ -64,19 +64,20 @@ async def test_to_html_writes_the_whole_run_in_one_file(make_runtime, tmp_path: 
     view.close()
 
 
-async def test_branch_rows_follow_fork_points(make_runtime) -> None:
+async def test_the_tree_hangs_each_branch_under_its_fork_point(make_runtime) -> None:
     runtime = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
     h = await forked(runtime.backend, "rows", 2)
     again = await h.retry("from_start", message="steps=1")
     assert await again.result() == "finished 1 steps"
-    checkpoints = await h.checkpoints()
 
-    rows = branch_rows(checkpoints)
+    tree = text_of((await session_html(h)).split("<h2>Branches</h2>")[1].split("<h2>")[0])
 
-    assert [(r["branch"], r["parentBranch"], r["forkStep"], r["status"]) for r in rows] == [
-        (0, None, None, "completed"), (1, 0, 1, "completed"), (2, 0, 0, "completed")]
-    assert rows[2]["headCheckpointId"] == checkpoints[-1]["checkpointId"]
-    assert sum(r["checkpoints"] for r in rows) == len(checkpoints)
+    counts = {b["branch"]: b["checkpointCount"] for b in await h.branches()}
+    assert tree == (f"branch 0 · {counts[0]} checkpoints, head at step 3 · completed"
+                    f"branch 1 · forked at step 1 of branch 0 · {counts[1]} checkpoints, head "
+                    "at step 3 · completed"
+                    "branch 2 (current) · forked at step 0 of branch 0 · "
+                    f"{counts[2]} checkpoints, head at step 2 · completed")
 
 
 @pytest.fixture(scope="module")

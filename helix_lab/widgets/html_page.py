@@ -3,7 +3,7 @@
 ``await view.to_html("run.html")`` (or :func:`write_session_html`) writes the header, the
 whole transcript, the step timeline and the branch tree, with the view's own styles
 inlined: no script, no external file, nothing to install. The page is drawn from the
-client API (``/status``, ``/checkpoints``, ``/history``), so any backend can make one.
+client API (``/status``, ``/branches``, ``/history``), so any backend can make one.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from .view_state import ViewState
 if TYPE_CHECKING:
     from ..client.handle import AgentHandle
 
-__all__ = ["branch_rows", "session_html", "write_session_html"]
+__all__ = ["session_html", "write_session_html"]
 
 _PAGE_STYLE = """<style>
 body{font-family:system-ui,sans-serif;margin:24px auto;max-width:980px;color:#212121}
@@ -33,31 +33,8 @@ h2{font-size:16px;margin:20px 0 6px}
 </style>"""
 
 
-def branch_rows(checkpoints: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per branch: where it forked from, its head, and its status.
-
-    A branch's first checkpoint names its parent checkpoint on another branch (the fork
-    point); branch 0 has none.
-    """
-    by_id = {c["checkpointId"]: c for c in checkpoints}
-    rows: dict[int, dict[str, Any]] = {}
-    for checkpoint in checkpoints:
-        branch = checkpoint["branch"]
-        row = rows.get(branch)
-        if row is None:
-            fork = by_id.get(checkpoint.get("parentId") or "")
-            row = rows[branch] = {
-                "branch": branch,
-                "parentBranch": fork["branch"] if fork and fork["branch"] != branch else None,
-                "forkCheckpointId": fork["checkpointId"] if fork else None,
-                "forkStep": fork["step"] if fork else None, "checkpoints": 0}
-        row.update(headCheckpointId=checkpoint["checkpointId"], headStep=checkpoint["step"],
-                   status=checkpoint["status"])
-        row["checkpoints"] += 1
-    return [rows[b] for b in sorted(rows)]
-
-
-def _tree(rows: list[dict[str, Any]], current: int | None, parent: int | None = None) -> str:
+def _tree(rows: list[dict[str, Any]], parent: int | None = None) -> str:
+    """The rows of ``GET /branches`` as nested lists, each branch under its parent."""
     children = [r for r in rows if r["parentBranch"] == parent]
     if not children:
         return ""
@@ -66,12 +43,12 @@ def _tree(rows: list[dict[str, Any]], current: int | None, parent: int | None = 
         colour = STATUS_COLOURS.get(row["status"], "#757575")
         fork = ("" if row["forkStep"] is None
                 else f" · forked at step {row['forkStep']} of branch {row['parentBranch']}")
-        mark = ' class="hx-head"' if row["branch"] == current else ""
+        mark = ' class="hx-head"' if row.get("current") else ""
         items.append(
             f"<li{mark}>branch {row['branch']}{' (current)' if mark else ''}{fork} · "
-            f"{row['checkpoints']} checkpoints, head at step {row['headStep']} · "
+            f"{row['checkpointCount']} checkpoints, head at step {row['headStep']} · "
             f'<span class="hx-badge" style="background:{colour}">{escape(row["status"])}'
-            f"</span>{_tree(rows, current, row['branch'])}</li>")
+            f"</span>{_tree(rows, row['branch'])}</li>")
     return "<ul>" + "".join(items) + "</ul>"
 
 
@@ -87,7 +64,7 @@ async def session_html(handle: AgentHandle, page: int = 1000) -> str:
         if not body["chunks"] or not body.get("hasMore"):
             break
         after = body["chunks"][-1]["sequence"]
-    checkpoints = await handle.checkpoints() if status.get("sessionId") else []
+    branches = await handle.branches() if status.get("sessionId") else []
     items, step = [], None
     for item in state.items:
         if item.step != step:
@@ -100,7 +77,7 @@ async def session_html(handle: AgentHandle, page: int = 1000) -> str:
             f"<div>{render_header(state, handle.backend.describe())}</div>"
             f"<h2>Timeline</h2>{render_timeline(state)}"
             f"<h2>Branches</h2><div class=\"hx-tree\">"
-            f"{_tree(branch_rows(checkpoints), status.get('branch'))}</div>"
+            f"{_tree(branches)}</div>"
             f"<h2>Transcript</h2><div class=\"hx-transcript\">{''.join(items)}</div>"
             "</body></html>\n")
 
