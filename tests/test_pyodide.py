@@ -28,6 +28,7 @@ from served import TOKEN, Served
 from helix_lab import RemoteBackend
 from helix_lab.errors import BackendError
 from helix_lab.pyodide_host import PyodideHost, build_bundle, install
+from helix_lab.runtime.sse import END_EVENT, iter_sse_chunks
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -84,6 +85,31 @@ async def test_branches_and_pages_work_and_search_says_fts5_is_missing(
             await handle.search("finished")
     assert info.value.status == 501 and info.value.code == "search_unavailable"
     assert "FTS5" in info.value.message
+
+
+async def test_the_seed_worker_routes_and_last_event_id(host: PyodideHost) -> None:
+    """The seed example Worker's /stream/{id} and /ws/{id} under the real workers SDK: the
+    object takes a WebSocket upgrade on any path, and /sse honours Last-Event-ID."""
+    auth = {"authorization": f"Bearer {TOKEN}"}
+    async with _remote(host) as backend:
+        handle = await backend.start("stepper", "steps=1", session_id="seed-routes")
+        await handle.result()
+    async with httpx.AsyncClient(base_url=host.url, headers=auth, timeout=60) as client:
+        stored = (await client.get("/sessions/seed-routes/history")).json()["chunks"]
+        streamed: list[dict[str, Any]] = []
+        async with client.stream("GET", "/stream/seed-routes",
+                                 headers={"Last-Event-ID": "2"}) as response:
+            async for event, data in iter_sse_chunks(response.aiter_bytes()):
+                if event == END_EVENT:
+                    break
+                streamed.append(data)
+    assert len(stored) > 4 and streamed == stored[2:]
+    received: list[dict[str, Any]] = []
+    url = host.url.replace("http", "ws", 1) + "/ws/seed-routes?fromSequence=0"
+    async with websockets.connect(url, additional_headers=auth) as ws:
+        while len(received) < len(stored):
+            received.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
+    assert received == stored
 
 
 async def test_host_killed_mid_run_restarts_on_the_same_storage(host: PyodideHost) -> None:
