@@ -22,10 +22,10 @@ from typing import Any
 
 from .common import REPO, Context, Figure, Ratio, run, sqlite_read_all, stopwatch
 
-GOAL = 20.0
-"""Our target (the issue sets none): streaming may cost at most 20x the bare query, which
-only copies rows out of sqlite, while a replay also decodes each stored chunk, frames it
-as SSE, sends it, and the client parses it back into a dict."""
+GOAL = 4.0
+"""Issue 9: a replay over HTTP may cost at most 4x the bare query, which only copies rows
+out of sqlite, while a replay also frames each stored chunk as SSE, sends it, and the
+client parses it back into a dict."""
 REPEAT = 3
 
 
@@ -171,7 +171,7 @@ def measure(ctx: Context) -> Figure:
         http = _over_http(ctx, deltas)
         http_ratio = http["replay"] / http["sql"]
         ratios.append(Ratio("replay over HTTP (helix serve) ÷ one SQL query", http_ratio,
-                            f"{http_ratio:.1f}x", goal=f"≤ {GOAL:.0f}x (our target)",
+                            f"{http_ratio:.1f}x", goal=f"≤ {GOAL:.0f}x",
                             met=http_ratio <= GOAL))
         raw[:0] = [
             ("helix serve + RemoteBackend (HTTP, SSE), stream from 0",
@@ -199,13 +199,24 @@ def measure(ctx: Context) -> Figure:
         f"the same file (best of {REPEAT}, each run right after a replay).",
         ratios=ratios, raw=raw, todo=todo,
         notes=[
-            "A replay reads stored pages of 2,000 chunks; each page is one SSE write. The "
-            "client (RemoteBackend / LocalBackend) decodes every event into a dict and drops "
-            "sequences it has already seen.",
+            "A replay reads stored pages of 2,000 chunks; each page is one SSE write. SQLite "
+            "builds each stored chunk's wire JSON in the page's query (`read_wire`), so the "
+            "server decodes and re-encodes nothing in Python. The client (RemoteBackend) "
+            "matches the server's own framing with one regex scan per read, decodes a "
+            "read's events with one `json.loads`, and drops sequences it has already seen. "
+            "LocalBackend reads the subscription directly: no SSE at all.",
+            "Server and client are two processes here, so on an idle machine with two cores "
+            "they overlap; on a shared one they take turns, and the ratio grows with the "
+            "load beside it.",
         ],
         plan=None if all(r.met is not False for r in ratios) else (
-            "Per chunk the server decodes the stored JSON body, rebuilds the chunk, and "
-            "encodes it again for the SSE frame; splicing the stored body into the frame "
-            "without the decode/encode round trip, and sending larger pages, would cut the "
-            "server's share; the client's JSON decode is the floor."),
+            "Where the time goes (cProfile of the client during a 100,000-chunk replay, on "
+            "the shared machine: 4.9 s profiled): the SSE scan (`SSEDecoder.feed`) 1.2 s, "
+            "`json.loads` of the chunks 1.0 s (a floor for a client that hands out dicts), "
+            "waiting on the server 1.1 s, the stream's dedupe and yields 0.5 s, httpx the "
+            "rest. The server's share (SQLite building the wire text, the stand-in's stream "
+            "pump, uvicorn) runs in the other process. "
+            "Next: a page as one SQL row (group_concat with ORDER BY needs SQLite 3.44), "
+            "and a client option that yields the raw JSON text for callers that only "
+            "forward it."),
     )
