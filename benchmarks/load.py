@@ -62,5 +62,23 @@ def measure(ctx: Context) -> Figure:
             "Most of the p99 is the start-up burst: 200 new sessions each create a sqlite file "
             "in WAL mode on the event loop. `pytest tests/test_rel_load.py --soak` runs 400 "
             "sessions for 60 s.",
+            "Chunk latency here is queueing: a chunk waits for its turn on an event loop that "
+            "serves 200 sessions, once per hand-off between tasks. It grows with everything "
+            "else on the machine, and `helix serve` (two processes on two cores) more so.",
         ],
+        plan=None if p50 <= 3 else (
+            "Where the time goes (cProfile of the helix serve process and of the client, "
+            "under this load): the client process is mostly idle (waiting in epoll); the "
+            "server is the bottleneck. Per chunk of a model that awaits between deltas (the "
+            "offline model) the server commits one SQLite transaction (7.3 s of 29 s "
+            "profiled were SQLite statements, about 0.2 ms each on the loaded disk) and "
+            "sends one SSE write through five hand-offs: the body generator, the bundle's "
+            "pump into a TransformStream, the stand-in's reader, uvicorn/h11, and the "
+            "socket (4.4 s, of which send() 3.2 s). Opening 200 session files took 21 ms "
+            "each on the loop (4.3 s; the switch of a new file to WAL no longer syncs, "
+            "which was 12 ms of it), and the stand-in's SQL checks 2.2 s (now once per "
+            "query text). In process the same 200 runs cost 7.5 s of CPU for client and "
+            "server together, with none of the hops. Next: one hand-off per batch in the "
+            "stand-in's pipe (coalesce a session's SSE writes per loop turn), and commits "
+            "of a streaming model grouped over a few milliseconds."),
     )
