@@ -3,7 +3,7 @@
 Cloudflare runs Python Workers on Pyodide. ``host.mjs`` loads npm ``pyodide`` in Node 20,
 gives it what workerd would (``ctx.storage.sql`` on sql.js, Durable Object namespaces,
 ``WebSocketPair``, the SDK's internal modules) and serves a ``helix deploy`` bundle, with the
-real ``workers`` SDK and pydantic's wasm wheels, on 127.0.0.1::
+real ``workers`` SDK, pydantic's wasm wheels and anyio, on 127.0.0.1::
 
     from helix_lab.pyodide_host import PyodideHost, build_bundle, install
 
