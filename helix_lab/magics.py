@@ -178,6 +178,15 @@ def _step_text(view: dict[str, Any], width: int = 100) -> str:
     return "\n".join(lines)
 
 
+def _workflow_steps(status: dict[str, Any]) -> str:
+    """The workflow instance of a session and its stored steps, as a table."""
+    rows = [[s["name"], s["count"], s["type"], s["state"], s["attempts"]]
+            for s in status.get("steps", [])]
+    head = f"workflow instance {status.get('instanceId')} · {status.get('instanceStatus')}"
+    return head + "\n" + (_table(rows, ["step", "count", "type", "state", "attempts"])
+                          if rows else "no steps stored yet")
+
+
 def _table(rows: list[list[Any]], header: list[str]) -> str:
     cells = [header, *[[str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
@@ -244,6 +253,9 @@ class HelixMagics(Magics):
     @argument("--as", dest="var", default="_helix",
               help="bind the AgentHandle to this variable (default: _helix)")
     @argument("--wait", action="store_true", help="hold the cell until the run ends")
+    @argument("--approach", choices=("durable-objects", "workflows"), default=None,
+              help="durable-objects (default): one object per session; workflows: each "
+              "model and tool call a memoized step.do, replayed, not repeated, after a crash")
     @argument("--budget", type=float, default=None,
               help="stop softly once the session has spent this many US dollars")
     @cell_magic
@@ -258,7 +270,7 @@ class HelixMagics(Magics):
             raise UsageError("The cell body is the message: write it under the "
                              f"%%helix_agent {args.name} line.")
         wb = self.workbench
-        backend = self._backend(args.backend)
+        backend = self._backend(args.backend, args.approach)
         available = await self._agent_types(backend)
         if args.name not in available:
             raise UsageError(f"Unknown agent {args.name!r}. Available: "
@@ -273,7 +285,7 @@ class HelixMagics(Magics):
             raise UsageError(f"--budget must be a positive number of dollars, got {args.budget}.")
         handle = await self._call(backend.start(args.name, message, session_id=args.session,
                                                 state=state, max_cost_usd=args.budget))
-        wb.remember(handle.session_id, args.name)
+        wb.remember(handle.session_id, args.name, args.approach)
         wb.trace(handle, after)
         self.shell.user_ns[args.var] = handle
         view = self._view(handle, after)
@@ -374,9 +386,9 @@ class HelixMagics(Magics):
     async def _cmd_help(self, args: Any) -> None:
         print(self.helix.parser.format_help())
 
-    def _backend(self, name: str | None = None) -> Any:
+    def _backend(self, name: str | None = None, approach: str | None = None) -> Any:
         try:
-            return self.workbench.backend_for(name)
+            return self.workbench.backend_for(name, approach)
         except HelixError as exc:
             raise UsageError(str(exc)) from None
 
@@ -390,7 +402,7 @@ class HelixMagics(Magics):
             raise UsageError(str(exc)) from None
 
     async def _agent_types(self, backend: Any) -> list[str]:
-        if backend is self.workbench.local:
+        if backend is self.workbench.local or backend is self.workbench._workflows:
             return self.workbench.agent_types()
         return await self._call(backend.agents())
 
@@ -402,7 +414,8 @@ class HelixMagics(Magics):
             session = self.workbench.resolve_session(session_id)
         except HelixError as exc:
             raise UsageError(str(exc)) from None
-        return self._backend().handle(session, self.workbench.sessions.get(session))
+        return self.workbench.backend_of(session).handle(session,
+                                                         self.workbench.sessions.get(session))
 
     @staticmethod
     def _status_line(status: dict[str, Any]) -> str:
@@ -443,6 +456,8 @@ class HelixMagics(Magics):
             raise UsageError(f"There is no session {handle.session_id!r} on this backend; "
                              "%helix sessions lists them.")
         print(self._status_line(status))
+        if status.get("approach") == "workflows":
+            print(_workflow_steps(status))
         self.workbench.remember(handle.session_id, status.get("agentType"))
         display(self._view(handle.backend.handle(handle.session_id, status["agentType"]), 0))
 

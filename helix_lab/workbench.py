@@ -89,6 +89,9 @@ class Workbench:
         bundled examples."""
         self.llm: LLMChoice = default_llm()
         self._local: LocalBackend | None = None
+        self._workflows: LocalBackend | None = None
+        self.approaches: dict[str, str] = {}
+        """Session id -> ``"workflows"`` for the sessions run with ``--approach workflows``."""
         self.backend_name = "local"
         self._remote: Backend | None = None
         self.sessions: dict[str, str] = {}
@@ -180,6 +183,21 @@ class Workbench:
         return self._local
 
     @property
+    def workflows(self) -> LocalBackend:
+        """The in-kernel Workflows approach (``--approach workflows``), under
+        ``<storage>/workflows``: the same handle API over memoized workflow steps."""
+        if self._workflows is None:
+            from .client.backend import LocalBackend
+            from .workflows import WorkflowSessions, local_workflows
+
+            storage = ":memory:" if self.storage == ":memory:" else os.path.join(
+                self.storage, "workflows")
+            wf = local_workflows(llm_adapter=self.llm_factory, agents=self.registry,
+                                 storage=storage)
+            self._workflows = LocalBackend(WorkflowSessions(wf, self.registry))  # type: ignore[arg-type]
+        return self._workflows
+
+    @property
     def namespace(self) -> LocalNamespace:
         return self.local.namespace
 
@@ -189,7 +207,16 @@ class Workbench:
             return self.local
         return self._remote
 
-    def backend_for(self, name: str | None) -> Backend:
+    def backend_for(self, name: str | None, approach: str | None = None) -> Backend:
+        if approach == "workflows":
+            if name == "remote" or (name in (None, "") and self.backend_name != "local"):
+                raise UserError("--approach workflows runs in the kernel; a remote backend "
+                                "serves the approach it was started with (helix serve "
+                                "--approach workflows).")
+            return self.workflows
+        if approach not in (None, "", "durable-objects"):
+            raise UserError(f"Unknown approach {approach!r}: use 'durable-objects' or "
+                            "'workflows'.")
         if name in (None, ""):
             return self.backend
         if name == "local":
@@ -264,12 +291,16 @@ class Workbench:
         what it needs again (so ``%reload_ext`` works)."""
         await self.stop_otel()
         local, self._local = self._local, None
+        workflows, self._workflows = self._workflows, None
         remote, self._remote = self._remote, None
         server, self.serve_process = self.serve_process, None
         self.backend_name = "local"
         if local is not None:
             await local.aclose()
             await local.namespace.aclose()
+        if workflows is not None:
+            await workflows.aclose()
+            await workflows.namespace.aclose()
         if remote is not None:
             await remote.aclose()
         if server is not None:
@@ -285,9 +316,18 @@ class Workbench:
     def agent_types(self) -> list[str]:
         return self.registry.get_registered_types()
 
-    def remember(self, session_id: str, agent_type: str | None) -> None:
+    def remember(self, session_id: str, agent_type: str | None,
+                 approach: str | None = None) -> None:
         self.sessions[session_id] = agent_type or self.sessions.get(session_id, "?")
         self.last_session = session_id
+        if approach == "workflows":
+            self.approaches[session_id] = approach
+
+    def backend_of(self, session_id: str) -> Backend:
+        """The backend a session lives on: the Workflows one if it was run that way."""
+        if self.approaches.get(session_id) == "workflows" and self.backend_name == "local":
+            return self.workflows
+        return self.backend
 
     def resolve_session(self, session_id: str | None) -> str:
         session_id = session_id or self.last_session

@@ -303,7 +303,8 @@ async def test_an_agent_defined_in_a_cell_runs_by_name(kernel: Kernel) -> None:
                  "Agent(name=...) in a cell, or see %helix agents.", id="unknown-agent"),
     pytest.param("%%helix_agent researcher --bogus\nhi",
                  "unrecognized arguments: --bogus (agents: briefing, researcher; options: "
-                 "--as, --backend, --budget, --session, --state, --wait; see %%helix_agent?)",
+                 "--approach, --as, --backend, --budget, --session, --state, --wait; see "
+                 "%%helix_agent?)",
                  id="bad-option"),
     pytest.param("%%helix_agent researcher --state 1+\nhi",
                  "--state '1+' failed: SyntaxError: invalid syntax (<string>, line 1)",

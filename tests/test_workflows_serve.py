@@ -59,7 +59,9 @@ async def test_the_e2e_scenario_on_helix_serve_matches_the_kernel(served: Served
 async def test_bad_input_is_a_clear_4xx(served: Served) -> None:
     headers = {"authorization": f"Bearer {TOKEN}"}
     async with httpx.AsyncClient(base_url=served.url, headers=headers) as client:
-        missing = await client.get("/sessions/nobody-here/status")
+        idle = await client.get("/sessions/nobody-here/status")  # as a DO never started
+        assert idle.status_code == 200 and idle.json()["status"] == "idle"
+        missing = await client.get("/sessions/nobody-here/messages")
         assert missing.status_code == 404
         assert missing.json()["error"]["code"] == "session_not_found"
         started = await client.post("/sessions/fork-me/start", json={

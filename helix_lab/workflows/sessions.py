@@ -138,6 +138,12 @@ class _SessionStub:
             after = request.query.get("fromSequence", "0")
             return await executor.stream_manager.stub(self.session_id).fetch(
                 Request("GET", f"/history?fromSequence={after}&limit={limit}"))
+        if (method, path) == ("GET", "/status") and await executor.state_store.get_session(
+                self.session_id) is None:
+            # As a Durable Object that was never started answers: idle, nothing to run.
+            return json_response({"sessionId": None, "status": "idle", "stepCount": 0,
+                                  "isExecuting": False, "canResume": False,
+                                  "lastSequence": 0, "approach": "workflows"})
         handle = await self._handle()
         if (method, path) == ("GET", "/status"):
             return json_response(await handle.status())
