@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ServeError
+from .runtime.http import close_code
 
 __all__ = ["APPROACHES", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENGINES",
            "PYODIDE_STORAGE", "ServeError", "WorkerApp", "create_app", "serve"]
@@ -234,9 +235,8 @@ class WorkerApp:
                 await send({"type": "websocket.send", "text": data} if isinstance(data, str)
                            else {"type": "websocket.send", "bytes": bytes(data)})
             else:
-                code = event[1] if 1000 <= event[1] <= 4999 and event[1] not in (
-                    1004, 1005, 1006, 1015) else 1000
-                await send({"type": "websocket.close", "code": code, "reason": event[2] or ""})
+                await send({"type": "websocket.close", "code": close_code(event[1]),
+                            "reason": event[2] or ""})
                 return
 
     async def _reject(self, scope: Scope, send: Send, response: Any) -> None:

@@ -21,6 +21,7 @@ __all__ = [
     "Request",
     "Response",
     "WebSocketLike",
+    "close_code",
     "error_response",
     "json_response",
 ]
@@ -34,6 +35,16 @@ class WebSocketLike(Protocol):
     def send(self, text: str) -> None: ...
 
     def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+
+_RESERVED_CLOSE_CODES = frozenset({1004, 1005, 1006, 1015})
+"""Codes that only describe a close and may never be sent in a close frame (RFC 6455 7.4.1)."""
+
+
+def close_code(code: Any) -> int:
+    """``code`` if a close frame may carry it, else 1000 (for echoing a peer's close)."""
+    value = int(code)
+    return value if 1000 <= value <= 4999 and value not in _RESERVED_CLOSE_CODES else 1000
 
 
 class Request:

@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Any
 from workers import Response
 
 from ..runtime.http import Request as HelixRequest
+from ..runtime.http import close_code
 from .convert import Spawn, to_worker_response
 
 if TYPE_CHECKING:
     from ..runtime.server import AgentServer
 
 __all__ = ["Socket", "SocketSet", "close_code"]
-
-_RESERVED_CLOSE_CODES = (1004, 1005, 1006, 1015)
-"""Codes a close frame may not carry (RFC 6455 §7.4.1)."""
 
 
 class Socket:
@@ -39,12 +37,6 @@ class Socket:
 
     def close(self, code: int = 1000, reason: str = "") -> None:
         self.ws.close(code, reason)
-
-
-def close_code(code: Any) -> int:
-    """``code`` if a close frame may carry it, else 1000."""
-    value = int(code)
-    return value if 1000 <= value <= 4999 and value not in _RESERVED_CLOSE_CODES else 1000
 
 
 def _socket_id(ws: Any) -> str | None:
