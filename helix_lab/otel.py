@@ -142,6 +142,10 @@ class RunTracer:
                                else trace.get_tracer("helix_lab", __version__))
         self.capture_content = capture_content
         self._runs: dict[str, _Run] = {}
+        self._parents: dict[str, Span] = {}
+        """A sub-agent's session -> the ``execute_tool`` span of the call that ran it."""
+        self._children: list[tuple[str, str]] = []
+        """Sub-agent sessions seen and not traced yet: (session id, agent type)."""
         self.spans_started = 0
 
     # -- feeding ---------------------------------------------------------------------------
@@ -152,7 +156,7 @@ class RunTracer:
         session = str(chunk.get("agentId") or "")
         if kind in ("run_started", "run_resumed"):
             self._end_run(session, chunk, None)  # a run left open by a crash ends here
-            self._runs[session] = _Run(self._start_agent(chunk))
+            self._runs[session] = _Run(self._start_agent(chunk, self._parents.get(session)))
             return
         run = self._runs.get(session)
         if run is None:
@@ -164,13 +168,24 @@ class RunTracer:
     async def trace(self, handle: AgentHandle, from_sequence: int = 0, *,
                     follow: bool = False) -> None:
         """Follow a session's stream and trace what it runs, until it stops (or for ever
-        with ``follow``)."""
-        async for chunk in handle.stream(from_sequence, follow=follow):
-            self.feed(chunk)
+        with ``follow``). Sub-agents are followed too, their runs under the tool call."""
+        children: list[asyncio.Task[None]] = []
+        try:
+            async for chunk in handle.stream(from_sequence, follow=follow):
+                self.feed(chunk)
+                for session, agent_type in self._take_children():
+                    children = [t for t in children if not t.done()]
+                    children.append(asyncio.get_running_loop().create_task(
+                        self.trace(type(handle)(handle.backend, session, None, agent_type))))
+            await asyncio.gather(*children)
+        finally:
+            for task in children:
+                task.cancel()
         self.flush()
 
     async def export_session(self, handle: AgentHandle, page: int = 1000) -> None:
-        """Trace a stored session from its history, page by page; then flush."""
+        """Trace a stored session from its history, page by page, and the sessions of its
+        sub-agents after it; then flush."""
         after = 0
         while True:
             body = await handle.history(after, page)
@@ -179,7 +194,14 @@ class RunTracer:
             if not body["chunks"] or not body.get("hasMore"):
                 break
             after = body["chunks"][-1]["sequence"]
+        for session, agent_type in self._take_children():
+            await self.export_session(type(handle)(handle.backend, session, None, agent_type),
+                                      page)
         self.flush()
+
+    def _take_children(self) -> list[tuple[str, str]]:
+        children, self._children = self._children, []
+        return children
 
     def flush(self) -> None:
         flush = getattr(self.provider, "force_flush", None)
@@ -197,7 +219,7 @@ class RunTracer:
         return self.tracer.start_span(name, context=context, kind=kind,
                                       attributes=attributes, start_time=_ns(chunk))
 
-    def _start_agent(self, chunk: dict[str, Any]) -> Span:
+    def _start_agent(self, chunk: dict[str, Any], parent: Span | None = None) -> Span:
         from opentelemetry.trace import SpanKind
 
         g = self._semconv
@@ -211,7 +233,7 @@ class RunTracer:
         if chunk.get("type") == "run_resumed":
             attributes["helix.resume_mode"] = str(chunk.get("mode") or "")
         return self._start(f"{g.GenAiOperationNameValues.INVOKE_AGENT.value} {agent}", chunk,
-                           SpanKind.INTERNAL, attributes=attributes)
+                           SpanKind.INTERNAL, parent=parent, attributes=attributes)
 
     def _end_run(self, session: str, chunk: dict[str, Any], error: str | None) -> None:
         from opentelemetry.trace import Status, StatusCode
@@ -318,6 +340,14 @@ class RunTracer:
         elif self.capture_content:
             span.set_attribute(self._semconv.GEN_AI_TOOL_CALL_RESULT, _text(chunk.get("output")))
         span.end(end_time=_ns(chunk))
+
+    def _on_subagent_start(self, run: _Run, chunk: dict[str, Any]) -> None:
+        """A sub-agent runs as a child session: its runs go under this tool call's span."""
+        child = str(chunk.get("childSessionId") or "")
+        if not child or child in self._parents:
+            return
+        self._parents[child] = run.tools.get(str(chunk.get("toolCallId")), run.agent)
+        self._children.append((child, str(chunk.get("childAgentType") or "")))
 
     def _on_checkpoint(self, run: _Run, chunk: dict[str, Any]) -> None:
         run.agent.add_event("checkpoint", {"helix.checkpoint_id": str(chunk.get("checkpointId")),

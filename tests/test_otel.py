@@ -183,6 +183,45 @@ async def test_a_failed_run_is_an_error_span_and_each_run_its_own_trace(make_run
     assert roots[0].context.trace_id != roots[1].context.trace_id
 
 
+async def test_a_sub_agent_run_nests_under_its_tool_call(make_runtime, memory) -> None:
+    provider, exporter = memory
+    helper = Agent(name="helper", tools=[lookup], register=False)
+    boss = Agent(name="boss", agents=[helper], register=False)
+    runtime = make_runtime([boss], {
+        "boss": ScriptedLLM([Turn(tool_calls=[call("subagent__helper", message="otters?")]),
+                             "The helper says: facts about otters."]),
+        "helper": ScriptedLLM([Turn(tool_calls=[call("lookup", topic="otters")]),
+                               "facts about otters"])})
+
+    async def check() -> None:
+        spans = exporter.get_finished_spans()
+        named = by_name(spans)
+        [root] = named["invoke_agent boss"]
+        [delegate] = named["execute_tool subagent__helper"]
+        [child] = named["invoke_agent helper"]
+        [lookup_span] = named["execute_tool lookup"]
+        assert delegate.parent.span_id == root.context.span_id
+        assert child.parent.span_id == delegate.context.span_id
+        assert lookup_span.parent.span_id == child.context.span_id
+        assert {s.context.trace_id for s in spans} == {root.context.trace_id}
+        assert child.attributes[g.GEN_AI_CONVERSATION_ID] != root.attributes[
+            g.GEN_AI_CONVERSATION_ID]
+        assert delegate.start_time <= child.start_time <= child.end_time <= delegate.end_time
+        chats = named[f"chat {MODEL}"]
+        assert sorted(c.parent.span_id for c in chats) == sorted(
+            [root.context.span_id] * 2 + [child.context.span_id] * 2)
+        assert len(spans) == 8  # two agents, two model calls each, two tool calls
+        exporter.clear()
+
+    live = await runtime.backend.start("boss", "Ask the helper.", session_id="boss-live")
+    await asyncio.wait_for(RunTracer(provider).trace(live), 60)
+    assert await live.result() == "The helper says: facts about otters."
+    await check()
+
+    await RunTracer(provider).export_session(live)  # after the fact, from the histories
+    await check()
+
+
 async def traced_live(backend: Any, provider: TracerProvider, session: str) -> None:
     """Trace a stepper run from its stream while it runs."""
     handle = await backend.start("stepper", "steps=3", session_id=session)
