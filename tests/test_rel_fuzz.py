@@ -210,10 +210,14 @@ def dump(path: Path) -> dict[str, list[tuple[Any, ...]]]:
         return {}
     conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
-        tables = [r[0] for r in conn.execute(
-            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'helix%' "
-            "ORDER BY name")]
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall() for t in tables}
+        rows = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND "
+                            "name LIKE 'helix%' ORDER BY name").fetchall()
+        # An FTS5 table's shadow tables hold its index and bookkeeping (a version row from
+        # the start): the virtual table's own rows are what was stored.
+        shadows = {f"{name}_{part}" for name, sql in rows if "fts5" in (sql or "").lower()
+                   for part in ("data", "idx", "config", "docsize", "content")}
+        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY rowid").fetchall()
+                for t, _ in rows if t not in shadows}
     finally:
         conn.close()
 
