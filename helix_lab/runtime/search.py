@@ -4,36 +4,61 @@ What is indexed: model text, thinking, tool inputs (the tool's name and its JSON
 tool outputs (or errors). Each hit names the chunk a user would jump to: its sequence,
 step and type, with a snippet around the match.
 
-Streamed text arrives as many small deltas, and an FTS5 row per delta would cost more
-than the chunk itself. So consecutive deltas of one kind in one step are joined into one
-row, written when the block ends (any other chunk ends it) or when it passes
-:data:`SEGMENT_CHARS`, cut at a space so that no word is split. The rows go into the same
-transaction as the chunks. The block still open when a host stops is rebuilt from the
-stored chunks when the session is opened again (:meth:`SearchIndex.catch_up`).
+Streamed text arrives as many small deltas, and an FTS5 row (or even a line of Python) per
+delta would cost a large share of what storing the delta costs. So the index is written
+by SQL, at the end of a step: one ``INSERT ... SELECT`` in the transaction that stores the
+step's end reads the stored chunks back and writes one row per kind of text per step (its
+deltas joined, so no word is split) and one per tool call or result. Each such write costs
+about the same however much it indexes, so it is done every :data:`INDEX_EVERY` chunks and
+at a run's end, and a search first indexes every finished step. Text of a step still
+running is found once the step ends. What a host did not index before it stopped is
+indexed when the session is opened again (:meth:`SearchIndex.catch_up`).
 
 Durable Object SQLite has FTS5 too, so this runs unchanged in a Worker.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
 from typing import Any, TypedDict
 
 from ..errors import BackendError, BadRequestError
 from .sql import SqlStorage
 
-__all__ = ["SEGMENT_CHARS", "SearchHit", "SearchIndex", "SearchQueryError",
+__all__ = ["INDEX_EVERY", "STEP_ENDS", "SearchHit", "SearchIndex", "SearchQueryError",
            "SearchUnavailableError"]
 
-SEGMENT_CHARS = 2000
-"""Streamed text is indexed at least every this many characters."""
+STEP_ENDS = frozenset({"checkpoint", "run_completed", "run_failed", "run_interrupted"})
+"""Chunks after which everything stored so far can be indexed."""
+INDEX_EVERY = 2048
+"""Chunks that may wait for the index (each write of it costs the same whatever its size,
+so it is written in large pieces; a search writes what waits first)."""
 
+# columnsize=0: no per-row size table to write (ranking reads the sizes when it needs them).
 _SCHEMA = """CREATE VIRTUAL TABLE IF NOT EXISTS helix_search USING fts5(
-    body, type UNINDEXED, sequence UNINDEXED, last UNINDEXED, step UNINDEXED)"""
-_INSERT = "INSERT INTO helix_search (body, type, sequence, last, step) VALUES (?, ?, ?, ?, ?)"
-_DELTAS = frozenset({"text_delta", "thinking"})
+    body, type UNINDEXED, sequence UNINDEXED, last UNINDEXED, step UNINDEXED,
+    columnsize=0)"""
+
+# Chunks in (?1, ?2]: each step's text and thinking joined (in sequence order), then each
+# tool call and result, all in order of their last chunk, so the newest row covers the
+# furthest chunk.
+_INDEX = """INSERT INTO helix_search (body, type, sequence, last, step)
+    SELECT body, type, sequence, last, step FROM (
+        SELECT group_concat(json_extract(body, '$.delta'), '') AS body, type,
+               MIN(sequence) AS sequence, MAX(sequence) AS last, step
+        FROM (SELECT body, type, sequence, step FROM helix_chunks
+              WHERE sequence > ?1 AND sequence <= ?2 AND type IN ('text_delta', 'thinking')
+              ORDER BY sequence)
+        GROUP BY step, type
+        UNION ALL
+        SELECT CASE type WHEN 'tool_start' THEN
+                   coalesce(json_extract(body, '$.toolName'), '') || ' ' ||
+                   coalesce(json_extract(body, '$.input'), '')
+               ELSE coalesce(json_extract(body, '$.output'), json_extract(body, '$.error'), '')
+               END, type, sequence, sequence, step
+        FROM helix_chunks
+        WHERE sequence > ?1 AND sequence <= ?2 AND type IN ('tool_start', 'tool_end'))
+    ORDER BY last"""
 _SNIPPET_TOKENS = 16
 
 
@@ -57,24 +82,8 @@ class SearchUnavailableError(BackendError):
     default_code = "search_unavailable"
 
 
-@dataclass
-class _Block:
-    """Deltas of one kind and step, not indexed yet."""
-
-    type: str
-    step: int
-    sequence: int
-    last: int
-    parts: list[str]
-    size: int = 0
-
-
-def _as_text(value: Any) -> str:
-    return value if isinstance(value, str) else json.dumps(value, ensure_ascii=False)
-
-
 class SearchIndex:
-    """The FTS5 index of one session's chunks."""
+    """The FTS5 index of one session's chunks (stored in ``helix_chunks``)."""
 
     def __init__(self, sql: SqlStorage) -> None:
         self.sql = sql
@@ -87,88 +96,38 @@ class SearchIndex:
             if "fts5" not in str(exc).lower():
                 raise
             self.available = False
-        self._block: _Block | None = None
-        self._rows: list[tuple[str, str, int, int, int]] = []
-
-    # -- writing --------------------------------------------------------------------------
+        self.through = 0
+        """Every chunk up to this sequence is indexed."""
+        self.step_end = 0
+        """The last chunk that ended a step (indexed before any search)."""
+        if self.available:
+            # The newest row covers the furthest chunk (FTS5 walks rowids backwards).
+            rows = sql.exec("SELECT last FROM helix_search ORDER BY rowid DESC LIMIT 1")
+            self.through = int(rows[0]["last"]) if rows else 0
 
     def add(self, chunks: Iterable[Mapping[str, Any]]) -> None:
-        """Index stored chunks (call inside the transaction that stores them)."""
+        """Note chunks just stored (in this transaction). At a run's end, or at a step's end
+        once :data:`INDEX_EVERY` chunks wait, index what is stored; a search indexes every
+        finished step first, so each is found as soon as it ends."""
         if not self.available:
             return
-        for chunk in chunks:
+        for chunk in reversed(chunks if isinstance(chunks, list) else list(chunks)):
             kind = chunk["type"]
-            block = self._block
-            if kind in _DELTAS:
-                delta = chunk.get("delta") or ""
-                if block is not None and (block.type != kind or block.step != chunk["step"]):
-                    self._close()
-                    block = None
-                if block is None:
-                    block = self._block = _Block(kind, chunk["step"], chunk["sequence"],
-                                                 chunk["sequence"], [])
-                block.parts.append(delta)
-                block.size += len(delta)
-                block.last = chunk["sequence"]
-                if block.size >= SEGMENT_CHARS:
-                    self._cut(block)
-                continue
-            if block is not None:
-                self._close()
-            if kind == "tool_start":
-                body = f"{chunk.get('toolName', '')} {_as_text(chunk.get('input'))}"
-            elif kind == "tool_end":
-                body = _as_text(chunk["output"] if "output" in chunk else chunk.get("error"))
-            else:
-                continue
-            self._rows.append((body, kind, chunk["sequence"], chunk["sequence"], chunk["step"]))
-        self._write()
-
-    def _close(self) -> None:
-        block, self._block = self._block, None
-        if block is not None and block.size:
-            self._rows.append(("".join(block.parts), block.type, block.sequence, block.last,
-                               block.step))
-
-    def _cut(self, block: _Block) -> None:
-        """Index a long block up to its last space; the partial word stays open."""
-        text = "".join(block.parts)
-        cut = max(text.rfind(" "), text.rfind("\n")) + 1
-        if cut <= 0:
-            cut = len(text)  # one enormous word: index it whole
-        self._rows.append((text[:cut], block.type, block.sequence, block.last, block.step))
-        rest = text[cut:]
-        block.parts, block.size = [rest], len(rest)
-        block.sequence = block.last
-
-    def _write(self) -> None:
-        if not self._rows:
-            return
-        rows, self._rows = self._rows, []
-        bulk = getattr(self.sql, "executemany", None)
-        if bulk is not None:
-            bulk(_INSERT, rows)
-        else:
-            for row in rows:
-                self.sql.exec(_INSERT, *row)
-
-    def catch_up(self, read: Callable[[int, int], list[Any]], page: int = 2000) -> None:
-        """Index stored chunks the index has not seen (the block open when a host stopped)."""
-        if not self.available:
-            return
-        # Rows go in in sequence order, so the newest rowid covers the furthest chunk
-        # (FTS5 walks rowids backwards without a scan).
-        rows = self.sql.exec("SELECT last FROM helix_search ORDER BY rowid DESC LIMIT 1")
-        last = int(rows[0]["last"]) if rows else 0
-        self._block = None
-        while True:
-            chunks = read(last, page)
-            if not chunks:
+            if kind in STEP_ENDS:
+                self.step_end = chunk["sequence"]
+                if kind != "checkpoint" or self.step_end - self.through >= INDEX_EVERY:
+                    self.index_through(self.step_end)
                 return
-            self.add(chunks)
-            last = chunks[-1]["sequence"]
 
-    # -- reading --------------------------------------------------------------------------
+    def index_through(self, sequence: int) -> None:
+        """Index the stored chunks up to ``sequence``."""
+        if self.available and sequence > self.through:
+            self.sql.exec(_INDEX, self.through, sequence)
+            self.through = sequence
+
+    def catch_up(self, last_stored: int) -> None:
+        """Index what a host stored but did not index before it stopped."""
+        self.index_through(last_stored)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """The best ``limit`` matches of an FTS5 query, best first."""
@@ -177,6 +136,8 @@ class SearchIndex:
                 "This host's SQLite has no FTS5, so this session cannot be searched. "
                 "Durable Objects, helix serve and the in-kernel backend have it.",
                 code="search_unavailable", status=501)
+        if self.step_end > self.through:
+            self.sql.transaction(lambda: self.index_through(self.step_end))
         try:
             rows = self.sql.exec(
                 "SELECT sequence, step, type, snippet(helix_search, 0, '«', '»', '…', ?) AS s "

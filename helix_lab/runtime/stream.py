@@ -209,7 +209,7 @@ class DOStreamManager:
         self._sockets: dict[WebSocketLike, int] = {}
         self.search = SearchIndex(sql)
         """The full-text index of the chunks, written with them (``GET /search``)."""
-        self.search.catch_up(self.read)
+        self.search.catch_up(self.sequence)
 
     # -- writing --------------------------------------------------------------------------
 
