@@ -13,13 +13,10 @@ mean something on any machine:
 8. ``load``         200 concurrent sessions on ``helix serve``, against the same in process
 9. ``inspector``    opening step 10,000 of a session against opening step 10
 10. ``search``      chunk writes with the full-text index against without it
-11. ``viewer``      opening a 100k-chunk session in AgentView against a 100-chunk one, and
-                    comm bytes/s at sequence 100,000 against at sequence 100
-12. ``viewer_heap`` the browser's JS heap with the 100k session open against the 100 one
 
 ``python -m benchmarks --quick`` runs small versions of all of them (used by a smoke test;
 its numbers are not meaningful).
 """
 
 BENCHMARKS = ("steps", "chunks", "replay", "time_travel", "widget", "storage", "startup", "load",
-              "inspector", "search", "viewer", "viewer_heap")
+              "inspector", "search")
