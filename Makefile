@@ -27,7 +27,7 @@ browser-deps:
 	@command -v chromium >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 	@test -x .ci/node/node_modules/.bin/wrangler || npm install --silent --prefix .ci/node wrangler@4.86.0 >/dev/null
 
-## Pyodide, sql.js and ws from npm, pydantic's wasm wheels and anyio from PyPI, pinned in
+## Pyodide, SQLite (wasm) and ws from npm, pydantic's wasm wheels and anyio from PyPI, pinned in
 ## helix_lab/pyodide_host and cached under .ci/ (node/, wheels/): the Pyodide test tier
 ## and `helix serve --engine pyodide` run the Worker bundle with them.
 pyodide-deps: $(STAMP)

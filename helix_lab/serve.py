@@ -46,7 +46,8 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
 DEFAULT_STORAGE = ".helix/serve"
 PYODIDE_STORAGE = ".helix/serve-pyodide"
-"""The pyodide engine's default: its database files (sql.js) are not the stand-in's (WAL)."""
+"""The pyodide engine's default: its database files (whole-file snapshots) are not the
+stand-in's (WAL)."""
 ENGINES = ("cpython", "pyodide")
 APPROACHES = ("durable-objects", "workflows")
 """``cpython``: the bundle on this interpreter with the stand-in runtime (the default);

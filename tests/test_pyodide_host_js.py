@@ -1,8 +1,9 @@
 """The Pyodide host's JavaScript parts, tested on their own with Node's test runner.
 
-``tests/js/*.test.mjs`` check ``helix_lab/pyodide_host/sql.mjs`` (ctx.storage on sql.js)
-and ``workerd.mjs`` (WebSocketPair, Response, Durable Object namespaces) directly, where
-the end-to-end Pyodide tier only sees what the bundle happens to use.
+``tests/js/*.test.mjs`` check ``helix_lab/pyodide_host/sql.mjs`` (ctx.storage on SQLite's
+WebAssembly build) and ``workerd.mjs`` (WebSocketPair, Response, Durable Object
+namespaces) directly, where the end-to-end Pyodide tier only sees what the bundle happens
+to use.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ JS_TESTS = sorted((Path(__file__).resolve().parent / "js").glob("*.test.mjs"))
 
 @pytest.mark.parametrize("script", JS_TESTS, ids=[p.name for p in JS_TESTS])
 def test_host_module(script: Path) -> None:
-    install()  # sql.js, pinned and cached
+    install()  # SQLite wasm, pinned and cached
     node = shutil.which("node")
     assert node, "Node.js 20+ is needed (make test installs the rest)"
     done = subprocess.run([node, "--test", "--test-reporter=tap", str(script)],

@@ -1,9 +1,10 @@
 """The Worker bundle under real Pyodide, in Node, offline: installer and launcher of ``host.mjs``.
 
 Cloudflare runs Python Workers on Pyodide. ``host.mjs`` loads npm ``pyodide`` in Node 20,
-gives it what workerd would (``ctx.storage.sql`` on sql.js, Durable Object namespaces,
-``WebSocketPair``, the SDK's internal modules) and serves a ``helix deploy`` bundle, with the
-real ``workers`` SDK, pydantic's wasm wheels and anyio, on 127.0.0.1::
+gives it what workerd would (``ctx.storage.sql`` on SQLite's WebAssembly build, Durable
+Object namespaces, ``WebSocketPair``, the SDK's internal modules) and serves a ``helix
+deploy`` bundle, with the real ``workers`` SDK, pydantic's wasm wheels and anyio, on
+127.0.0.1::
 
     from helix_lab.pyodide_host import PyodideHost, build_bundle, install
 
@@ -47,8 +48,10 @@ __all__ = [
     "missing",
 ]
 
-NPM_PACKAGES = {"pyodide": "314.0.8", "sql.js": "1.17.0", "ws": "8.23.0"}
-"""Pyodide 314 (Python 3.14) loads in Node 20; sql.js backs ``ctx.storage.sql``; ws serves
+NPM_PACKAGES = {"pyodide": "314.0.8", "@sqlite.org/sqlite-wasm": "3.54.1-build1",
+                "ws": "8.23.0"}
+"""Pyodide 314 (Python 3.14) loads in Node 20; SQLite's own WebAssembly build backs
+``ctx.storage.sql`` (with FTS5, as Durable Object SQLite; sql.js lacks it); ws serves
 WebSockets."""
 WHEELS = {"pydantic": "2.14.4", "pydantic_core": "2.50.5", "annotated_types": "0.8.0",
           "typing_extensions": "4.16.0", "typing_inspection": "0.4.5", "anyio": "4.16.0",

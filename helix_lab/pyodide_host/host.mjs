@@ -6,7 +6,7 @@
 //
 // It provides what the Workers runtime gives a Python Worker: the two workerd-internal
 // modules the real `workers` SDK imports (here), `ctx.storage.sql` and `transactionSync`
-// (sql.mjs: SqlStorage on sql.js, one database file per object), Durable Object
+// (sql.mjs: SqlStorage on SQLite's WebAssembly build, one file per object), Durable Object
 // namespaces and stubs, `WebSocketPair`, and a `Response` that accepts status 101 with a
 // `webSocket` (workerd.mjs). This file boots Pyodide and serves HTTP and WebSockets.
 //
@@ -45,6 +45,13 @@ function parseArgs(argv) {
 
 // -- Pyodide ---------------------------------------------------------------------------------
 
+// SQLite's WebAssembly build, quiet: it reports on stdout that browser-only storage is absent.
+async function loadSqlite(modules) {
+  const entry = path.join(modules, "@sqlite.org", "sqlite-wasm", "dist", "node.mjs");
+  const { default: init } = await import(pathToFileURL(entry).href);
+  return await init({ print: () => {}, printErr: (line) => console.error(line) });
+}
+
 const runtime = {};
 
 async function bootPython() {
@@ -52,7 +59,7 @@ async function bootPython() {
   const { loadPyodide } = await import(
     pathToFileURL(path.join(args.modules, "pyodide", "pyodide.mjs")).href
   );
-  runtime.SQL = await requireFrom("sql.js")();
+  runtime.sqlite3 = await loadSqlite(args.modules);
   const py = await loadPyodide({
     indexURL: path.join(args.modules, "pyodide") + path.sep,
     stdout: (line) => console.error(line),
@@ -103,7 +110,7 @@ sys.path[:0] = ["/host", "/bundle/src", "/bundle/python_modules"]
   const entry = py.pyimport("entry");
   const namespace = new DurableObjectNamespace({
     storageDir: args.storage,
-    SQL: runtime.SQL,
+    sqlite3: runtime.sqlite3,
     construct: (state) => entry.HelixAgentServer(state, runtime.env),
     call: (instance, method, callArgs) => glue.invoke(instance, method, callArgs),
   });

@@ -1,5 +1,7 @@
-// ctx.storage of a SQLite-backed Durable Object, on sql.js: SqlStorage with workerd's cursor
-// API, and transactionSync. One database file per object, rewritten at each commit.
+// ctx.storage of a SQLite-backed Durable Object: SqlStorage with workerd's cursor API, and
+// transactionSync. On SQLite's own WebAssembly build (npm @sqlite.org/sqlite-wasm), which
+// has FTS5 as Durable Object SQLite does (sql.js has not). The database lives in memory and
+// its file is rewritten at each commit. `sqlite3` below is that module, initialised.
 
 import fs from "node:fs";
 
@@ -49,7 +51,7 @@ export class SqlStorageCursor {
   }
 }
 
-// A blob comes back as an ArrayBuffer, as in workerd; sql.js gives a Uint8Array.
+// A blob comes back as an ArrayBuffer, as in workerd; SQLite's wasm API gives a Uint8Array.
 function jsValue(value) {
   return value instanceof Uint8Array
     ? value.buffer.slice(value.byteOffset, value.byteOffset + value.byteLength)
@@ -62,41 +64,65 @@ export class SqlStorage {
   }
   exec(query, ...bindings) {
     if (typeof query !== "string") throw new TypeError("exec() takes the SQL text first.");
-    const db = this._storage._db;
+    const { _db: db, _sqlite3: sqlite3 } = this._storage;
     try {
-      // sql.js frees each statement of the iterator when it yields the next one.
-      const texts = [];
-      for (const statement of db.iterateStatements(query)) texts.push(statement.getSQL());
+      const texts = splitStatements(sqlite3, query);
       for (const text of texts) {
-        if (TRANSACTION_STATEMENT.test(text)) throw new Error(TRANSACTION_REFUSED);
+        if (TRANSACTION_STATEMENT.test(stripComments(text))) throw new Error(TRANSACTION_REFUSED);
         if (/\b_cf_/i.test(text)) throw new Error("not authorized: names starting with _cf_ are reserved");
       }
       if (!texts.length) throw new Error("SQL query did not contain a statement.");
-      const before = this._storage._totalChanges();
+      const before = db.changes(true);
       let columns = [];
       let rows = [];
       texts.forEach((text, index) => {
         const statement = db.prepare(text);
         try {
           if (index === texts.length - 1 && bindings.length) statement.bind(bindings.map(bindable));
-          columns = statement.getColumnNames();
+          // getColumnNames() throws for a statement without columns (CREATE, INSERT)
+          columns = statement.columnCount ? statement.getColumnNames([]) : [];
           rows = [];
-          while (statement.step()) rows.push(statement.get().map(jsValue));
+          while (statement.step()) rows.push(statement.get([]).map(jsValue));
         } finally {
-          statement.free();
+          statement.finalize();
         }
       });
-      const written = this._storage._totalChanges() - before;
-      if (written || !texts.every((text) => READ_ONLY_STATEMENT.test(text))) this._storage._changed();
+      const written = db.changes(true) - before;
+      const readOnly = texts.every((text) => READ_ONLY_STATEMENT.test(stripComments(text)));
+      if (written || !readOnly) this._storage._changed();
       return new SqlStorageCursor(columns, rows, rows.length, written);
     } catch (error) {
-      const message = String(error?.message ?? error).replace(/: SQLITE_\w+$/, "");
+      // "SQLITE_ERROR: sqlite3 result code 1: no such table: t" -> workerd's "...: SQLITE_ERROR"
+      const message = String(error?.message ?? error)
+        .replace(/^SQLITE_\w+: sqlite3 result code \d+: /, "")
+        .replace(/: SQLITE_\w+$/, "");
       throw new Error(`${message}: SQLITE_ERROR`);
     }
   }
   get databaseSize() {
-    return this._storage._db.export().byteLength;
+    return this._storage._sqlite3.capi.sqlite3_js_db_export(this._storage._db).byteLength;
   }
+}
+
+const COMMENTS = /--[^\n]*|\/\*[\s\S]*?\*\//g;
+
+function stripComments(text) {
+  return text.replace(COMMENTS, " ");
+}
+
+// The complete statements of `query`: a ";" inside a string or a trigger body stays put.
+function splitStatements(sqlite3, query) {
+  const statements = [];
+  let buffer = "";
+  const pieces = query.split(";");
+  pieces.forEach((piece, index) => {
+    const last = index === pieces.length - 1;
+    buffer += last ? piece : `${piece};`;
+    if (!last && !sqlite3.capi.sqlite3_complete(buffer)) return;
+    if (stripComments(buffer).replace(/[\s;]/g, "")) statements.push(buffer);
+    buffer = "";
+  });
+  return statements;
 }
 
 function bindable(value) {
@@ -107,15 +133,25 @@ function bindable(value) {
 }
 
 export class DurableObjectStorage {
-  constructor(SQL, file) {
+  constructor(sqlite3, file) {
+    this._sqlite3 = sqlite3;
     this._file = file;
-    this._db = fs.existsSync(file) ? new SQL.Database(fs.readFileSync(file)) : new SQL.Database();
-    this._db.run("PRAGMA foreign_keys=ON");
+    this._db = new sqlite3.oo1.DB(":memory:", "c");
+    if (fs.existsSync(file)) {
+      const data = fs.readFileSync(file); // a Buffer, which the wasm allocator refuses
+      this._load(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
+    }
+    this._db.exec("PRAGMA foreign_keys=ON");
     this._depth = 0;
     this.sql = new SqlStorage(this);
   }
-  _totalChanges() {
-    return this._db.exec("SELECT total_changes()")[0].values[0][0];
+  _load(bytes) {
+    const { capi, wasm } = this._sqlite3;
+    const pointer = wasm.allocFromTypedArray(bytes);
+    const flags = capi.SQLITE_DESERIALIZE_FREEONCLOSE | capi.SQLITE_DESERIALIZE_RESIZEABLE;
+    this._db.checkRc(
+      capi.sqlite3_deserialize(this._db.pointer, "main", pointer, bytes.length, bytes.length, flags),
+    );
   }
   // Writes reach the file when they commit (a whole transaction, or one statement outside
   // one), so a host killed mid-run keeps exactly what was committed, as a Durable Object does.
@@ -123,15 +159,14 @@ export class DurableObjectStorage {
     if (this._depth === 0) this._persist();
   }
   _persist() {
-    const data = this._db.export(); // sql.js re-opens the database, resetting pragmas
-    this._db.run("PRAGMA foreign_keys=ON");
+    const data = this._sqlite3.capi.sqlite3_js_db_export(this._db);
     const temporary = `${this._file}.tmp`;
     fs.writeFileSync(temporary, data);
     fs.renameSync(temporary, this._file);
   }
   transactionSync(fn) {
     const name = `_cf_txn_${this._depth}`;
-    this._db.run(`SAVEPOINT ${name}`);
+    this._db.exec(`SAVEPOINT ${name}`);
     this._depth += 1;
     let result;
     try {
@@ -141,12 +176,12 @@ export class DurableObjectStorage {
       }
     } catch (error) {
       this._depth -= 1;
-      this._db.run(`ROLLBACK TO ${name}`);
-      this._db.run(`RELEASE ${name}`);
+      this._db.exec(`ROLLBACK TO ${name}`);
+      this._db.exec(`RELEASE ${name}`);
       throw error;
     }
     this._depth -= 1;
-    this._db.run(`RELEASE ${name}`);
+    this._db.exec(`RELEASE ${name}`);
     this._changed();
     return result;
   }
@@ -154,4 +189,3 @@ export class DurableObjectStorage {
     this._db.close();
   }
 }
-

@@ -141,10 +141,10 @@ class DurableObjectState {
 // A live object: its Python instance, built on the first event, and its accepted sockets.
 class LiveObject {
   constructor(namespace, id) {
-    const { storageDir, SQL } = namespace.host;
+    const { storageDir, sqlite3 } = namespace.host;
     const file = path.join(storageDir, `${id.toString()}.sqlite`);
     this.host = namespace.host;
-    this.state = new DurableObjectState(this, id, new DurableObjectStorage(SQL, file));
+    this.state = new DurableObjectState(this, id, new DurableObjectStorage(sqlite3, file));
     this.sockets = new Set();
     this.instance = null;
   }
@@ -182,7 +182,8 @@ class DurableObject {
   }
 }
 
-// `host`: {storageDir, SQL (sql.js), construct(state) -> instance, call(instance, method, args)}.
+// `host`: {storageDir, sqlite3 (the initialised @sqlite.org/sqlite-wasm module),
+//          construct(state) -> instance, call(instance, method, args)}.
 export class DurableObjectNamespace {
   constructor(host) {
     this.host = host;

@@ -88,8 +88,8 @@ class SearchIndex:
     def __init__(self, sql: SqlStorage) -> None:
         self.sql = sql
         self.available = True
-        """False where SQLite was built without FTS5 (sql.js, which the Pyodide test host
-        uses); Durable Object SQLite and Python's sqlite3 have it."""
+        """False where SQLite was built without FTS5 (sql.js, for one); Durable Object
+        SQLite, Python's sqlite3 and the Pyodide test host's SQLite have it."""
         try:
             sql.exec(_SCHEMA)
         except Exception as exc:

@@ -1,22 +1,23 @@
 // The Pyodide host's ctx.storage (helix_lab/pyodide_host/sql.mjs) behaves as a SQLite-backed
 // Durable Object's: the SqlStorage cursor API, transactions only through transactionSync
-// (nested with savepoints), blobs as ArrayBuffer, and a file that holds exactly what was
-// committed. Run by tests/test_pyodide_host_js.py (HELIX_NODE_MODULES names sql.js's home).
+// (nested with savepoints), blobs as ArrayBuffer, FTS5, and a file that holds exactly what
+// was committed. Run by tests/test_pyodide_host_js.py (HELIX_NODE_MODULES: where the npm packages are).
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
+import { pathToFileURL } from "node:url";
 
 import { DurableObjectStorage } from "../../helix_lab/pyodide_host/sql.mjs";
 
-const SQL = await createRequire(path.join(process.env.HELIX_NODE_MODULES, "x.js"))("sql.js")();
+const sqliteWasm = path.join(process.env.HELIX_NODE_MODULES, "@sqlite.org/sqlite-wasm/dist/node.mjs");
+const sqlite3 = await (await import(pathToFileURL(sqliteWasm).href)).default({ print: () => {} });
 
 function fresh() {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), "helix-sql-")), "object.sqlite");
-  const storage = new DurableObjectStorage(SQL, file);
+  const storage = new DurableObjectStorage(sqlite3, file);
   storage.sql.exec("CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT, data BLOB)");
   return { file, storage, sql: storage.sql };
 }
@@ -56,10 +57,20 @@ test("blobs come back as ArrayBuffer; nulls and booleans bind as SQLite values",
   assert.deepEqual([...new Uint8Array(rows[1].data)], [9]);
 });
 
+test("FTS5 is there, as in Durable Object SQLite; integers keep their precision", () => {
+  const { sql } = fresh();
+  sql.exec("CREATE VIRTUAL TABLE f USING fts5(body)");
+  sql.exec("INSERT INTO f VALUES (?), (?)", "sea otters eat urchins", "gulls eat chips");
+  assert.deepEqual(sql.exec("SELECT body FROM f WHERE f MATCH ?", "otters").toArray(),
+    [{ body: "sea otters eat urchins" }]);
+  assert.equal(sql.exec("SELECT 9007199254740993 AS n").one().n, 9007199254740993n);
+  assert.deepEqual(sql.exec("SELECT ';' AS s; SELECT 2 AS t").toArray(), [{ t: 2 }]);
+});
+
 test("transaction statements are refused in exec, as on Cloudflare", () => {
   const { sql } = fresh();
   for (const statement of ["BEGIN", "BEGIN TRANSACTION", "COMMIT", "ROLLBACK", "SAVEPOINT s",
-    "RELEASE s", "  end transaction", "SELECT 1; BEGIN"]) {
+    "RELEASE s", "  end transaction", "SELECT 1; BEGIN", "/* c */ BEGIN"]) {
     assert.throws(() => sql.exec(statement), /transactionSync\(\)/, statement);
   }
   assert.throws(() => sql.exec("CREATE TABLE _cf_x (a)"), /reserved/);
@@ -95,7 +106,7 @@ test("the file holds what was committed, and only that", () => {
   const { file, storage, sql } = fresh();
   sql.exec("INSERT INTO t (name) VALUES ('first')");
   const names = () =>
-    new DurableObjectStorage(SQL, file).sql.exec("SELECT name FROM t ORDER BY id").toArray()
+    new DurableObjectStorage(sqlite3, file).sql.exec("SELECT name FROM t ORDER BY id").toArray()
       .map((r) => r.name);
   assert.deepEqual(names(), ["first"]);
   storage.transactionSync(() => {

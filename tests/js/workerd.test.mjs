@@ -5,10 +5,10 @@
 
 import assert from "node:assert/strict";
 import fs from "node:fs";
-import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
+import { pathToFileURL } from "node:url";
 
 import {
   DurableObjectNamespace,
@@ -16,7 +16,8 @@ import {
   WebSocketPair,
 } from "../../helix_lab/pyodide_host/workerd.mjs";
 
-const SQL = await createRequire(path.join(process.env.HELIX_NODE_MODULES, "x.js"))("sql.js")();
+const sqliteWasm = path.join(process.env.HELIX_NODE_MODULES, "@sqlite.org/sqlite-wasm/dist/node.mjs");
+const sqlite3 = await (await import(pathToFileURL(sqliteWasm).href)).default({ print: () => {} });
 
 test("a WebSocketPair's ends talk to each other; events wait for accept()", () => {
   const [client, server] = Object.values(new WebSocketPair());
@@ -68,7 +69,7 @@ function namespace(calls) {
   let built = 0;
   return new DurableObjectNamespace({
     storageDir,
-    SQL,
+    sqlite3,
     construct: (state) => ({ state, number: ++built }),
     call: async (instance, method, args) => {
       calls.push([instance.number, method, ...args.slice(1)]);
