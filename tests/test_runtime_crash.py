@@ -51,14 +51,20 @@ asyncio.run(main(sys.argv[3]))
 """
 
 
-async def read_line(stream: asyncio.StreamReader, prefix: str, seen: list[str]) -> str:
-    while True:
-        line = (await asyncio.wait_for(stream.readline(), 20)).decode()
+async def read_lines(stream: asyncio.StreamReader, prefixes: set[str],
+                     seen: list[str]) -> dict[str, str]:
+    """The child's first line starting with each prefix, in whatever order they come: the
+    tool that hangs and the stream reader that reports step 2 race each other."""
+    found: dict[str, str] = {}
+    while len(found) < len(prefixes):
+        # A deadline that only catches a hang: the child needs well under a second.
+        line = (await asyncio.wait_for(stream.readline(), 120)).decode()
         if not line:
-            raise AssertionError(f"the child exited before {prefix!r}; it said {seen}")
+            raise AssertionError(f"the child exited before {sorted(prefixes - set(found))}; "
+                                 f"it said {seen}")
         seen.append(line)
-        if line.startswith(prefix):
-            return line
+        found.update({p: line for p in prefixes if line.startswith(p) and p not in found})
+    return found
 
 
 async def run_and_kill(tmp_path: Path, storage: Path) -> dict[str, Any]:
@@ -71,8 +77,9 @@ async def run_and_kill(tmp_path: Path, storage: Path) -> dict[str, Any]:
     seen: list[str] = []
     try:
         assert proc.stdout is not None
-        line = await read_line(proc.stdout, "CHECKPOINTED ", seen)
-        await read_line(proc.stdout, "HANGING", seen)  # step 3 has staged "c"
+        # HANGING: step 3 has staged "c" and hangs in its tool.
+        line = (await read_lines(proc.stdout, {"CHECKPOINTED ", "HANGING"}, seen))[
+            "CHECKPOINTED "]
         assert proc.returncode is None, "the child must still be running when it is killed"
         proc.send_signal(signal.SIGKILL)
         assert await asyncio.wait_for(proc.wait(), 10) == -signal.SIGKILL
