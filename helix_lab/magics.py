@@ -587,9 +587,11 @@ class HelixMagics(Magics):
         handle = self._handle_of(named[0] if named else None)
         manifest = await self._call(export_session(handle, path))
         rows = {t: v["rows"] for t, v in manifest["tables"].items()}
+        children = len(manifest.get("children") or [])
         print(f"exported session {manifest['sessionId']} ({manifest['agentType']}, "
               f"{manifest.get('status')}; {rows.get('helix_checkpoints', 0)} checkpoints, "
-              f"{rows.get('helix_chunks', 0)} chunks) to {path}")
+              f"{rows.get('helix_chunks', 0)} chunks"
+              + (f"; {children} sub-agent sessions" if children else "") + f") to {path}")
 
     async def _cmd_import(self, args: Any) -> None:
         if len(args.args) != 1:

@@ -373,3 +373,71 @@ async def test_export_and_import_magics(kernel: Kernel, exported: Path,  # noqa:
     assert message.startswith("No file at")
     message = await kernel.usage_error("%helix export")
     assert message.startswith("Usage: %helix export [SESSION] PATH")
+
+
+async def test_sub_agent_sessions_travel_with_their_parent(make_runtime, tmp_path: Path) -> None:
+    from helix_lab import Agent, AgentRegistry, tool
+    from helix_lab.llm.scripted import ScriptedLLM, Turn, call
+
+    @tool
+    def lookup(topic: str) -> str:
+        """Look a topic up."""
+        return f"facts about {topic}"
+
+    helper = Agent(name="helper", tools=[lookup], system_prompt="Look things up.",
+                   register=False)
+    boss = Agent(name="boss", agents=[helper], system_prompt="Delegate.", register=False)
+    registry = AgentRegistry()
+    registry.register(boss)
+
+    def models() -> dict[str, Any]:
+        return {"boss": ScriptedLLM([Turn(tool_calls=[call("subagent__helper",
+                                                          message="otters?")]),
+                                     "The helper found facts about otters."]),
+                "helper": ScriptedLLM([Turn(tool_calls=[call("lookup", topic="otters")]),
+                                       "facts about otters"])}
+
+    source = make_runtime(registry, models())
+    h = await source.backend.start("boss", "Ask the helper.", session_id="boss")
+    assert await h.result() == "The helper found facts about otters."
+    [child_id] = [c["childSessionId"] for c in (await h.history(0, 1000))["chunks"]
+                  if c["type"] == "subagent_start"]
+    path = tmp_path / "boss.helix"
+
+    manifest = await export_session(h, path)
+
+    [child] = manifest["children"]
+    assert child["sessionId"] == child_id and child["agentType"] == "helper"
+    assert child["agent"]["system"] == "Look things up."
+    assert [p for p, _ in SessionFile(path).sessions] == ["", f"children/{child_id}/"]
+
+    replay = ReplayLLM.from_session(path)
+    target = make_runtime(registry, lambda env, ctx: replay)
+    await import_session(path, target.ns)
+    original_child = source.backend.handle(child_id)
+    imported_child = target.backend.handle(child_id)
+    assert await everything(imported_child) == await everything(original_child)
+
+    # A fork of the parent from its start runs offline, the sub-agent's calls included.
+    imported = target.backend.handle("boss", "boss")
+    root = (await imported.checkpoints())[0]["checkpointId"]
+    fork = await imported.resume("from_checkpoint", checkpoint_id=root)
+    assert await fork.result() == "The helper found facts about otters."
+    assert len(replay.requests) == 4  # two turns of the boss, two of the helper
+    assert {r.system for r in replay.requests} == {"Delegate.", "Look things up."}
+
+    # A session with a sub-agent is refused whole when the sub-agent's id is taken.
+    other = make_runtime(registry, models())
+    h2 = await other.backend.start("boss", "Ask the helper.", session_id=child_id)
+    await h2.result()
+    with pytest.raises(UserError, match=f"Session '{child_id}' is already stored here"):
+        await import_session(path, other.ns)
+    assert not other.ns.exists(other.ns.id_from_name("session:boss"))
+
+    # A damaged sub-agent entry is caught like any other.
+    tampered = rewrite(path, tmp_path / "tampered.helix", lambda name, data: data.replace(
+        b"facts about otters", b"facts about seals") if name.startswith("children/") and
+        "messages" in name else data)
+    with pytest.raises(SessionFileError, match=f"children/{child_id}/tables/helix_messages"
+                                               r"\.jsonl does not match its checksum"):
+        SessionFile(tampered)

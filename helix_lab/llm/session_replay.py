@@ -19,7 +19,7 @@ import json
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias
 
 from ..difference import MISSING, first_difference
 from .base import LLMEvent, LLMRequest
@@ -32,6 +32,10 @@ HINT = ("the recording never saw this conversation; run it with a live model (e.
 _USAGE = (("input_tokens", "input_tokens"), ("output_tokens", "output_tokens"),
           ("cache_read_tokens", "cache_read_input_tokens"),
           ("cache_write_tokens", "cache_creation_input_tokens"))
+
+
+_Key: TypeAlias = tuple[str, int]
+"""A message: the prefix of its session in the file, and its row id there."""
 
 
 def _canonical(message: Any) -> str:
@@ -51,15 +55,24 @@ class SessionReplay:
         self.ignore = frozenset(ignore)
         self.manifest = file.manifest
         self.requests: list[LLMRequest] = []
-        self._messages: dict[int, dict[str, Any]] = {}
-        self._children: dict[int | None, list[int]] = {}
-        for row in file.rows("helix_messages"):
-            self._messages[row["id"]] = json.loads(row["message"])
-            self._children.setdefault(row["parent_id"], []).append(row["id"])
-        self._keys = {i: _canonical(m) for i, m in self._messages.items()}
-        parents = {i: p for p, kids in self._children.items() for i in kids}
-        self._usage = self._usage_by_message(list(file.rows("helix_checkpoints")),
-                                             list(file.rows("helix_usage")), parents)
+        # Messages of every session in the file (its sub-agents' too), as one forest keyed
+        # by (session prefix, row id): a sub-agent's conversation starts a tree of its own.
+        self._messages: dict[_Key, dict[str, Any]] = {}
+        self._children: dict[_Key | None, list[_Key]] = {}
+        self._usage: dict[_Key, dict[str, Any]] = {}
+        self._agents = [part["agent"] for _, part in file.sessions if part.get("agent")]
+        for prefix, _ in file.sessions:
+            parents: dict[_Key, _Key | None] = {}
+            for row in file.rows("helix_messages", prefix):
+                key = (prefix, row["id"])
+                parent = None if row["parent_id"] is None else (prefix, row["parent_id"])
+                self._messages[key] = json.loads(row["message"])
+                self._children.setdefault(parent, []).append(key)
+                parents[key] = parent
+            self._usage.update(self._usage_by_message(
+                prefix, list(file.rows("helix_checkpoints", prefix)),
+                list(file.rows("helix_usage", prefix)), parents))
+        self._keys = {k: _canonical(m) for k, m in self._messages.items()}
 
     def __repr__(self) -> str:
         turns = sum(1 for m in self._messages.values() if m.get("role") == "assistant")
@@ -67,19 +80,24 @@ class SessionReplay:
                 f"replayed={len(self.requests)})")
 
     @staticmethod
-    def _usage_by_message(checkpoints: list[dict[str, Any]], usage: list[dict[str, Any]],
-                          parents: dict[int, int | None]) -> dict[int, dict[str, Any]]:
+    def _usage_by_message(prefix: str, checkpoints: list[dict[str, Any]],
+                          usage: list[dict[str, Any]],
+                          parents: dict[_Key, _Key | None]) -> dict[_Key, dict[str, Any]]:
         """Each model turn's usage row: a step's turn is the first message it appended."""
         by_step = {(u["run_id"], u["step"]): u for u in usage if u.get("kind") == "llm"}
         by_id = {c["id"]: c for c in checkpoints}
-        found: dict[int, dict[str, Any]] = {}
+        found: dict[_Key, dict[str, Any]] = {}
         for checkpoint in checkpoints:
             parent = by_id.get(checkpoint["parent_id"])
             entry = by_step.get((checkpoint["run_id"], checkpoint["step"]))
             if parent is None or entry is None or checkpoint["step"] <= parent["step"]:
                 continue
-            cursor, first = checkpoint["message_head"], None
-            while cursor is not None and cursor != parent["message_head"]:
+            stop = None if parent["message_head"] is None else (prefix,
+                                                                parent["message_head"])
+            cursor = None if checkpoint["message_head"] is None else (
+                prefix, checkpoint["message_head"])
+            first = None
+            while cursor is not None and cursor != stop:
                 cursor, first = parents.get(cursor), cursor
             if first is not None:
                 found[first] = entry
@@ -89,20 +107,24 @@ class SessionReplay:
         return f"the session recorded in {self.path}"
 
     def _check_agent(self, number: int, request: LLMRequest) -> None:
-        """The model, system prompt and tools, against those the manifest recorded."""
-        agent = self.manifest.get("agent") or {}
-        recorded = {k: agent[k] for k in ("model", "system", "tools")
-                    if k in agent and k not in self.ignore}
-        got = json.loads(json.dumps({k: v for k, v in request.to_json().items()
-                                     if k in recorded}))
-        found = first_difference(recorded, got)
-        if found is not None:
-            raise CassetteMismatch(self._source(), number, found.path, found.left, found.right,
+        """The model, system prompt and tools, against those of an agent the manifest
+        recorded (the session's, or a sub-agent's)."""
+        sent = json.loads(json.dumps(request.to_json()))
+        first = None
+        for agent in self._agents:
+            recorded = {k: agent[k] for k in ("model", "system", "tools")
+                        if k in agent and k not in self.ignore}
+            found = first_difference(recorded, {k: sent.get(k) for k in recorded})
+            if found is None:
+                return
+            first = first or found
+        if first is not None:
+            raise CassetteMismatch(self._source(), number, first.path, first.left, first.right,
                                    hint=HINT)
 
-    def _turn(self, number: int, request: LLMRequest) -> int:
-        """The id of the recorded turn that answers ``request``'s conversation."""
-        node: int | None = None
+    def _turn(self, number: int, request: LLMRequest) -> _Key:
+        """The recorded turn that answers ``request``'s conversation."""
+        node: _Key | None = None
         messages = json.loads(json.dumps(request.messages))
         for index, message in enumerate(messages):
             kids = self._children.get(node, [])
@@ -141,7 +163,7 @@ class SessionReplay:
                 await asyncio.sleep(self.delay)
             yield event
 
-    def _events(self, turn: int) -> list[Any]:
+    def _events(self, turn: _Key) -> list[Any]:
         """The stream events that rebuild the recorded message exactly."""
         events: list[Any] = []
         calls = False
