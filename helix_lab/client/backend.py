@@ -243,7 +243,6 @@ class LocalBackend(Backend):
         """Chunks after ``from_sequence`` from the session's subscription, in order and
         without repeats; nothing can drop in between, so there is nothing to reconnect."""
         from ..runtime.gateway import check_session_id, session_object_name
-        from ..runtime.stream import detached
 
         problem = check_session_id(session_id)
         if problem is not None:
@@ -254,18 +253,12 @@ class LocalBackend(Backend):
             follow=follow)
         if subscription is None:
             return
-        batches = subscription.__aiter__()
-        last = from_sequence
+        chunks = subscription.client_chunks()
         try:
-            async for batch in batches:
-                for chunk in batch:
-                    if chunk["sequence"] <= last:
-                        continue
-                    last = chunk["sequence"]
-                    yield detached(chunk)
+            async for chunk in chunks:
+                yield chunk
         finally:
-            subscription.close()
-            await batches.aclose()
+            await chunks.aclose()
 
 
 class RemoteBackend(Backend):

@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from ..errors import UserError, backend_error
 from .http import Request, Response
-from .stream import DOStreamManager, detached
+from .stream import DOStreamManager
 
 __all__ = ["ObjectClient"]
 
@@ -63,16 +63,10 @@ class ObjectClient:
                      follow: bool = False) -> AsyncIterator[dict[str, Any]]:
         """The object's chunks after ``from_sequence``, from its subscription."""
         self._check(session_id)
-        stream = self._server.stream
-        stream.flush()  # subscribe behind everything already written
-        subscription = stream.subscribe(from_sequence, follow=follow)
-        last = from_sequence
+        # subscribe() flushes first: it starts behind everything already written.
+        chunks = self._server.stream.subscribe(from_sequence, follow=follow).client_chunks()
         try:
-            async for batch in subscription:
-                for chunk in batch:
-                    if chunk["sequence"] <= last:
-                        continue
-                    last = chunk["sequence"]
-                    yield detached(chunk)
+            async for chunk in chunks:
+                yield chunk
         finally:
-            subscription.close()
+            await chunks.aclose()

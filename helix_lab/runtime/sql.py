@@ -17,7 +17,7 @@ import os
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["SqlStorage", "SqliteStorage"]
+__all__ = ["SqlStorage", "SqliteStorage", "insert_rows"]
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -34,6 +34,17 @@ class SqlStorage(Protocol):
     def transaction(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` so that all of its writes commit together, or none do."""
         ...
+
+
+def insert_rows(sql: SqlStorage, statement: str, rows: list[tuple[Any, ...]]) -> None:
+    """Run one insert for each row: in bulk when the storage offers ``executemany`` (the
+    kernel's sqlite3 does; a Durable Object's ``ctx.storage.sql`` does not)."""
+    bulk = getattr(sql, "executemany", None)
+    if bulk is not None:
+        bulk(statement, rows)
+    else:
+        for row in rows:
+            sql.exec(statement, *row)
 
 
 class SqliteStorage:

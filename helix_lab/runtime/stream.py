@@ -26,7 +26,7 @@ from typing import Any, Literal
 
 from .http import WebSocketLike
 from .search import SearchIndex
-from .sql import SqlStorage
+from .sql import SqlStorage, insert_rows
 
 __all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription", "detached"]
 
@@ -142,6 +142,23 @@ class Subscription:
     def close(self) -> None:
         self.closed = True
         self._wake.set()
+
+    async def client_chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """What an in-process client yields: the chunks one by one, each the caller's own
+        copy (:func:`detached`), none at or below a sequence already yielded (the one
+        dedupe, at the client). Closing it closes the subscription."""
+        batches = self.__aiter__()
+        last = self.last
+        try:
+            async for batch in batches:
+                for chunk in batch:
+                    if chunk["sequence"] <= last:
+                        continue
+                    last = chunk["sequence"]
+                    yield detached(chunk)
+        finally:
+            self.close()
+            await batches.aclose()
 
     async def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield batches of chunks in sequence order: stored pages first, then live ones."""
@@ -283,12 +300,7 @@ class DOStreamManager:
         chunks, self._pending = self._pending, []
         rows, self._rows = self._rows, []
         if rows:
-            bulk = getattr(self.sql, "executemany", None)
-            if bulk is not None:
-                bulk(_INSERT, rows)
-            else:
-                for row in rows:
-                    self.sql.exec(_INSERT, *row)
+            insert_rows(self.sql, _INSERT, rows)
             self.search.add(chunks)
         return chunks
 
