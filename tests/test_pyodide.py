@@ -27,7 +27,7 @@ from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
 from helix_lab.errors import BackendError
-from helix_lab.pyodide_host import PyodideHost, build_bundle, install
+from helix_lab.pyodide_host import PyodideHost, PyodideHostError, build_bundle, home, install
 from helix_lab.runtime.sse import END_EVENT, iter_sse_chunks
 
 pytestmark = pytest.mark.timeout(600)
@@ -271,3 +271,23 @@ async def test_a_session_exports_from_pyodide_and_imports_here(host: PyodideHost
         assert (await imported.checkpoints(), await imported.messages(),
                 (await imported.history(0, 1000))["chunks"]) == remote
     await namespace.aclose()
+
+
+def test_a_wheel_that_does_not_load_stops_the_host(tmp_path: Path) -> None:
+    """loadPackage reports a wheel it cannot load only to its error callback, and goes on;
+    the host treats any such message as a failed start."""
+    install()
+    (tmp_path / "wheels").mkdir()
+    (tmp_path / "node").symlink_to(home() / "node")
+    for wheel in (home() / "wheels").glob("*.whl"):
+        (tmp_path / "wheels" / wheel.name).symlink_to(wheel)
+    (tmp_path / "wheels" / "ghost-1.0-py3-none-any.whl").symlink_to(tmp_path / "gone.whl")
+    bundle = build_bundle(tmp_path / "worker", "e2e_scenario")
+    log = tmp_path / "host.log"
+    with log.open("w") as stderr:
+        host = PyodideHost(bundle, tmp_path / "objects", token=TOKEN, root=tmp_path,
+                           stderr=stderr)
+        with pytest.raises(PyodideHostError, match="exited with status 1"):
+            host.start()
+    assert "loading the wheels failed" in log.read_text() and "ghost" in log.read_text()
+
