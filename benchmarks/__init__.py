@@ -13,10 +13,12 @@ mean something on any machine:
 8. ``load``         200 concurrent sessions on ``helix serve``, against the same in process
 9. ``inspector``    opening step 10,000 of a session against opening step 10
 10. ``search``      chunk writes with the full-text index against without it
+11. ``workflows``   recovery after a crash at step k against one memoized-step lookup, and
+    the Workflows approach's time per step against the Durable Object approach's
 
 ``python -m benchmarks --quick`` runs small versions of all of them (used by a smoke test;
 its numbers are not meaningful).
 """
 
 BENCHMARKS = ("steps", "chunks", "replay", "time_travel", "widget", "storage", "startup", "load",
-              "inspector", "search")
+              "inspector", "search", "workflows")

@@ -25,6 +25,8 @@ FIGURES = {
     7: "Start-up",
     8: "Load: 200 concurrent sessions",
     9: "Step inspector",
+    10: "Full-text search: the index's cost to chunk writes",
+    11: "Workflows: recovery and per-step cost",
 }
 
 

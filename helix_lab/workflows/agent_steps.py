@@ -165,6 +165,7 @@ class AgentSteps:
         self._executed = 0
         self._agents: dict[str, Agent] = {}
         self._specs: dict[str, list[dict[str, Any]]] = {}
+        self._adapters: dict[str, LLMAdapter] = {}
 
     # -- plumbing -----------------------------------------------------------------------
 
@@ -182,10 +183,14 @@ class AgentSteps:
         adapter = self.deps.llm_adapter
         if hasattr(adapter, "stream"):
             return adapter  # type: ignore[no-any-return]
-        from ..runtime.server import LLMAdapterContext
+        made = self._adapters.get(input.run_id)
+        if made is None:  # one adapter per run, as the DO approach makes one per run
+            from ..runtime.server import LLMAdapterContext
 
-        return adapter(self.deps.env, LLMAdapterContext(input.session_id, input.agent_type,
-                                                         input.run_id))
+            made = self._adapters[input.run_id] = adapter(
+                self.deps.env, LLMAdapterContext(input.session_id, input.agent_type,
+                                                 input.run_id))
+        return made
 
     def _log(self, level: str, message: str, exc: BaseException | None = None) -> None:
         logger = self.deps.logger
