@@ -49,7 +49,7 @@ def test_quick_benchmarks_write_every_figure(tmp_path: Path) -> None:
                 and re.search(r"÷", line)]
         assert rows and all(re.search(r"\| [0-9.]+", row) for row in rows), section
     summary = text.split("## Summary", 1)[1].split("\n## ", 1)[0]
-    assert {int(m) for m in re.findall(r"^\| (\d) \|", summary, re.M)} == set(FIGURES)
+    assert {int(m) for m in re.findall(r"^\| (\d+) \|", summary, re.M)} == set(FIGURES)
     for heading in ("## Fell short", "## Reproduce"):
         assert heading in text
     assert "ERROR" not in summary
