@@ -54,4 +54,4 @@ def test_quick_benchmarks_write_every_figure(tmp_path: Path) -> None:
         assert heading in text
     assert "ERROR" not in summary
     # the printed table lists every figure too
-    assert {int(m) for m in re.findall(r"^(\d) ", done.stdout, re.M)} == set(FIGURES)
+    assert {int(m) for m in re.findall(r"^(\d+) ", done.stdout, re.M)} == set(FIGURES)
