@@ -17,7 +17,7 @@ from served import TOKEN, Served
 from test_magics import Kernel, kernel, shell, shown  # noqa: F401
 
 import helix_lab
-from helix_lab import Agent, RemoteBackend, ToolContext, tool
+from helix_lab import Agent, LLMConfig, RemoteBackend, ToolContext, tool
 from helix_lab.client.diff import RunDiff, diff_runs, session_of_checkpoint
 from helix_lab.difference import first_difference
 from helix_lab.errors import UserError
@@ -60,6 +60,7 @@ def check_branch_and_session_diffs(found: dict[str, Any]) -> None:
     assert 'work({"n": 2})' in branches.side_by_side()[0][1]
     totals = branches.totals()
     assert totals["inputTokens"][0] == totals["inputTokens"][1] > 0
+    assert totals["costUsd"][0] == totals["costUsd"][1] > 0  # the stepper's model is priced
     text = str(branches)
     assert "diverge at step 2: state edit" in text
     assert "replace /label 'forked'" in text
@@ -135,6 +136,21 @@ async def test_a_different_model_response(make_runtime) -> None:
     assert diff.side_by_side() == [(2, "Otters use stones.", "Otters float on their backs.")]
     assert diff.state_difference is None
     assert not diff.identical
+
+
+async def test_an_unpriced_model_costs_unpriced_never_zero(make_runtime) -> None:
+    local = Agent(name="local", tools=[lookup], llm_config=LLMConfig(model="my-local-llama"),
+                  register=False)
+    runtime = make_runtime([local], per_session({"u1": ["one"], "u2": ["two"]}))
+    a = await runtime.backend.start("local", "hi", session_id="u1")
+    b = await runtime.backend.start("local", "hi", session_id="u2")
+    await a.result(), await b.result()
+
+    diff = await diff_runs(a, b)
+
+    assert diff.totals()["costUsd"] == (None, None)
+    cost_row = next(line for line in str(diff).splitlines() if line.startswith("costUsd"))
+    assert cost_row.split() == ["costUsd", "unpriced", "unpriced", "—"]
 
 
 async def test_a_different_tool_result(make_runtime) -> None:

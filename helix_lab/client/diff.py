@@ -124,15 +124,22 @@ class RunSide:
             self._states[checkpoint_id] = (await self.handle.checkpoint(checkpoint_id))["state"]
         return self._states[checkpoint_id]
 
-    def totals(self, from_step: int = 0) -> dict[str, float]:
-        """Tokens, cost and step latency of the steps numbered ``from_step`` and later."""
+    def totals(self, from_step: int = 0) -> dict[str, float | None]:
+        """Tokens, cost and step latency of the steps numbered ``from_step`` and later.
+
+        The cost is ``None`` (unpriced) when any of those steps called a model with no
+        known price: a partial sum would read as a price."""
         keys = ("inputTokens", "outputTokens", "costUsd", "latencyMs")
-        total = dict.fromkeys(keys, 0.0)
+        total: dict[str, float | None] = dict.fromkeys(keys, 0.0)
+        unpriced = False
         for step in self.steps:
             if step.number >= from_step:
                 for key in keys[:3]:
-                    total[key] += step.usage.get(key, 0)
-                total["latencyMs"] += step.duration_ms
+                    total[key] = (total[key] or 0) + step.usage.get(key, 0)
+                total["latencyMs"] = (total["latencyMs"] or 0) + step.duration_ms
+                unpriced = unpriced or bool(step.usage.get("unpricedCalls"))
+        if unpriced:
+            total["costUsd"] = None
         return total
 
 
@@ -167,8 +174,10 @@ async def _load(ref: _Ref) -> RunSide:
         totals = by_step.setdefault((entry.get("runId"), entry.get("step")), {})
         for key in ("inputTokens", "outputTokens"):
             totals[key] = totals.get(key, 0) + (entry.get(key) or 0)
-        totals["costUsd"] = totals.get("costUsd", 0) + (
-            entry.get("costUsd", entry.get("cost")) or 0)
+        cost = entry.get("costUsd")
+        totals["costUsd"] = totals.get("costUsd", 0) + (cost or 0)
+        if cost is None:
+            totals["unpricedCalls"] = totals.get("unpricedCalls", 0) + 1
     steps = []
     previous = path[0]["messageCount"]
     for before, checkpoint in pairwise(path):
@@ -326,7 +335,7 @@ class RunDiff:
         numbers = sorted(n for n in {*left, *right} if n >= start)
         return [(n, _summary(left.get(n)), _summary(right.get(n))) for n in numbers]
 
-    def totals(self) -> dict[str, tuple[float, float]]:
+    def totals(self) -> dict[str, tuple[float | None, float | None]]:
         """Whole-run tokens, cost and latency, ``(left, right)``."""
         a, b = self.left.totals(), self.right.totals()
         return {key: (a[key], b[key]) for key in a}
@@ -387,8 +396,12 @@ class RunDiff:
         lines.append(f"{'':<14}{'left':>12}{'right':>12}{'diff':>12}")
         for key, (a, b) in self.totals().items():
             fmt = "{:.6f}" if key == "costUsd" else "{:.0f}"
-            lines.append(f"{key:<14}{fmt.format(a):>12}{fmt.format(b):>12}"
-                         f"{fmt.format(b - a):>12}")
+
+            def cell(value: float | None, fmt: str = fmt) -> str:
+                return "unpriced" if value is None else fmt.format(value)
+
+            change = "—" if a is None or b is None else fmt.format(b - a)
+            lines.append(f"{key:<14}{cell(a):>12}{cell(b):>12}{change:>12}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
