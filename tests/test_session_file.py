@@ -95,6 +95,9 @@ async def test_round_trip_on_the_local_backend(make_runtime, tmp_path: Path) -> 
 
     assert file.session_id == "trip"
     assert await everything(target.backend.handle("trip")) == await everything(h)
+    # The search index is not in the file: the imported session builds its own.
+    assert await target.backend.handle("trip").search("did 2") == await h.search("did 2")
+    assert len(await h.search("did 2")) == 2  # both branches ran step 2
 
 
 @pytest.fixture(scope="module")
