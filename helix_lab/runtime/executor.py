@@ -25,9 +25,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import random
 import secrets
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -410,7 +411,7 @@ class Execution:
             turn, exc = None, None
             with self._cuttable() as cut:
                 try:
-                    turn = await consume_turn(self.llm, request, self._write_delta)
+                    turn = await consume_turn(self.llm, request, self._delta_writer())
                 except Exception as error:  # whatever the adapter raised; judged below
                     exc = error
             if cut.cancelled_caught:
@@ -432,9 +433,11 @@ class Execution:
                 raise RunError(f"The model call failed{tries}: {exc.message}")
             raise RunError(f"The model adapter raised {type(exc).__name__}: {exc}")
 
-    def _write_delta(self, kind: str, delta: str) -> None:
-        """A model's text or thinking delta, by the stream's direct path."""
-        self.storage.stream.write_delta(kind, delta, run_id=self.run_id, step=self._step)
+    def _delta_writer(self) -> Callable[[str, str], None]:
+        """``write_delta(kind, delta)`` for this step's model call, by the stream's direct
+        path: bound once per call (a partial, no Python frame per delta)."""
+        return functools.partial(self.storage.stream.write_delta, run_id=self.run_id,
+                                 step=self._step)
 
     async def _run_tool(self, call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """One tool call with its hooks (:func:`~.turns.run_tool_call`): its tool_result

@@ -125,11 +125,12 @@ async def consume_turn(llm: LLMAdapter, request: LLMRequest,
     thinking: list[str] = []
     deltas = 0
     started = now_ms()
+    waiting = True  # for the first token (a local: this loop runs once per delta)
     async for event in llm.stream(request):
         kind = event.get("type") if isinstance(event, dict) else None
-        if turn.first_token_ms is None and kind in ("text_delta", "thinking_delta",
-                                                    "tool_call"):
+        if waiting and kind in ("text_delta", "thinking_delta", "tool_call"):
             turn.first_token_ms = now_ms() - started
+            waiting = False
         if kind == "text_delta" and isinstance(delta := event.get("delta"), str):
             text.append(delta)
             write_delta("text_delta", delta)
