@@ -15,10 +15,12 @@ mean something on any machine:
 10. ``search``      chunk writes with the full-text index against without it
 11. ``workflows``   recovery after a crash at step k against one memoized-step lookup, and
     the Workflows approach's time per step against the Durable Object approach's
+12. ``viewer``      opening a 100k-chunk session in AgentView against a 100-chunk one, and
+                    comm bytes/s at sequence 100,000 against at sequence 100
 
 ``python -m benchmarks --quick`` runs small versions of all of them (used by a smoke test;
 its numbers are not meaningful).
 """
 
 BENCHMARKS = ("steps", "chunks", "replay", "time_travel", "widget", "storage", "startup", "load",
-              "inspector", "search", "workflows")
+              "inspector", "search", "workflows", "viewer")
