@@ -17,10 +17,11 @@ mean something on any machine:
     the Workflows approach's time per step against the Durable Object approach's
 12. ``viewer``      opening a 100k-chunk session in AgentView against a 100-chunk one, and
                     comm bytes/s at sequence 100,000 against at sequence 100
+13. ``viewer_heap`` the browser's JS heap with the 100k session open against the 100 one
 
 ``python -m benchmarks --quick`` runs small versions of all of them (used by a smoke test;
 its numbers are not meaningful).
 """
 
 BENCHMARKS = ("steps", "chunks", "replay", "time_travel", "widget", "storage", "startup", "load",
-              "inspector", "search", "workflows", "viewer")
+              "inspector", "search", "workflows", "viewer", "viewer_heap")

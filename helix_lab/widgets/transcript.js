@@ -69,7 +69,8 @@ function render({ model, el: root }) {
   const onMessage = (msg) => {
     if (msg.type !== "ops") return;
     msg.ops.forEach(apply);
-    trim();
+    // A page the user asked for stays; live items push the oldest out.
+    if (!msg.ops.some((op) => op.op === "prepend")) trim();
     empty();
   };
   const showMore = () => { more.style.display = model.get("has_earlier") ? "" : "none"; };
