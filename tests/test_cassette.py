@@ -26,9 +26,10 @@ from fakes.anthropic_server import (
 
 from helix_lab import Agent, tool
 from helix_lab.difference import MISSING
+from helix_lab.llm import CassetteMismatch
 from helix_lab.llm.anthropic import AnthropicAdapter
 from helix_lab.llm.base import LLMAdapter, LLMError, LLMEvent, LLMRequest
-from helix_lab.llm.cassette import CassetteMismatch, RecordingLLM, ReplayLLM
+from helix_lab.llm.cassette import RecordingLLM, ReplayLLM
 from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 
 KEY = "sk-ant-cassette-key-5550123"

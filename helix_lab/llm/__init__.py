@@ -4,7 +4,9 @@
 - ``OpenAICompatAdapter``: any OpenAI-compatible server, over httpx
 - ``ScriptedLLM``: deterministic turns written in Python
 - ``OfflineLLM``: the keyless default that still uses tools and thinks aloud
-- ``RecordingLLM`` / ``ReplayLLM``: record a run once, replay it byte for byte
+- ``RecordingLLM`` / ``ReplayLLM``: record a run once, replay it byte for byte;
+  ``ReplayLLM.from_session(path)`` replays an exported session; a request the recording
+  never saw raises ``CassetteMismatch``
 
 Vendor SDKs load only when an adapter that needs them is used.
 """
@@ -25,10 +27,12 @@ _LAZY = {
     "OfflineLLM": "helix_lab.llm.offline",
     "RecordingLLM": "helix_lab.llm.cassette",
     "ReplayLLM": "helix_lab.llm.cassette",
+    "CassetteMismatch": "helix_lab.llm.cassette",
 }
 
 __all__ = [
     "AnthropicAdapter",
+    "CassetteMismatch",
     "LLMAdapter",
     "LLMError",
     "LLMEvent",
@@ -50,7 +54,7 @@ __getattr__ = lazy_exports(__name__, _LAZY, globals())
 
 if TYPE_CHECKING:
     from .anthropic import AnthropicAdapter
-    from .cassette import RecordingLLM, ReplayLLM
+    from .cassette import CassetteMismatch, RecordingLLM, ReplayLLM
     from .offline import OfflineLLM
     from .openai_compat import OpenAICompatAdapter
     from .scripted import ScriptedLLM, Turn, call
