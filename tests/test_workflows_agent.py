@@ -187,6 +187,20 @@ async def test_retry_restarts_the_instance_after_the_last_checkpoint(tmp_path: P
     assert len(llm.requests) == 3
     assert [m["role"] for m in await handle.messages()] == ["user", "assistant", "user",
                                                              "assistant"]
+
+    # Retry from the first checkpoint (step 0): the instance restarts from "model 1";
+    # "initialize" keeps its stored result, and the conversation is cut back to it.
+    first = (await handle.checkpoints())[0]
+    assert first["step"] == 0
+    again = await handle.retry(checkpoint_id=first["id"])
+    assert await asyncio.wait_for(again.result(), DEADLINE) == "second try worked"
+    assert tool_calls == [1, 1] and len(llm.requests) == 5
+    assert [m["role"] for m in await handle.messages()] == ["user", "assistant", "user",
+                                                             "assistant"]
+    names = [s["name"] for s in (await handle.status())["steps"]]
+    assert names.count("initialize") == 1 and names.count("model 1") == 1
+    with pytest.raises(NotFoundError, match="No checkpoint 'cpv1-nope'"):
+        await handle.retry(checkpoint_id="cpv1-nope")
     await wf.aclose()
 
 

@@ -68,9 +68,16 @@ async def test_bad_input_is_a_clear_4xx(served: Served) -> None:
             "agentType": "stepper", "input": {"message": "steps=1"}})
         assert started.status_code == 200
         fork = await client.post("/sessions/fork-me/resume", json={
-            "agentType": "stepper", "options": {"mode": "branch", "checkpointId": "x"}})
+            "agentType": "stepper", "options": {"mode": "branch", "checkpointId": "x",
+                                                "modifyState": {"label": "forked"}}})
         assert fork.status_code == 400
         assert "use retry" in fork.json()["error"]["message"]
+        async with RemoteBackend(served.url, token=TOKEN) as backend:
+            assert await backend.handle("fork-me").result() == "finished 1 steps"
+        retry = await client.post("/sessions/fork-me/resume", json={
+            "agentType": "stepper", "options": {"mode": "branch", "checkpointId": "x"}})
+        assert retry.status_code == 404  # retry from a checkpoint that is not there
+        assert retry.json()["error"]["code"] == "checkpoint_not_found"
         unknown = await client.post("/sessions/who/start", json={"agentType": "nobody"})
         assert unknown.status_code == 404 and "stepper" in unknown.json()["error"]["message"]
         bad = await client.post("/sessions/bad/start", content=b"{not json")

@@ -261,10 +261,11 @@ class WorkflowAgentHandle:
                                    self.agent_type)
 
     async def retry(self, mode: Literal["from_checkpoint", "from_start"] = "from_checkpoint",
-                    *, message: str | None = None) -> WorkflowAgentHandle:
-        """Restart the instance after the last checkpoint (or from the start): the steps
-        before it keep their stored results and are not run again. ``from_start`` with a
-        ``message`` starts the session over, as a new run on that message."""
+                    *, message: str | None = None,
+                    checkpoint_id: str | None = None) -> WorkflowAgentHandle:
+        """Restart the instance after the last checkpoint (or after ``checkpoint_id``, or
+        from the start): the steps before it keep their stored results and are not run
+        again. ``from_start`` with a ``message`` starts the session over, as a new run."""
         session = await self._session()
         if session["status"] == "running":
             raise ConflictError(f"Session {self.session_id!r} is running; interrupt or abort "
@@ -283,6 +284,14 @@ class WorkflowAgentHandle:
                                                session_id=self.session_id)
         checkpoints = [c for c in await store.checkpoints(self.session_id)
                        if c["run_id"] == session["run_id"] and c["status"] != "interrupted"]
+        if checkpoint_id is not None:
+            chosen = [c for c in checkpoints if c["id"] == checkpoint_id]
+            if not chosen:
+                raise NotFoundError(
+                    f"No checkpoint {checkpoint_id!r} in the current run of session "
+                    f"{self.session_id!r}; a workflow restarts from its own steps only.",
+                    code="checkpoint_not_found")
+            checkpoints = checkpoints[:checkpoints.index(chosen[0]) + 1]
         await self.executor.stream_manager.open(self.session_id)
         if mode == "from_start" or not checkpoints:
             await store.update_session(self.session_id, status="running", error=None,

@@ -202,10 +202,17 @@ class _SessionStub:
     async def _resume(self, handle: WorkflowAgentHandle, body: dict[str, Any]) -> Response:
         options = body.get("options") or {}
         mode = options.get("mode", "continue")
+        if mode == "branch" and options.get("checkpointId") and not (
+                options.get("modifyState") or options.get("appendMessages")
+                or options.get("editToolResults")):
+            # Retry from a checkpoint: the instance restarts from the step after it.
+            new = await handle.retry(checkpoint_id=str(options["checkpointId"]))
+            return json_response({"sessionId": self.session_id, "runId": new.run_id})
         if mode != "continue":
             raise BadRequestError(
-                f"resume mode {mode!r} forks a branch, which the Durable Object approach "
-                "does; with --approach workflows use retry (a restart from a step).",
+                f"resume mode {mode!r} with a changed state or messages forks a branch, "
+                "which the Durable Object approach does; with --approach workflows use "
+                "retry (a restart from a step).",
                 code="bad_request", details={"field": "options.mode"})
         appended = options.get("appendMessages") or []
         message = next((m.get("content") for m in appended
