@@ -21,9 +21,11 @@ from helpers import eventually
 from helix_lab import Agent
 from helix_lab.llm import ScriptedLLM, Turn
 from helix_lab.widgets import AgentView
-from helix_lab.widgets.agent_view import OPEN_CHUNKS
+from helix_lab.widgets.agent_view import KEEP_ITEMS, OPEN_CHUNKS
+from helix_lab.widgets.render import render_stream
 from helix_lab.widgets.transcript import WINDOW
 from helix_lab.widgets.transcript_feed import EARLIER_PAGE
+from helix_lab.widgets.view_state import RENDER_ITEMS
 
 
 @pytest.fixture(autouse=True)
@@ -164,3 +166,21 @@ async def test_a_long_session_opens_at_its_tail_and_pages_back(
     assert older.endswith(shown)  # the older page goes in front of what was drawn
     assert len(older) > len(shown)
     assert view.transcript.has_earlier
+
+
+async def test_a_live_view_keeps_a_bounded_transcript_in_the_kernel(
+        runtime: Any, views: list[AgentView]) -> None:
+    view = AgentView(runtime.backend.handle("live", "talker"), min_interval=3600)
+    views.append(view)
+    chunk = Chunks()
+    total = KEEP_ITEMS * 4
+    for i in range(total):
+        view.receive(chunk("custom", step=i, name=f"note{i}", data=i))
+        if i % 500 == 0:
+            view.flush()
+    view.flush()
+    assert KEEP_ITEMS <= len(view.state.items) <= KEEP_ITEMS * 5 // 4
+    assert view.state.dropped_items + len(view.state.items) == total
+    assert view.state.items[-1].text == f"note{total - 1}"
+    assert f"… {total - RENDER_ITEMS} earlier items not drawn" in render_stream(view.state)
+    assert transcript_text(view.transcript).endswith(f"note{total - 1}: {total - 1}")

@@ -53,6 +53,8 @@ _LABELS = {
     "abort": ("Abort", "stop", "Stop now; the session cannot be resumed"),
 }
 
+KEEP_ITEMS = 1000
+"""Transcript items the view's state keeps (the front end keeps fewer; older ones page in)."""
 OPEN_CHUNKS = 2000
 """Chunks a view reads when it opens a session; older ones load on demand."""
 _LISTED = 100
@@ -71,7 +73,8 @@ class AgentView(widgets.VBox):
     def __init__(self, handle: AgentHandle, *, min_interval: float = 0.1) -> None:
         self.handle = handle
         """The session's handle; the controls replace it with the new run's handle."""
-        self.state = ViewState(handle.agent_type or "", handle.session_id)
+        self.state = ViewState(handle.agent_type or "", handle.session_id,
+                               max_items=KEEP_ITEMS)
         self.min_interval = min_interval
         self.flushes = 0
         """How many times the view has redrawn (each redraw is a few comm messages)."""

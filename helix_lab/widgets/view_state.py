@@ -2,8 +2,9 @@
 
 ``ViewState.apply(chunk)`` folds one chunk into a transcript, a step timeline, a status
 and usage totals, and says which parts changed, so the widget redraws only those. The
-transcript keeps every item, but :data:`RENDER_ITEMS` bounds what is drawn, so a long
-session never makes the front end draw everything at once.
+transcript keeps every item (or, with ``max_items``, the newest ones: what a live view
+needs), and :data:`RENDER_ITEMS` bounds what is drawn, so a long session never makes the
+front end draw everything at once.
 """
 
 from __future__ import annotations
@@ -73,9 +74,13 @@ class StepMark:
 class ViewState:
     """The view of one session, built from its chunks in sequence order."""
 
-    def __init__(self, agent_type: str, session_id: str) -> None:
+    def __init__(self, agent_type: str, session_id: str, *,
+                 max_items: int | None = None) -> None:
         self.agent_type = agent_type
         self.session_id = session_id
+        self.max_items = max_items
+        """Keep at most about this many items (the oldest go); ``None`` keeps every one."""
+        self.dropped_items = 0
         self.status = "starting"
         self.run_id: str | None = None
         self.last_sequence = 0
@@ -130,6 +135,10 @@ class ViewState:
         handler = _HANDLERS.get(kind)
         if handler is not None:
             changed |= handler(self, chunk, chunk.get("step", 0), chunk.get("timestamp", 0))
+        if self.max_items is not None and len(self.items) > self.max_items * 5 // 4:
+            drop = len(self.items) - self.max_items  # in bulk: a list shift per 1/4 refill
+            del self.items[:drop]
+            self.dropped_items += drop
         return changed
 
     # One handler per chunk type: (view, chunk, step, timestamp) -> the parts it changed.
@@ -277,8 +286,8 @@ class ViewState:
 
     def visible_items(self) -> tuple[int, list[Item]]:
         """How many items are hidden, and the newest ones to draw."""
-        hidden = max(len(self.items) - RENDER_ITEMS, 0)
-        return hidden, self.items[hidden:]
+        first = max(len(self.items) - RENDER_ITEMS, 0)
+        return self.dropped_items + first, self.items[first:]
 
     def last_output_text(self, limit: int = 60) -> str:
         if self.output is None:
