@@ -140,7 +140,7 @@ class Runtime:
         assert response.status == 200, response.body
         return await self.wait(session_id)
 
-    async def wait(self, session_id: str, timeout: float = 10.0) -> dict[str, Any]:
+    async def wait(self, session_id: str, timeout: float = 60.0) -> dict[str, Any]:
         """Wait until the session's current execution (if any) has stopped."""
         execution = self.server(session_id).execution
         if execution is not None:
@@ -201,9 +201,9 @@ def of_type(chunks: Iterable[dict[str, Any]], kind: str) -> list[dict[str, Any]]
     return [c for c in chunks if c["type"] == kind]
 
 
-async def eventually(check: Callable[[], Any], timeout: float = 5.0,
+async def eventually(check: Callable[[], Any], timeout: float = 60.0,
                      interval: float = 0.005) -> Any:
-    """Poll ``check`` until it returns something truthy."""
+    """Poll ``check`` until it returns something truthy (the deadline only catches a hang)."""
     deadline = time.monotonic() + timeout
     while True:
         value = check()

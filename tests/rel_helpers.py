@@ -41,7 +41,7 @@ async def stub_json(stub: Any, method: str, path: str, body: Any = None) -> tupl
     return response.status, response.json()
 
 
-async def wait_idle(stub: Any, timeout: float = 15.0) -> dict[str, Any]:
+async def wait_idle(stub: Any, timeout: float = 60.0) -> dict[str, Any]:
     """Poll ``GET /status`` until the session stops executing; returns the status."""
     deadline = time.monotonic() + timeout
     while True:

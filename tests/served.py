@@ -28,7 +28,7 @@ class Served:
 
     def __init__(self, storage: Path, *, agents: str | None = "e2e_scenario",
                  token: str | None = TOKEN, port: int = 0, engine: str | None = None,
-                 approach: str | None = None, start_timeout: float = 30,
+                 approach: str | None = None, start_timeout: float = 60,
                  environ: dict[str, str] | None = None) -> None:
         self.storage, self.agents, self.token, self.port = storage, agents, token, port
         self.engine, self.approach, self.start_timeout = engine, approach, start_timeout

@@ -93,7 +93,7 @@ def test_a_step_renders_escaped() -> None:
 # -- the widget over a real backend ----------------------------------------------------------
 
 
-async def follow_until(view: AgentView, check: Any, timeout: float = 10.0) -> None:
+async def follow_until(view: AgentView, check: Any, timeout: float = 60.0) -> None:
     await eventually(lambda: check(view.state), timeout=timeout)
     await asyncio.sleep(view.min_interval * 2 + 0.02)
     view.flush()
@@ -198,7 +198,8 @@ async def wait_status(kernel: Kernel, session: str, wanted: str) -> dict[str, An
         statuses.append(await handle.status())
         return statuses[-1]["status"] == wanted and not statuses[-1]["isExecuting"]
 
-    for _ in range(1000):
+    deadline = asyncio.get_running_loop().time() + 60  # only a hang takes this long
+    while asyncio.get_running_loop().time() < deadline:
         if await check():
             return statuses[-1]
         await asyncio.sleep(0.01)

@@ -177,7 +177,7 @@ async def slow(kernel: Kernel) -> Kernel:
     return kernel
 
 
-async def wait_until(kernel: Kernel, session: str, check: Any, timeout: float = 15.0) -> dict:
+async def wait_until(kernel: Kernel, session: str, check: Any, timeout: float = 60.0) -> dict:
     """Poll the session's status until ``check(status)`` holds; return that status."""
     handle = kernel.magics.workbench.local.handle(session)
     deadline = asyncio.get_running_loop().time() + timeout

@@ -243,7 +243,7 @@ async def test_serve_engine_pyodide_refuses_an_unknown_agents_module(tmp_path: P
     server = Served(tmp_path / "objects", agents="not_a_module_xyz", engine="pyodide")
     with pytest.raises(RuntimeError, match="not_a_module_xyz"):
         server.start()
-    assert server.process is not None and server.process.wait(30) == 2
+    assert server.process is not None and server.process.wait(60) == 2
 
 
 async def test_a_session_exports_from_pyodide_and_imports_here(host: PyodideHost,

@@ -83,7 +83,7 @@ async def run_child(trial: Trial) -> None:
     seen = 0
     try:
         while True:
-            raw = await asyncio.wait_for(proc.stdout.readline(), 30)
+            raw = await asyncio.wait_for(proc.stdout.readline(), 60)
             if not raw:
                 break
             line = raw.decode().strip()
@@ -100,7 +100,7 @@ async def run_child(trial: Trial) -> None:
                         await asyncio.sleep(extra)
                     proc.send_signal(signal.SIGKILL)
                     trial.killed = True
-        code = await asyncio.wait_for(proc.wait(), 30)
+        code = await asyncio.wait_for(proc.wait(), 60)
     finally:
         if proc.returncode is None:
             proc.kill()

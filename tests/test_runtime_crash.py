@@ -82,7 +82,7 @@ async def run_and_kill(tmp_path: Path, storage: Path) -> dict[str, Any]:
             "CHECKPOINTED "]
         assert proc.returncode is None, "the child must still be running when it is killed"
         proc.send_signal(signal.SIGKILL)
-        assert await asyncio.wait_for(proc.wait(), 10) == -signal.SIGKILL
+        assert await asyncio.wait_for(proc.wait(), 60) == -signal.SIGKILL
     finally:
         if proc.returncode is None:
             proc.kill()

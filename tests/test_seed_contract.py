@@ -374,7 +374,7 @@ async def test_websockets_on_any_path_on_helix_serve(served: Served) -> None:
         async with websockets.connect(f"{base}{path}?fromSequence=0",
                                       additional_headers=AUTH) as ws:
             while len(received) < len(stored):
-                received.append(json.loads(await asyncio.wait_for(ws.recv(), 30)))
+                received.append(json.loads(await asyncio.wait_for(ws.recv(), 60)))
         assert received == stored, path
     with pytest.raises(websockets.InvalidStatus) as refused:
         async with websockets.connect(f"{base}/ws/{sid}", additional_headers={}):

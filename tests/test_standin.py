@@ -146,7 +146,7 @@ async def test_a_streaming_body_is_read_outside_the_gate(make_namespace: Any) ->
     async for chunk in response.body:
         chunks.append(chunk.to_bytes())
         if len(chunks) == 1:  # mid-stream, the object still takes requests
-            answer = await asyncio.wait_for(stub.fetch("http://do/items"), 1)
+            answer = await asyncio.wait_for(stub.fetch("http://do/items"), 60)
             assert answer.status == 200
     assert b"".join(chunks) == b"part 0;part 1;part 2;"
     with pytest.raises(OSError, match="Body already used"):
@@ -228,13 +228,13 @@ async def test_websocket_messages_reach_the_object(make_namespace: Any) -> None:
     client = response.js_object.webSocket
     assert await client.next_event() == ("message", "hello")
     client.send("ping")
-    kind, data = await asyncio.wait_for(client.next_event(), 1)
+    kind, data = await asyncio.wait_for(client.next_event(), 60)
     assert kind == "message"
     assert json.loads(data) == {"echo": "ping", "attachment": {"who": "tester"}}
 
     namespace.evict(stub.id)  # hibernation: a new instance gets the next message
     client.send("again")
-    _, data = await asyncio.wait_for(client.next_event(), 1)
+    _, data = await asyncio.wait_for(client.next_event(), 60)
     assert json.loads(data)["echo"] == "again"
     fresh = namespace.instance(stub.id)
     assert fresh.received == ["again"] and len(fresh.ctx.getWebSockets()) == 1

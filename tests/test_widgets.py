@@ -402,7 +402,7 @@ def test_apply_drops_a_sequence_it_has_seen() -> None:
 # -- controls on a real backend -------------------------------------------------------------
 
 
-async def wait_status(view: AgentView, status: str, timeout: float = 10.0) -> None:
+async def wait_status(view: AgentView, status: str, timeout: float = 60.0) -> None:
     await eventually(lambda: view.state.status == status, timeout=timeout)
     await settle(view)
 

@@ -18,7 +18,7 @@ from helix_lab.workflows import (
     parse_duration,
 )
 
-DEADLINE = 30.0  # only catches hangs
+DEADLINE = 60.0  # only catches hangs
 
 
 async def finished(binding: LocalWorkflowBinding, instance_id: str,
