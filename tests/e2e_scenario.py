@@ -10,6 +10,11 @@ the remote tests, so both backends run the very same agent and model:
 - ``outbox`` looks an address up, then sends two emails with ``send_email``, a tool that
   needs approval, and reports what happened (:func:`run_debug_scenario` drives it).
 - ``llm_adapter`` is the deterministic model behind both (the entry point picks it up).
+  A message with ``hold=K gate=PATH`` makes it wait once per session, before step K,
+  until the file PATH exists: the scenario stops a run there whatever the machine's
+  speed (an interrupt cuts the waiting model call), then creates the file. Once is
+  enough, and it also serves ``helix serve --engine pyodide``, whose agents cannot see
+  the file: the run that goes on after the interrupt is not held again.
 
 It imports neither pytest nor anything heavy: the serve subprocess imports it too.
 """
@@ -20,6 +25,9 @@ import asyncio
 import contextlib
 import re
 import secrets
+import tempfile
+import time
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -30,11 +38,12 @@ from helix_lab.llm.base import LLMRequest
 from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 from helix_lab.runtime.chunks import CHUNK_TYPES
 
-__all__ = ["llm_adapter", "outbox", "registry", "run_debug_scenario", "run_scenario",
-           "stepper", "summary_of"]
+__all__ = ["Gate", "interrupt_held", "llm_adapter", "outbox", "registry", "run_debug_scenario",
+           "run_scenario", "stepper", "summary_of", "wait_for_file"]
 
 WORK_DELAY = 0.04
 CHUNK_DELAY = 0.005
+HOLD_LIMIT = 60.0
 
 
 class Progress(BaseModel):
@@ -95,19 +104,50 @@ def _outbox_plan(request: LLMRequest) -> Turn:
     return Turn(text="Report: " + " | ".join(results[1:]))
 
 
-def _plan(request: LLMRequest) -> Turn:
-    target, done = 0, 0
+def _progress(request: LLMRequest) -> tuple[int, int, str]:
+    """The steps asked for, the steps done since, and the last user message."""
+    target, done, asked = 0, 0, ""
     for message in request.messages:
         content = message["content"]
         if message["role"] == "user" and isinstance(content, str):
             found = re.search(r"steps=(\d+)", content)
-            target, done = (int(found.group(1)) if found else 1), 0
+            target, done, asked = (int(found.group(1)) if found else 1), 0, content
         elif isinstance(content, list):
             done += sum(1 for block in content if block.get("type") == "tool_result")
+    return target, done, asked
+
+
+def _plan(request: LLMRequest) -> Turn:
+    target, done, _ = _progress(request)
     if done < target:
         return Turn(thinking=f"Step {done + 1} of {target}.",
                     tool_calls=[call("work", n=done + 1)])
     return Turn(text=f"finished {target} steps")
+
+
+_HELD: set[str] = set()
+"""The sessions held once already (in the process that runs the model)."""
+
+
+async def _held(request: LLMRequest, session_id: str) -> None:
+    """Wait before step K of a ``hold=K gate=PATH`` message until PATH exists, once."""
+    _, done, asked = _progress(request)
+    found = re.search(r"hold=(\d+) gate=(\S+)", asked)
+    if found is None or done + 1 != int(found.group(1)) or session_id in _HELD:
+        return
+    _HELD.add(session_id)  # before the wait, which an interrupt may cut
+    await wait_for_file(Path(found.group(2)))
+
+
+async def wait_for_file(path: Path) -> None:
+    """Until ``path`` exists, or for ``HOLD_LIMIT`` seconds (only a hung test waits so long)."""
+    limit = time.monotonic() + HOLD_LIMIT
+    # Another process (the test, when this runs under ``helix serve``) creates the file,
+    # so no in-process event can say so; a stat every 10 ms costs nothing.
+    while time.monotonic() < limit:
+        if path.exists():  # noqa: ASYNC240
+            return
+        await asyncio.sleep(0.01)
 
 
 class StepperLLM:
@@ -115,17 +155,19 @@ class StepperLLM:
 
     __test__ = False
 
-    def __init__(self, plan: Any = _plan) -> None:
-        self.plan = plan
+    def __init__(self, plan: Any = _plan, session_id: str = "") -> None:
+        self.plan, self.session_id = plan, session_id
 
     async def stream(self, request: LLMRequest) -> Any:
+        await _held(request, self.session_id)
         player = ScriptedLLM([self.plan(request)], chunk_delay=CHUNK_DELAY)
         async for event in player.stream(request):
             yield event
 
 
 def llm_adapter(env: Any, context: Any) -> StepperLLM:
-    return StepperLLM(_outbox_plan if context.agent_type == "outbox" else _plan)
+    return StepperLLM(_outbox_plan if context.agent_type == "outbox" else _plan,
+                      context.session_id)
 
 
 # -- the scenario -----------------------------------------------------------------------------
@@ -146,6 +188,30 @@ async def wait_for_step(handle: Any, step: int, from_sequence: int = 0) -> list[
             if chunk["type"] == "checkpoint" and chunk["step"] >= step:
                 break
     return seen
+
+
+class Gate:
+    """A file whose existence lets a ``hold=K gate=PATH`` run go on past step K-1."""
+
+    def __init__(self) -> None:
+        self.path = Path(tempfile.mkdtemp(prefix="helix-gate-")) / "open"
+
+    def open(self) -> None:
+        self.path.touch()
+
+
+async def interrupt_held(handle: Any, gate: Gate, reason: str = "interrupted") -> dict[str, Any]:
+    """Interrupt a run held at its gate, then open the gate for what follows.
+
+    On the seed's runtime the interrupt cuts the held model call. The Workflows approach
+    stops at the next step boundary instead, so there the held step must be let go once
+    the interrupt is on its way (its flag is then read before the step after)."""
+    stopping = asyncio.ensure_future(handle.interrupt(reason))
+    if (await handle.status()).get("approach") == "workflows":
+        gate.open()
+    status: dict[str, Any] = await stopping
+    gate.open()
+    return status
 
 
 async def _raises(kind: type[BackendError], coro: Any) -> BackendError:
@@ -212,10 +278,13 @@ async def _continue_scenario(backend: Any, h: Any, tag: str, chunks: list[dict[s
     assert await again.result() == "finished 2 steps"
     assert (await again.get_state())["done"] == [1, 2]
 
-    # Interrupt mid-run, then resume: nothing lost, nothing done twice.
-    h2 = await backend.start("stepper", "steps=12", session_id=f"pause-{tag}")
+    # Interrupt mid-run, then resume: nothing lost, nothing done twice. Each run below
+    # waits before a step until its gate opens, so it is still running when stopped.
+    gate = Gate()
+    h2 = await backend.start("stepper", f"steps=12 hold=3 gate={gate.path}",
+                             session_id=f"pause-{tag}")
     await wait_for_step(h2, 2)
-    status = await h2.interrupt("pause")
+    status = await interrupt_held(h2, gate, "pause")
     assert status["status"] == "interrupted" and status["canResume"]
     assert await h2.can_resume()
     paused_at = len((await h2.get_state())["done"])
@@ -229,20 +298,25 @@ async def _continue_scenario(backend: Any, h: Any, tag: str, chunks: list[dict[s
     assert kinds.count("run_interrupted") == 1 and kinds.count("run_resumed") == 1
 
     # Interrupt, then retry from the checkpoint.
-    h4 = await backend.start("stepper", "steps=8", session_id=f"retry-{tag}")
+    gate = Gate()
+    h4 = await backend.start("stepper", f"steps=8 hold=2 gate={gate.path}",
+                             session_id=f"retry-{tag}")
     await wait_for_step(h4, 1)
-    assert (await h4.interrupt())["status"] == "interrupted"
+    assert (await interrupt_held(h4, gate))["status"] == "interrupted"
     h5 = await h4.retry("from_checkpoint")
     assert await h5.result() == "finished 8 steps"
     assert (await h5.get_state())["done"] == list(range(1, 9))
 
     # Abort: failed for good.
-    h6 = await backend.start("stepper", "steps=50", session_id=f"abort-{tag}")
+    gate = Gate()
+    h6 = await backend.start("stepper", f"steps=50 hold=2 gate={gate.path}",
+                             session_id=f"abort-{tag}")
     await wait_for_step(h6, 1)
     busy = await _raises(ConflictError, backend.start("stepper", "again",
                                                       session_id=f"abort-{tag}"))
     assert busy.code == "already_executing"
     aborted = await h6.abort("enough")
+    gate.open()
     assert aborted["status"] == "failed" and not aborted["canResume"]
     assert not await h6.can_resume()
     await _raises(ConflictError, h6.resume())
