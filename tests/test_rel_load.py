@@ -2,7 +2,7 @@
 
 ``helix serve`` runs as a real subprocess (``python -m helix_lab.cli serve``) with the
 bundled example agents and the offline model; the client is :class:`RemoteBackend` over
-HTTP with the bearer token. Each of 200 sessions starts a ``researcher`` run and streams
+HTTP with the bearer token (the agents and model come from :mod:`load_agents`). Each of 200 sessions starts a ``researcher`` run and streams
 it to the end, however long that takes; then it sends a follow-up message whenever a run
 completes, until a load window from its start (5 s; 3 s in process) is over. Then the
 clients hang up, the host is shut down with its runs still going, and restarted.
@@ -22,7 +22,8 @@ the load; it is not a pass mark, and neither are the latencies or the duration.
   ``POST /start`` to one session is accepted once and answered 409 otherwise, and so is a
   burst of ``POST /resume`` to an interrupted one. Under the load, more start bursts: each
   accepted request is exactly one run, every other answer a 409, and no two runs of a
-  session ever overlap.
+  session ever overlap. A burst's run waits at its gate (:mod:`load_agents`) until the
+  burst has been answered, so it is still going however fast the machine is.
 - After the restart every session is consistent: not executing, ``completed`` or
   ``interrupted``, sequences 1..N with N its ``lastSequence``, and every chunk a client
   received is stored with the same type.
@@ -48,14 +49,15 @@ from typing import Any
 
 import httpx
 import pytest
+from load_agents import gated_adapter, registry
 from rel_helpers import assert_contiguous
 
 from helix_lab.client.backend import Backend, LocalBackend, RemoteBackend
 from helix_lab.errors import BackendError
-from helix_lab.llm.offline import OfflineLLM
-from helix_lab.runtime import AgentRegistry, LocalNamespace, create_agent_server
+from helix_lab.runtime import LocalNamespace, create_agent_server
 
 ROOT = Path(__file__).resolve().parents[1]
+TESTS = ROOT / "tests"
 ARTIFACT = Path(os.environ.get("HELIX_LOAD_ARTIFACT", ROOT / "artifacts" / "load.json"))
 """Where the figures go; ``python -m benchmarks`` points it at its own scratch file."""
 QUESTIONS = ["Tell me about sea otters", "What do octopuses do?", "How do tides work?",
@@ -100,25 +102,28 @@ async def start_burst(backend: Backend, sid: str) -> list[int]:
                                        for _ in range(BURST))))
 
 
-async def exact_bursts(backend: Backend, prefix: str, count: int = 3) -> dict[str, list[int]]:
+async def exact_bursts(backend: Backend, prefix: str, gates: Path,
+                       count: int = 3) -> dict[str, list[int]]:
     """On an idle host: a start burst and a resume burst are each accepted exactly once.
 
-    ``briefing`` runs (with a sub-agent) last seconds, so every request of a burst lands
-    while the accepted one's run goes on."""
+    The sessions are ``*-held-*``: their runs wait at the gate until the burst has been
+    answered, so every request of a burst lands while the accepted one's run goes on."""
 
     async def starts(i: int) -> tuple[str, list[int]]:
-        sid = f"{prefix}-starts-{i}"
+        sid = f"{prefix}-held-starts-{i}"
         answers = await start_burst(backend, sid)
+        (gates / sid).touch()
         assert sorted(answers) == [200] + [409] * (BURST - 1), (sid, answers)
         return sid, answers
 
     async def resumes(i: int) -> tuple[str, list[int]]:
-        sid = f"{prefix}-resumes-{i}"
+        sid = f"{prefix}-held-resumes-{i}"
         await backend.start("briefing", "sea otters", session_id=sid)
         status = await backend.request(sid, "POST", "/interrupt", json={"reason": "burst"})
         assert status["status"] == "interrupted", status
         answers = list(await asyncio.gather(*(post(backend, sid, "/resume", {"agentType": "briefing"})
                                               for _ in range(BURST))))
+        (gates / sid).touch()
         assert sorted(answers) == [200] + [409] * (BURST - 1), (sid, answers)
         return sid, answers
 
@@ -130,8 +135,9 @@ class Load:
     """``sessions`` clients streaming for ``duration`` seconds; keeps what they saw."""
 
     def __init__(self, backends: list[Backend], sessions: int, duration: float,
-                 prefix: str) -> None:
+                 prefix: str, gates: Path) -> None:
         self.backends = backends
+        self.gates = gates
         self.sessions = sessions
         self.duration = duration
         self.prefix = prefix
@@ -190,9 +196,11 @@ class Load:
 
     async def bursts_under_load(self, count: int = 4) -> None:
         await asyncio.sleep(self.duration / 3)
-        sids = [f"{self.prefix}-loaded-starts-{i}" for i in range(count)]
+        sids = [f"{self.prefix}-held-loaded-starts-{i}" for i in range(count)]
         answers = await asyncio.gather(*(
             start_burst(self.backends[i % len(self.backends)], sid) for i, sid in enumerate(sids)))
+        for sid in sids:
+            (self.gates / sid).touch()
         self.bursts.update(zip(sids, answers, strict=True))
 
     async def run(self) -> dict[str, Any]:
@@ -276,10 +284,10 @@ def record(name: str, figures: dict[str, Any]) -> None:
 
 
 async def exercise(backends: list[Backend], sessions: int, duration: float, prefix: str,
-                   restart: Callable[[], Awaitable[Backend]]) -> dict[str, Any]:
+                   gates: Path, restart: Callable[[], Awaitable[Backend]]) -> dict[str, Any]:
     """Bursts on the idle host, the load, a host restart, and the checks after it."""
-    exact = await exact_bursts(backends[0], f"{prefix}-idle")
-    load = Load(backends, sessions, duration, prefix)
+    exact = await exact_bursts(backends[0], f"{prefix}-idle", gates)
+    load = Load(backends, sessions, duration, prefix, gates)
     figures = await load.run()
     assert not load.errors, load.errors[:10]
     assert figures["sessionsStreamed"] == sessions  # every session really streamed
@@ -295,15 +303,17 @@ async def exercise(backends: list[Backend], sessions: int, duration: float, pref
 # -- helix serve --------------------------------------------------------------------------------
 
 
-async def start_serve(storage: Path, token: str) -> tuple[asyncio.subprocess.Process, str]:
-    env = {**os.environ, "HELIX_TOKEN": token,
-           "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+async def start_serve(storage: Path, token: str,
+                      gates: Path) -> tuple[asyncio.subprocess.Process, str]:
+    env = {**os.environ, "HELIX_TOKEN": token, "HELIX_LOAD_GATE": str(gates),
+           "PYTHONPATH": os.pathsep.join([str(TESTS), str(ROOT),
+                                          os.environ.get("PYTHONPATH", "")])}
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "helix_lab.cli", "serve", "--host", "127.0.0.1", "--port", "0",
-        "--storage", str(storage), stdout=asyncio.subprocess.PIPE,
+        "--storage", str(storage), "--agents", "load_agents", stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE, env=env, cwd=str(ROOT))
     assert proc.stdout is not None
-    line = (await asyncio.wait_for(proc.stdout.readline(), 30)).decode()
+    line = (await asyncio.wait_for(proc.stdout.readline(), 60)).decode()
     match = re.search(r"listening on (http://127\.0\.0\.1:\d+)", line)
     if match is None:
         proc.kill()
@@ -316,11 +326,11 @@ async def stop_serve(proc: asyncio.subprocess.Process) -> str:
     if proc.returncode is None:
         proc.send_signal(signal.SIGINT)
         try:
-            await asyncio.wait_for(proc.wait(), 15)
+            await asyncio.wait_for(proc.wait(), 60)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            raise AssertionError("helix serve did not stop within 15 s of SIGINT") from None
+            raise AssertionError("helix serve did not stop within 60 s of SIGINT") from None
     assert proc.stderr is not None
     return (await proc.stderr.read()).decode()
 
@@ -336,7 +346,8 @@ def remote(url: str, token: str) -> RemoteBackend:
 async def test_200_concurrent_sessions_stream_on_helix_serve(tmp_path: Path, soak: bool) -> None:
     sessions, duration = (400, 60.0) if soak else (200, 5.0)
     token = secrets.token_urlsafe(24)
-    storage = tmp_path / "serve"
+    storage, gates = tmp_path / "serve", tmp_path / "gates"
+    gates.mkdir()
     procs: list[asyncio.subprocess.Process] = []
     backends: list[RemoteBackend] = []
     logs: list[str] = []
@@ -345,12 +356,12 @@ async def test_200_concurrent_sessions_stream_on_helix_serve(tmp_path: Path, soa
         for backend in backends:
             await backend.aclose()
         logs.append(await stop_serve(procs[-1]))
-        proc, url = await start_serve(storage, token)
+        proc, url = await start_serve(storage, token, gates)
         procs.append(proc)
         backends.append(remote(url, token))
         return backends[-1]
 
-    proc, url = await start_serve(storage, token)
+    proc, url = await start_serve(storage, token, gates)
     procs.append(proc)
     # A client per ten sessions, as users would have their own: one httpx pool holding
     # hundreds of connections costs the client more than the server (its pool is O(n^2)).
@@ -358,7 +369,7 @@ async def test_200_concurrent_sessions_stream_on_helix_serve(tmp_path: Path, soa
     backends.extend(clients)
     try:
         assert await clients[0].health()
-        figures = await exercise(list(clients), sessions, duration, "serve", restart)
+        figures = await exercise(list(clients), sessions, duration, "serve", gates, restart)
     finally:
         for backend in backends:
             await backend.aclose()
@@ -372,13 +383,10 @@ async def test_200_concurrent_sessions_stream_on_helix_serve(tmp_path: Path, soa
 
 @pytest.mark.timeout(HANG + 300)
 async def test_200_concurrent_sessions_stream_in_process(tmp_path: Path, soak: bool) -> None:
-    from helix_lab import examples
-
     sessions, duration = (400, 60.0) if soak else (200, 3.0)
-    registry = AgentRegistry()
-    registry.register(examples.researcher)
-    registry.register(examples.briefing)
-    server = create_agent_server(llm_adapter=lambda env, ctx: OfflineLLM(), agents=registry)
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    server = create_agent_server(llm_adapter=gated_adapter(gates), agents=registry)
     storage = str(tmp_path / "local")
     opened: list[tuple[LocalNamespace, LocalBackend]] = []
 
@@ -394,7 +402,7 @@ async def test_200_concurrent_sessions_stream_in_process(tmp_path: Path, soak: b
         return open_host()
 
     try:
-        figures = await exercise([open_host()], sessions, duration, "local", restart)
+        figures = await exercise([open_host()], sessions, duration, "local", gates, restart)
     finally:
         for namespace, backend in opened:
             await backend.aclose()
