@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import re
 import secrets
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -39,7 +41,7 @@ from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 from helix_lab.runtime.chunks import CHUNK_TYPES
 
 __all__ = ["Gate", "interrupt_held", "llm_adapter", "outbox", "registry", "run_debug_scenario",
-           "run_scenario", "stepper", "summary_of", "wait_for_file"]
+           "run_kill_scenario", "run_scenario", "stepper", "summary_of", "wait_for_file"]
 
 WORK_DELAY = 0.04
 CHUNK_DELAY = 0.005
@@ -329,6 +331,48 @@ async def _continue_scenario(backend: Any, h: Any, tag: str, chunks: list[dict[s
     assert "stepper" in str(missing)
 
     return summary_of(chunks, messages, checkpoints)
+
+
+async def run_kill_scenario(backend: Any, kill: Callable[[], Any], restart: Callable[[], Any],
+                            deadline: float = 60) -> None:
+    """A host killed mid-run and ``restart``-ed on the same storage: the open stream
+    reconnects and ends with ``host_restarted``, nothing committed is lost, and the run
+    resumes to its end. ``deadline`` only catches a hang of the reconnected stream."""
+    handle = await backend.start("stepper", "steps=30", session_id="survivor")
+    seen: list[dict[str, Any]] = []
+    reached = asyncio.Event()
+
+    async def watch() -> None:
+        async for chunk in handle.stream():
+            seen.append(chunk)
+            if chunk["type"] == "checkpoint" and chunk["step"] >= 4:
+                reached.set()
+
+    watcher = asyncio.create_task(watch())
+    await asyncio.wait_for(reached.wait(), 60)
+    kill()
+    at_kill = list(seen)
+    committed = [c["checkpointId"] for c in at_kill if c["type"] == "checkpoint"]
+    restarted = restart()  # same port, same storage
+    if inspect.isawaitable(restarted):
+        await restarted
+    await asyncio.wait_for(watcher, deadline)  # the open stream reconnected and ended
+
+    contiguous(seen)
+    assert seen[: len(at_kill)] == at_kill
+    assert seen[-1]["type"] == "run_interrupted" and seen[-1]["reason"] == "host_restarted"
+    status = await handle.status()
+    assert status["status"] == "interrupted" and status["canResume"]
+    assert set(committed) <= {c["checkpointId"] for c in await handle.checkpoints()}
+    done = (await handle.get_state())["done"]
+    assert done == list(range(1, len(done) + 1)) and len(done) >= 4
+
+    resumed = await handle.resume()
+    assert await resumed.result() == "finished 30 steps"
+    assert (await resumed.get_state())["done"] == list(range(1, 31))
+    everything = [c async for c in handle.stream()]
+    contiguous(everything)
+    assert everything[: len(seen)] == seen
 
 
 async def run_debug_scenario(backend: Any, tag: str | None = None) -> dict[str, Any]:

@@ -117,39 +117,8 @@ async def test_host_killed_mid_run_restarts_on_the_same_storage(host: PyodideHos
     backend = _remote(host)
     backend.reconnect_attempts = 200  # the restart takes as long as Pyodide's start
     try:
-        handle = await backend.start("stepper", "steps=30", session_id="survivor")
-        seen: list[dict[str, Any]] = []
-        reached = asyncio.Event()
-
-        async def watch() -> None:
-            async for chunk in handle.stream():
-                seen.append(chunk)
-                if chunk["type"] == "checkpoint" and chunk["step"] >= 4:
-                    reached.set()
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.wait_for(reached.wait(), 60)
-        host.kill()
-        at_kill = list(seen)
-        committed = [c["checkpointId"] for c in at_kill if c["type"] == "checkpoint"]
-        await asyncio.to_thread(host.start)  # same port, same storage
-        await asyncio.wait_for(watcher, 300)  # the open stream reconnected and ended
-
-        e2e_scenario.contiguous(seen)
-        assert seen[: len(at_kill)] == at_kill
-        assert seen[-1]["type"] == "run_interrupted" and seen[-1]["reason"] == "host_restarted"
-        status = await handle.status()
-        assert status["status"] == "interrupted" and status["canResume"]
-        assert set(committed) <= {c["checkpointId"] for c in await handle.checkpoints()}
-        done = (await handle.get_state())["done"]
-        assert done == list(range(1, len(done) + 1)) and len(done) >= 4
-
-        resumed = await handle.resume()
-        assert await resumed.result() == "finished 30 steps"
-        assert (await resumed.get_state())["done"] == list(range(1, 31))
-        everything = [c async for c in handle.stream()]
-        e2e_scenario.contiguous(everything)
-        assert everything[: len(seen)] == seen
+        await e2e_scenario.run_kill_scenario(
+            backend, host.kill, lambda: asyncio.to_thread(host.start), deadline=300)
     finally:
         await backend.aclose()
 

@@ -142,40 +142,7 @@ async def test_sigkill_mid_run_loses_nothing_committed(tmp_path: Path, stream_vi
     backend = RemoteBackend(server.url, token=TOKEN, stream_via=stream_via)
     backend.reconnect_attempts = 12
     try:
-        handle = await backend.start("stepper", "steps=30", session_id="survivor")
-        seen: list[dict[str, Any]] = []
-        reached = asyncio.Event()
-
-        async def watch() -> None:
-            async for chunk in handle.stream():
-                seen.append(chunk)
-                if chunk["type"] == "checkpoint" and chunk["step"] >= 4:
-                    reached.set()
-
-        watcher = asyncio.create_task(watch())
-        await asyncio.wait_for(reached.wait(), 60)
-        server.kill()
-        at_kill = list(seen)
-        committed = [c["checkpointId"] for c in at_kill if c["type"] == "checkpoint"]
-        server.start()  # same port, same storage
-        await asyncio.wait_for(watcher, 60)  # the open stream reconnected and ended
-
-        e2e_scenario.contiguous(seen)
-        assert seen[: len(at_kill)] == at_kill
-        assert seen[-1]["type"] == "run_interrupted" and seen[-1]["reason"] == "host_restarted"
-        status = await handle.status()
-        assert status["status"] == "interrupted" and status["canResume"]
-        stored = {c["checkpointId"] for c in await handle.checkpoints()}
-        assert set(committed) <= stored
-        done = (await handle.get_state())["done"]
-        assert done == list(range(1, len(done) + 1)) and len(done) >= 4
-
-        resumed = await handle.resume()
-        assert await resumed.result() == "finished 30 steps"
-        assert (await resumed.get_state())["done"] == list(range(1, 31))
-        everything = [c async for c in handle.stream()]
-        e2e_scenario.contiguous(everything)
-        assert everything[: len(seen)] == seen
+        await e2e_scenario.run_kill_scenario(backend, server.kill, server.start)
     finally:
         await backend.aclose()
         server.stop()
