@@ -51,6 +51,15 @@ async def make_runtime(tmp_path: Path):
     assert not problems, problems
 
 
+@pytest.fixture
+def views() -> Any:
+    """The widget views a test opens (append them), closed when it ends."""
+    made: list[Any] = []
+    yield made
+    for view in made:
+        view.close()
+
+
 @pytest.fixture(scope="session")
 def local_summary() -> dict[str, Any]:
     """The e2e scenario's summary on an in-kernel LocalBackend: every remote tier must match it."""

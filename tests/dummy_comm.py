@@ -3,6 +3,7 @@
 :func:`record_comms` (called from a test module's autouse fixture) replaces ipywidgets'
 comm factory, so each widget opens a :class:`DummyComm`; tests then assert the exact ``update``
 messages that went to the front end, and can play front-end messages back into a widget.
+:class:`Chunks` makes the chunks such a test feeds a view.
 """
 
 from __future__ import annotations
@@ -107,3 +108,16 @@ def transcript_text(w: ipywidgets.Widget) -> str:
     from helix_lab.widgets.transcript import replay_text
 
     return "\n".join(replay_text(custom_messages(w)))
+
+
+class Chunks:
+    """Chunks in sequence, as a session would send them."""
+
+    def __init__(self, start: int = 0, agent_type: str = "agent") -> None:
+        self.sequence, self.agent_type = start, agent_type
+
+    def __call__(self, kind: str, step: int = 1, **fields: Any) -> dict[str, Any]:
+        self.sequence += 1
+        return {"type": kind, "sequence": self.sequence, "agentId": "a",
+                "agentType": self.agent_type, "step": step,
+                "timestamp": 1_700_000_000_000 + self.sequence, **fields}

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from dummy_comm import (
+    Chunks,
     CommRecorder,
     custom_messages,
     from_front_end,
@@ -33,24 +34,6 @@ def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
     return record_comms(monkeypatch)
 
 
-class Chunks:
-    def __init__(self, start: int = 0) -> None:
-        self.sequence = start
-
-    def __call__(self, kind: str, step: int = 1, **fields: Any) -> dict[str, Any]:
-        self.sequence += 1
-        return {"type": kind, "sequence": self.sequence, "agentId": "a", "agentType": "talker",
-                "step": step, "timestamp": 1_700_000_000_000 + self.sequence, **fields}
-
-
-@pytest.fixture
-def views() -> Any:
-    made: list[AgentView] = []
-    yield made
-    for view in made:
-        view.close()
-
-
 @pytest.fixture
 def runtime(make_runtime: Any) -> Any:
     """A talker whose one step streams 5,000 words, one delta each."""
@@ -70,7 +53,7 @@ async def test_redraws_send_what_changed_whatever_the_sequence(runtime: Any,
     for start in (100, 100_000):
         view = AgentView(runtime.backend.handle(f"s{start}", "talker"), min_interval=3600)
         views.append(view)
-        chunk = Chunks(start)
+        chunk = Chunks(start, "talker")
         view.state.last_sequence = start  # as if opened at the tail of a long session
         for i in range(start // 100):  # history before the burst: long text, tools
             view.receive(chunk("text_delta", step=i, delta="x" * 50))
@@ -100,7 +83,7 @@ async def test_a_tool_that_finishes_is_set_again_and_the_window_is_bounded(
         runtime: Any, views: list[AgentView]) -> None:
     view = AgentView(runtime.backend.handle("w", "talker"), min_interval=3600)
     views.append(view)
-    chunk = Chunks()
+    chunk = Chunks(agent_type="talker")
     view.receive(chunk("tool_start", toolName="search", toolCallId="t0", input={"q": "otters"}))
     view.flush()
     view.receive(chunk("tool_end", toolCallId="t0", output="found 3 otters"))
@@ -123,7 +106,7 @@ async def test_a_view_drawn_late_asks_for_the_window_and_gets_it(
         runtime: Any, views: list[AgentView]) -> None:
     view = AgentView(runtime.backend.handle("late", "talker"), min_interval=3600)
     views.append(view)
-    chunk = Chunks()
+    chunk = Chunks(agent_type="talker")
     for i in range(5):
         view.receive(chunk("text_delta", step=i, delta=f"step {i} text "))
     view.receive(chunk("text_delta", step=4, delta="pending"))  # not flushed yet

@@ -18,6 +18,7 @@ from typing import Any
 import pydantic
 import pytest
 from dummy_comm import (
+    Chunks,
     CommRecorder,
     custom_messages,
     front_end_state,
@@ -81,26 +82,6 @@ def counting_model(steps: int, delay: float = 0.15) -> ScriptedLLM:
 
 def make_agent() -> Agent:
     return Agent(name="counter", tools=[bump], state_schema=Counter, register=False)
-
-
-class Chunks:
-    """Chunks in sequence, as a session would send them."""
-
-    def __init__(self) -> None:
-        self.sequence = 0
-
-    def __call__(self, kind: str, step: int = 1, **fields: Any) -> dict[str, Any]:
-        self.sequence += 1
-        return {"type": kind, "sequence": self.sequence, "agentId": "a", "agentType": "agent",
-                "step": step, "timestamp": 1_700_000_000_000 + self.sequence, **fields}
-
-
-@pytest.fixture
-def views() -> Any:
-    made: list[AgentView] = []
-    yield made
-    for view in made:
-        view.close()
 
 
 @pytest.fixture
