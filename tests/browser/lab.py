@@ -556,7 +556,7 @@ def run_cell(
     prompt.click()
     # Make sure this cell is the active one before sending the shortcut.
     page.wait_for_function(
-        "(el) => el.classList.contains('jp-mod-active')", arg=cell.element_handle(), timeout=5_000
+        "(el) => el.classList.contains('jp-mod-active')", arg=cell.element_handle(), timeout=60_000
     )
     page.keyboard.press("Control+Enter")
     if wait:

@@ -58,13 +58,13 @@ def test_approve_edited_arguments_and_open_a_step(jupyter_server, make_notebook,
     run_cell(page, 2)
 
     view = cell_output_locator(page, 2).locator(".helix-agent-view")
-    expect(view).to_be_visible(timeout=30_000)
+    expect(view).to_be_visible(timeout=60_000)
     badge = view.locator(".hx-badge")
     panel = view.locator(".helix-approvals")
 
     # -- paused: the panel shows the call with its arguments, editable ----------------------
-    expect(badge).to_have_text("paused", timeout=30_000)
-    expect(panel).to_contain_text("send_email", timeout=10_000)
+    expect(badge).to_have_text("paused", timeout=60_000)
+    expect(panel).to_contain_text("send_email", timeout=60_000)
     editor = panel.locator(".helix-approval-input textarea")
     expect(editor).to_have_value('{\n "to": "bob@example.com",\n "subject": "Friday"\n}')
     expect(view.get_by_role("button", name="Resume")).to_be_disabled()
@@ -74,7 +74,7 @@ def test_approve_edited_arguments_and_open_a_step(jupyter_server, make_notebook,
     # -- edit the arguments, click Approve: the run finishes with exactly those -------------
     editor.fill('{"to": "robert@example.com", "subject": "Friday, 10am"}')
     panel.get_by_role("button", name="Approve").click()
-    expect(badge).to_have_text("completed", timeout=30_000)
+    expect(badge).to_have_text("completed", timeout=60_000)
     stream = view.locator(".hx-stream")
     expect(stream).to_contain_text("Finished: sent to robert@example.com: Friday, 10am")
     expect(stream).to_contain_text("send_email approved with edits")
@@ -85,7 +85,7 @@ def test_approve_edited_arguments_and_open_a_step(jupyter_server, make_notebook,
     view.get_by_role("tab", name="Timeline").click()
     view.locator(".helix-step-picker").get_by_role("button", name="1", exact=True).click()
     inspector = view.locator(".helix-step-view")
-    expect(inspector).to_contain_text("step 1", timeout=15_000)
+    expect(inspector).to_contain_text("step 1", timeout=60_000)
     expect(inspector).to_contain_text("Email Bob about Friday.")  # what the model was sent
     expect(inspector).to_contain_text("robert@example.com")  # what ran, as approved
     expect(inspector).to_contain_text("model asked")  # beside what the model asked for

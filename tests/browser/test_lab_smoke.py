@@ -46,9 +46,9 @@ def test_lab_smoke(jupyter_server, make_notebook, page):
 
     run_cell(page, 1)
     button = cell_output_locator(page, 1).get_by_role("button", name="Click me")
-    expect(button).to_be_visible(timeout=30_000)  # widget manager loaded and rendered the view
+    expect(button).to_be_visible(timeout=60_000)  # widget manager loaded and rendered the view
     button.click()
-    wait_for_output(page, 1, "clicked", timeout=15_000)
+    wait_for_output(page, 1, "clicked", timeout=60_000)
 
     # The kernel runs in the interpreter (venv) that runs pytest.
     run_cell(page, 2)

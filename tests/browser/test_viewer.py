@@ -38,7 +38,7 @@ def test_branch_tree_draws_folds_and_selects(jupyter_server, make_notebook, page
     open_notebook(page, jupyter_server, path)
     run_cell(page, 0)
     tree = cell_output_locator(page, 0).locator(".hx-tree")
-    expect(tree).to_be_visible(timeout=30_000)
+    expect(tree).to_be_visible(timeout=60_000)
     rows = tree.locator(".hx-tree-row")
     expect(rows).to_have_count(3)
     # Depth-first under the parent, indented by depth; the current branch is marked.
@@ -119,12 +119,12 @@ def test_tree_after_two_forks_click_fork_and_search(jupyter_server, make_noteboo
     wait_for_output(page, 3, "forked twice: All four parts are done.", timeout=60_000)
 
     view = cell_output_locator(page, 3).locator(".helix-agent-view")
-    expect(view.locator(".hx-badge")).to_have_text("completed", timeout=30_000)
+    expect(view.locator(".hx-badge")).to_have_text("completed", timeout=60_000)
     view.get_by_role("tab", name="Checkpoints").click()
     tree = view.locator(".hx-tree")
     rows = tree.locator(".hx-tree-row")
     # -- the tree after two forks: three rows, nested, the current one marked ------------
-    expect(rows).to_have_count(3, timeout=30_000)
+    expect(rows).to_have_count(3, timeout=60_000)
     assert [r.get_attribute("data-branch") for r in rows.all()] == ["0", "1", "2"]
     expect(rows.nth(1)).to_contain_text("└ from step1branch 1completed")
     expect(rows.nth(2)).to_contain_text("└ from step3branch 2completed")
@@ -138,21 +138,21 @@ def test_tree_after_two_forks_click_fork_and_search(jupyter_server, make_noteboo
     # -- unfold branch 0 and click its step-2 node; fork from it ---------------------------
     rows.nth(0).locator(".hx-fold").click()
     node = rows.nth(0).locator(".hx-node", has_text="2").first
-    expect(node).to_be_visible(timeout=15_000)
+    expect(node).to_be_visible(timeout=60_000)
     node.click()
     expect(rows.nth(0).locator(".hx-node.hx-selected")).to_have_text("2")
     editor = view.locator(".widget-textarea textarea")
-    expect(editor).to_have_value('{\n "parts_done": [\n  1,\n  2\n ]\n}', timeout=15_000)
+    expect(editor).to_have_value('{\n "parts_done": [\n  1,\n  2\n ]\n}', timeout=60_000)
     screenshot(page, "viewer-2-node-selected")
     view.get_by_role("button", name="Retry from checkpoint").click()
-    expect(view).to_contain_text("Forked a new branch from step 2", timeout=15_000)
-    expect(rows).to_have_count(4, timeout=30_000)
+    expect(view).to_contain_text("Forked a new branch from step 2", timeout=60_000)
+    expect(rows).to_have_count(4, timeout=60_000)
     # Depth first: branch 3 forked from branch 0, after branch 1 and its child branch 2.
     assert [r.get_attribute("data-branch") for r in rows.all()] == ["0", "1", "2", "3"]
     expect(rows.nth(3)).to_contain_text("└ from step2branch 3")
     assert rows.nth(3).evaluate("el => el.style.paddingLeft") == "1.5em"  # a child of 0
     expect(tree.locator(".hx-current")).to_have_attribute("data-branch", "3")
-    expect(tree.locator(".hx-current")).to_contain_text("completed", timeout=30_000)
+    expect(tree.locator(".hx-current")).to_contain_text("completed", timeout=60_000)
     screenshot(page, "viewer-3-forked-from-node")
 
     # -- search: a hit jumps to its step ----------------------------------------------------
@@ -160,11 +160,11 @@ def test_tree_after_two_forks_click_fork_and_search(jupyter_server, make_noteboo
     box.fill('"part 3"')
     box.press("Enter")
     hits = view.locator(".hx-search-hits select option")
-    expect(hits.first).to_be_attached(timeout=15_000)
+    expect(hits.first).to_be_attached(timeout=60_000)
     labels = hits.all_inner_texts()
     assert labels and all("step" in label for label in labels), labels
     view.locator(".hx-search-hits select").select_option(index=0)
-    expect(view).to_contain_text("selected its checkpoint", timeout=15_000)
+    expect(view).to_contain_text("selected its checkpoint", timeout=60_000)
     expect(view.locator(".hx-tree-panel")).to_contain_text("part 3")
     expect(tree.locator(".hx-node.hx-selected")).to_have_count(1)
     view.locator(".hx-tree-panel").evaluate("el => el.scrollIntoView({block: 'start'})")
@@ -172,7 +172,7 @@ def test_tree_after_two_forks_click_fork_and_search(jupyter_server, make_noteboo
 
     box.fill("AND")
     box.press("Enter")
-    expect(view).to_contain_text("not valid FTS5", timeout=15_000)
+    expect(view).to_contain_text("not valid FTS5", timeout=60_000)
     for n, stage in enumerate(("tree-after-two-forks", "node-selected", "forked-from-node",
                                "search"), start=1):
         assert (artifacts / f"viewer-{n}-{stage}.png").stat().st_size > 10_000
