@@ -63,23 +63,9 @@ def views() -> Any:
 @pytest.fixture(scope="session")
 def local_summary() -> dict[str, Any]:
     """The e2e scenario's summary on an in-kernel LocalBackend: every remote tier must match it."""
-    import asyncio
-
     import e2e_scenario
 
-    from helix_lab import LocalBackend, create_agent_server
-    from helix_lab.runtime import LocalNamespace
-
-    async def run() -> dict[str, Any]:
-        server = create_agent_server(llm_adapter=e2e_scenario.llm_adapter,
-                                     agents=e2e_scenario.registry)
-        namespace = LocalNamespace(server, storage=":memory:")
-        async with LocalBackend(namespace) as backend:
-            summary = await e2e_scenario.run_scenario(backend)
-        await namespace.aclose()
-        return summary
-
-    return asyncio.run(run())
+    return e2e_scenario.run_in_kernel(e2e_scenario.run_scenario)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -28,7 +28,7 @@ import re
 import secrets
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +41,7 @@ from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 from helix_lab.runtime.chunks import CHUNK_TYPES
 
 __all__ = ["Gate", "interrupt_held", "llm_adapter", "outbox", "registry", "run_debug_scenario",
-           "run_kill_scenario", "run_scenario", "stepper", "summary_of", "wait_for_file"]
+           "run_in_kernel", "run_kill_scenario", "run_scenario", "stepper", "summary_of", "wait_for_file"]
 
 WORK_DELAY = 0.04
 CHUNK_DELAY = 0.005
@@ -170,6 +170,23 @@ class StepperLLM:
 def llm_adapter(env: Any, context: Any) -> StepperLLM:
     return StepperLLM(_outbox_plan if context.agent_type == "outbox" else _plan,
                       context.session_id)
+
+
+def run_in_kernel(scenario: Callable[[Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """``scenario``'s summary on an in-kernel LocalBackend (the reference every remote
+    tier must match), on a fresh in-memory namespace and event loop."""
+    from helix_lab import LocalBackend, create_agent_server
+    from helix_lab.runtime import LocalNamespace
+
+    async def run() -> dict[str, Any]:
+        server = create_agent_server(llm_adapter=llm_adapter, agents=registry)
+        namespace = LocalNamespace(server, storage=":memory:")
+        async with LocalBackend(namespace) as backend:
+            summary = await scenario(backend)
+        await namespace.aclose()
+        return summary
+
+    return asyncio.run(run())
 
 
 # -- the scenario -----------------------------------------------------------------------------

@@ -4,7 +4,6 @@ SDK, and a paused session that outlives a SIGKILL of ``helix serve``."""
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -24,16 +23,7 @@ KEY = "sk-ant-test-approvals-0123456789"
 
 @pytest.fixture(scope="module")
 def local_debug_summary() -> dict[str, Any]:
-    async def run() -> dict[str, Any]:
-        server = create_agent_server(llm_adapter=e2e_scenario.llm_adapter,
-                                     agents=e2e_scenario.registry)
-        namespace = LocalNamespace(server, storage=":memory:")
-        async with LocalBackend(namespace) as backend:
-            summary = await e2e_scenario.run_debug_scenario(backend)
-        await namespace.aclose()
-        return summary
-
-    return asyncio.run(run())
+    return e2e_scenario.run_in_kernel(e2e_scenario.run_debug_scenario)
 
 
 def test_debug_scenario_local(local_debug_summary: dict[str, Any]) -> None:
