@@ -29,6 +29,7 @@ library, a failure while an agent runs, and an HTTP-level refusal::
         ├── BadRequestError       400 (names the field)
         │   └── SearchQueryError          (runtime.search) FTS5 cannot parse the query
         ├── SearchUnavailableError        (runtime.search) 501: this SQLite has no FTS5
+        ├── BadMethod                     (worker_bundle.convert) 405: a method no endpoint takes
         ├── AuthError             401 / 403
         ├── NotFoundError         404 (agent type, session or checkpoint)
         ├── ConflictError         409 (already executing, not resumable)
@@ -36,8 +37,8 @@ library, a failure while an agent runs, and an HTTP-level refusal::
             └── ObjectUnavailable         (worker_bundle.stubs) a Durable Object did not answer
 
 The classes marked with a module live beside the code that raises them; every other one
-is defined here. ``BackendError`` is the one HTTP error type on both sides of the wire: the runtime raises
-it to refuse a request and ``AgentServer.fetch`` turns it into the JSON error body
+is defined here. ``BackendError`` is the one HTTP error type on both sides of the wire: the
+runtime raises it to refuse a request and ``AgentServer.fetch`` turns it into the JSON error body
 ``{"error": {"code", "message", **details}}``; a client turns that body back into the same
 class with :func:`backend_error`.
 """

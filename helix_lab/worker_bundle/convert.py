@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 
 from workers import Response
 
+from ..errors import BackendError
 from ..runtime.http import Request as HelixRequest
 from ..runtime.http import Response as HelixResponse
 from ..runtime.http import error_response
@@ -27,8 +28,14 @@ __all__ = ["BadMethod", "Spawn", "is_upgrade", "spawner", "to_helix_request",
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-class BadMethod(Exception):
+class BadMethod(BackendError):
     """The request's method is not one the runtime can name (answered with a 405)."""
+
+    status = 405
+    default_code = "method_not_allowed"
+
+    def __init__(self) -> None:
+        super().__init__("This method is not one an HTTP endpoint here takes; use GET or POST.")
 
 
 class _UpgradeMarker:
