@@ -19,32 +19,20 @@ from pathlib import Path
 from typing import Any
 
 from .common import TINY_USAGE, Context, Figure, HelixRig, Ratio, median, ms, run, stopwatch
+from .widget import RecordingComm
 
 OPEN_GOAL = 3.0
 BYTES_GOAL = 1.5
 RATE = 10_000
 
 
-class ByteComm:
+class ByteComm(RecordingComm):
     """A recording comm that keeps the size of each message the front end would get."""
 
-    sent: list[tuple[float, int]] = []
-
-    def __init__(self, *args: Any, comm_id: str | None = None, **kwargs: Any) -> None:
-        self.comm_id = comm_id or f"comm-{id(self):x}"
-        self.kernel = object()
+    sent: list[tuple[float, int]] = []  # type: ignore[assignment]
 
     def send(self, data: Any = None, metadata: Any = None, buffers: Any = None) -> None:
         ByteComm.sent.append((time.perf_counter(), len(json.dumps(data, default=str))))
-
-    def on_msg(self, callback: Any) -> None:
-        pass
-
-    def on_close(self, callback: Any) -> None:
-        pass
-
-    def close(self, *args: Any, **kwargs: Any) -> None:
-        pass
 
 
 def _llm(steps: int) -> Any:
