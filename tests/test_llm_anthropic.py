@@ -17,6 +17,7 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
+from adapter_calls import SEARCH, ask, collect, fail
 from fakes.anthropic_server import (
     FakeAnthropic,
     RecordedRequest,
@@ -36,16 +37,11 @@ from fakes.anthropic_server import (
 )
 
 from helix_lab.llm.anthropic import AnthropicAdapter
-from helix_lab.llm.base import LLMAdapter, LLMError, LLMEvent, LLMRequest
+from helix_lab.llm.base import LLMAdapter, LLMEvent, LLMRequest
 from helix_lab.worker_bundle.fetch_llm import FetchAnthropicLLM
 from helix_lab.worker_bundle.standin.workers import fetch as standin_fetch
 
 KEY = "sk-ant-test-0123456789-secret"
-SEARCH = {
-    "name": "search",
-    "description": "Search the notes corpus.",
-    "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
-}
 
 
 @pytest.fixture
@@ -63,23 +59,6 @@ async def adapter(request: pytest.FixtureRequest,
         return
     async with AnthropicAdapter("claude-test", api_key=KEY, base_url=fake.base_url) as adapter:
         yield adapter
-
-
-def ask(text: str = "hello", **options: object) -> LLMRequest:
-    return LLMRequest(model="", messages=[{"role": "user", "content": text}], **options)  # type: ignore[arg-type]
-
-
-async def collect(adapter: LLMAdapter, request: LLMRequest) -> list[LLMEvent]:
-    return [event async for event in adapter.stream(request)]
-
-
-async def fail(adapter: LLMAdapter, request: LLMRequest) -> tuple[list[LLMEvent], LLMError]:
-    """The events streamed before the call failed, and its error."""
-    events: list[LLMEvent] = []
-    with pytest.raises(LLMError) as info:
-        async for event in adapter.stream(request):
-            events.append(event)
-    return events, info.value
 
 
 def sent_key(request: RecordedRequest) -> str | None:

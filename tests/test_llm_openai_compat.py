@@ -6,6 +6,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
+from adapter_calls import SEARCH, ask, collect, fail
 from fakes.openai_server import (
     FakeOpenAI,
     Reply,
@@ -16,15 +17,10 @@ from fakes.openai_server import (
     unused_port,
 )
 
-from helix_lab.llm.base import LLMError, LLMEvent, LLMRequest
+from helix_lab.llm.base import LLMRequest
 from helix_lab.llm.openai_compat import OpenAICompatAdapter, to_openai_messages
 
 KEY = "sk-openai-test-9876543210-secret"
-SEARCH = {
-    "name": "search",
-    "description": "Search the notes corpus.",
-    "input_schema": {"type": "object", "properties": {"query": {"type": "string"}}},
-}
 
 
 @pytest.fixture
@@ -37,24 +33,6 @@ def fake():
 async def adapter(fake: FakeOpenAI) -> AsyncIterator[OpenAICompatAdapter]:
     async with OpenAICompatAdapter(fake.base_url, "gpt-test", api_key=KEY) as adapter:
         yield adapter
-
-
-def ask(text: str = "hello", **options: object) -> LLMRequest:
-    return LLMRequest(model="", messages=[{"role": "user", "content": text}], **options)  # type: ignore[arg-type]
-
-
-async def collect(adapter: OpenAICompatAdapter, request: LLMRequest) -> list[LLMEvent]:
-    return [event async for event in adapter.stream(request)]
-
-
-async def fail(
-    adapter: OpenAICompatAdapter, request: LLMRequest
-) -> tuple[list[LLMEvent], LLMError]:
-    events: list[LLMEvent] = []
-    with pytest.raises(LLMError) as info:
-        async for event in adapter.stream(request):
-            events.append(event)
-    return events, info.value
 
 
 def sse_reply(chunks: list[object], *, done: bool = True) -> Reply:
