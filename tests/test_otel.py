@@ -166,9 +166,12 @@ async def test_a_failed_run_is_an_error_span_and_each_run_its_own_trace(make_run
                                                                        memory) -> None:
     provider, exporter = memory
     runtime = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
-    h = await runtime.backend.start("stepper", "steps=50", session_id="f1")
+    gate = e2e_scenario.Gate()  # the run waits before step 2: the abort finds it running
+    h = await runtime.backend.start("stepper", f"steps=50 hold=2 gate={gate.path}",
+                                    session_id="f1")
     await e2e_scenario.wait_for_step(h, 1)
     await h.abort("enough")
+    gate.open()
     again = await h.retry("from_start", message="steps=1")
     assert await again.result() == "finished 1 steps"
 

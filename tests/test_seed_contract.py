@@ -387,9 +387,12 @@ async def test_websockets_on_any_path_on_helix_serve(served: Served) -> None:
 
 async def test_retry_of_an_aborted_run_is_refused(wire: Wire) -> None:
     sid = session(wire, "aborted")
-    handle = await wire.backend.start("stepper", "steps=50", session_id=sid)
+    gate = e2e_scenario.Gate()  # the run waits before step 2: the abort finds it running
+    handle = await wire.backend.start("stepper", f"steps=50 hold=2 gate={gate.path}",
+                                      session_id=sid)
     await e2e_scenario.wait_for_step(handle, 1)
     assert (await handle.abort("enough"))["status"] == "failed"
+    gate.open()
     before = await wire.get(sid, "/checkpoints")
     for endpoint, options in (("/retry", {"mode": "from_checkpoint"}), ("/retry", {}),
                               ("/resume", {"mode": "retry"})):
@@ -441,14 +444,16 @@ async def test_create_agent_server_takes_any_resolve_has_object(make_runtime: An
 
 async def test_the_handle_has_stream_id_and_can_resume_with_a_reason(wire: Wire) -> None:
     sid = session(wire, "handle")
-    handle = await wire.backend.start("stepper", "steps=40", session_id=sid)
+    gate = e2e_scenario.Gate()  # the run waits before step 2: the interrupt finds it running
+    handle = await wire.backend.start("stepper", f"steps=40 hold=2 gate={gate.path}",
+                                      session_id=sid)
     assert handle.stream_id == sid
     assert "stepper" in repr(handle) and sid in repr(handle)
     await e2e_scenario.wait_for_step(handle, 1)
     running = await handle.can_resume()
     assert isinstance(running, ResumeCheck) and not running
     assert not running.can_resume and "running" in (running.reason or "")
-    await handle.interrupt("pause")
+    await e2e_scenario.interrupt_held(handle, gate, "pause")
     check = await handle.can_resume()
     assert check and check.can_resume and check.reason is None
     can, reason = check
@@ -476,12 +481,14 @@ async def test_after_hooks_get_a_handle_that_streams_resumes_and_sends(
     hooks = ServerHooks(after_start=keep("start"), after_resume=keep("resume"),
                         after_retry=keep("retry"))
     rt = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter, hooks=hooks)
-    assert (await rt.start("hooked", "steps=30", agent_type="stepper")).status == 200
+    gate = e2e_scenario.Gate()  # the run waits before step 2: the interrupt finds it running
+    assert (await rt.start("hooked", f"steps=30 hold=2 gate={gate.path}",
+                           agent_type="stepper")).status == 200
     handle = handles["start"]
     assert handle.session_id == handle.stream_id == "hooked"
     assert handle.agent_type == "stepper" and "stepper" in repr(handle)
     await e2e_scenario.wait_for_step(handle, 1)
-    await handle.interrupt("hold on")
+    await e2e_scenario.interrupt_held(handle, gate, "hold on")
     assert await handle.can_resume()
     resumed = await handle.resume()
     assert handles["resume"].run_id == resumed.run_id != handle.run_id
