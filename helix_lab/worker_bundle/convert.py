@@ -22,7 +22,7 @@ from ..runtime.http import Request as HelixRequest
 from ..runtime.http import Response as HelixResponse
 from ..runtime.http import error_response
 
-__all__ = ["BadMethod", "Spawn", "is_upgrade", "spawner", "to_helix_request",
+__all__ = ["BadMethod", "Spawn", "cancel_tasks", "is_upgrade", "spawner", "to_helix_request",
            "to_worker_response", "worker_error"]
 
 Spawn = Callable[[Coroutine[Any, Any, Any]], Any]
@@ -78,6 +78,14 @@ def spawner(tasks: set[asyncio.Future[Any]]) -> Spawn:
         return task
 
     return spawn
+
+
+async def cancel_tasks(tasks: set[asyncio.Future[Any]]) -> None:
+    """Cancel what a :func:`spawner` started and wait until it has ended (a host shuts down)."""
+    for task in list(tasks):
+        task.cancel()
+    if tasks:
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _streaming_response(stream: AsyncIterator[bytes], status: int, headers: dict[str, str],

@@ -20,6 +20,7 @@ from ..runtime.server import AgentServer
 from .agents import AgentsUnavailable, load_agents
 from .convert import (
     BadMethod,
+    cancel_tasks,
     is_upgrade,
     spawner,
     to_helix_request,
@@ -112,9 +113,6 @@ class HelixAgentServer(DurableObject):
 
     async def _host_shutdown(self) -> None:
         """Stop background work and close streams (a local host shutting down calls this)."""
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         if self._server is not None:
             self._server.stream.close_all()

@@ -20,23 +20,29 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
 from typing import Any
 
-from workers import DurableObject, WorkerEntrypoint, WorkflowEntrypoint
+from workers import DurableObject, WorkflowEntrypoint
 
 from ..errors import BackendError, NotFoundError
-from ..runtime.gateway import route
 from ..workflows.agent_steps import WorkflowDependencies
 from ..workflows.executor import CloudflareAgentExecutor
 from ..workflows.sessions import WorkflowSessions
 from ..workflows.state import D1StateStore
 from ..workflows.streams import DurableObjectStreamManager, StreamServer
 from ..workflows.workflow import run_agent_workflow
-from .agents import AgentsUnavailable, load_agents
-from .convert import BadMethod, spawner, to_helix_request, to_worker_response, worker_error
+from .agents import load_agents
+from .convert import (
+    BadMethod,
+    cancel_tasks,
+    spawner,
+    to_helix_request,
+    to_worker_response,
+    worker_error,
+)
 from .do_sql import DOSqlStorage
 from .env import EnvView
+from .front_door import FrontDoor
 from .stubs import WorkerNamespace
 
 __all__ = ["AgentWorkflow", "JsD1", "JsWorkflows", "StreamServerObject", "WorkflowsDefault",
@@ -198,56 +204,24 @@ class StreamServerObject(DurableObject):
                                 "error; see its log.")
 
     async def _host_shutdown(self) -> None:
-        for task in list(self._tasks):
-            task.cancel()
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_tasks(self._tasks)
         if self._server is not None:
             self._server.stream.close_all()
 
 
-class WorkflowsDefault(WorkerEntrypoint):
+class WorkflowsDefault(FrontDoor):
     """The front door of the Workflows approach: auth, then the session endpoints."""
 
-    def __init__(self, ctx: Any, env: Any) -> None:
-        super().__init__(ctx, env)
-        self._tasks: set[asyncio.Future[Any]] = set()
-
-    async def fetch(self, request: Any) -> Any:
-        try:
-            return await self._fetch(request)
-        except AgentsUnavailable as exc:
-            return worker_error(503, "agents_unavailable", str(exc))
-        except Exception as exc:
-            log.error("the Worker failed on a request: %s: %s", type(exc).__name__, exc)
-            return worker_error(500, "internal_error", "The Worker hit an unexpected error; "
-                                "see its log.")
-
-    async def _fetch(self, request: Any) -> Any:
-        env = EnvView(self.env)
-        token = env.get("HELIX_TOKEN")
-        if not token:
-            return worker_error(503, "not_configured", "HELIX_TOKEN secret is not set; run "
-                                "wrangler secret put HELIX_TOKEN")
+    def _configuration_problem(self, env: EnvView) -> Any:
         missing = _missing(env)
-        if missing is not None:
-            return worker_error(503, "not_configured", f"The {missing} binding is missing; "
-                                "run helix deploy --approach workflows to write wrangler.toml.")
-        try:
-            inner = await to_helix_request(request)
-        except BadMethod:
-            return worker_error(405, "method_not_allowed", "Use GET or POST.")
+        if missing is None:
+            return None
+        return worker_error(503, "not_configured", f"The {missing} binding is missing; "
+                            "run helix deploy --approach workflows to write wrangler.toml.")
+
+    def _sessions(self, env: EnvView) -> Any:
         deps = workflow_dependencies(env)
         executor = CloudflareAgentExecutor(workflow_binding=deps.workflow_binding,
                                            state_store=deps.state_store,
                                            stream_manager=deps.stream_manager, logger=log)
-        sessions = WorkflowSessions(executor, deps.registry)
-        response = await route(inner, sessions, token=token,
-                               agent_types=lambda: load_agents(env).agent_types())
-
-        def spawn(coro: Coroutine[Any, Any, Any]) -> Any:
-            task = spawner(self._tasks)(coro)
-            self.ctx.waitUntil(task)
-            return task
-
-        return to_worker_response(response, spawn)
+        return WorkflowSessions(executor, deps.registry)
