@@ -114,6 +114,14 @@ def scripted_agents(*names: str) -> list[Agent]:
     return [Agent(name=name, tools=[lookup], register=False) for name in names]
 
 
+async def finished(runtime: Any, agent: str, message: str, left: str, right: str) -> Any:
+    """Run ``agent`` on ``message`` in sessions ``left`` and ``right``; both handles, ended."""
+    a = await runtime.backend.start(agent, message, session_id=left)
+    b = await runtime.backend.start(agent, message, session_id=right)
+    await a.result(), await b.result()
+    return a, b
+
+
 def per_session(scripts: dict[str, list[Any]]):  # type: ignore[no-untyped-def]
     models = {session: ScriptedLLM(turns) for session, turns in scripts.items()}
     return lambda env, ctx: models[ctx.session_id]
@@ -123,9 +131,7 @@ async def test_a_different_model_response(make_runtime) -> None:
     looked = Turn(text="Let me look.", tool_calls=[call("lookup", topic="otters")])
     runtime = make_runtime(scripted_agents("a"), per_session({
         "s1": [looked, "Otters use stones."], "s2": [looked, "Otters float on their backs."]}))
-    a = await runtime.backend.start("a", "otters?", session_id="s1")
-    b = await runtime.backend.start("a", "otters?", session_id="s2")
-    await a.result(), await b.result()
+    a, b = await finished(runtime, "a", "otters?", "s1", "s2")
 
     diff = await diff_runs(a, b)
 
@@ -142,9 +148,7 @@ async def test_an_unpriced_model_costs_unpriced_never_zero(make_runtime) -> None
     local = Agent(name="local", tools=[lookup], llm_config=LLMConfig(model="my-local-llama"),
                   register=False)
     runtime = make_runtime([local], per_session({"u1": ["one"], "u2": ["two"]}))
-    a = await runtime.backend.start("local", "hi", session_id="u1")
-    b = await runtime.backend.start("local", "hi", session_id="u2")
-    await a.result(), await b.result()
+    a, b = await finished(runtime, "local", "hi", "u1", "u2")
 
     diff = await diff_runs(a, b)
 
@@ -158,9 +162,7 @@ async def test_a_different_tool_result(make_runtime) -> None:
     runtime = make_runtime(scripted_agents("a"), per_session({"t1": [looked, "done"],
                                                              "t2": [looked, "done"]}))
     RESULTS.update(t1="otters use rocks", t2="otters eat urchins")
-    a = await runtime.backend.start("a", "otters?", session_id="t1")
-    b = await runtime.backend.start("a", "otters?", session_id="t2")
-    await a.result(), await b.result()
+    a, b = await finished(runtime, "a", "otters?", "t1", "t2")
 
     diff = await diff_runs(a, b)
 
@@ -176,9 +178,7 @@ async def test_a_different_tool_result(make_runtime) -> None:
 async def test_a_different_input_message(make_runtime) -> None:
     runtime = make_runtime(scripted_agents("a"), per_session({"v1": ["one", "two"],
                                                              "v2": ["one", "two"]}))
-    a = await runtime.backend.start("a", "go", session_id="v1")
-    b = await runtime.backend.start("a", "go", session_id="v2")
-    await a.result(), await b.result()
+    a, b = await finished(runtime, "a", "go", "v1", "v2")
     a, b = await a.send("and otters?"), await b.send("and seals?")
     await a.result(), await b.result()
 
