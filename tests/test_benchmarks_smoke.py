@@ -27,6 +27,8 @@ FIGURES = {
     9: "Step inspector",
     10: "Full-text search: the index's cost to chunk writes",
     11: "Workflows: recovery and per-step cost",
+    12: "The viewer at scale: opening a long session, and comm traffic",
+    13: "The viewer at scale: the browser's JS heap",
 }
 
 
