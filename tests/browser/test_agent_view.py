@@ -7,7 +7,10 @@ Screenshots of each stage go to the artifacts dir: ``agent-view-1-live-stream.pn
 
 from __future__ import annotations
 
+import secrets
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 from playwright.sync_api import expect
@@ -23,7 +26,10 @@ from .lab import (
 
 pytestmark = pytest.mark.browser
 
+GATE = Path(tempfile.gettempdir()) / f"helix-agent-view-gate-{secrets.token_hex(4)}"
+
 SLOW_AGENT = '''\
+import os
 from pydantic import BaseModel
 from helix_lab import Agent, ToolContext, tool
 from helix_lab.llm import ScriptedLLM, Turn, call
@@ -44,15 +50,19 @@ def next_turn(request):
     # interrupt cut (and resume reruns), or a fork from a checkpoint, gets the right turn.
     done = sum(1 for m in request.messages if isinstance(m.get("content"), list)
                for block in m["content"] if block.get("type") == "tool_result")
+    # Until the test creates the gate file (after its interrupt), the model waits before
+    # step 4 until Interrupt cuts the wait: the run is still going when the test presses
+    # it, however slow the machine is.
+    wait = 3600 if done == 3 and not os.path.exists(GATE) else 0
     if done < 6:
         return Turn(text=f"Step {done + 1}: working through part {done + 1} of six, "
                          "slowly and carefully. ",
-                    tool_calls=[call("work", part=done + 1)], chunk_delay=0.15)
+                    tool_calls=[call("work", part=done + 1)], chunk_delay=0.15, delay=wait)
     return Turn(text="All six parts are done.", chunk_delay=0.05)
 
 script = ScriptedLLM([next_turn], loop=True)
 %helix llm scripted script
-'''
+'''.replace("GATE", repr(str(GATE)))
 
 def show(locator) -> None:
     """Scroll the notebook so that ``locator`` starts at the top of the viewport."""
@@ -113,6 +123,7 @@ def test_agent_view_streams_interrupts_resumes_and_forks(
     screenshot(page, "agent-view-2-interrupted")
 
     # -- Resume, to the end ----------------------------------------------------------------
+    GATE.touch()  # from now on the model does not wait
     button["Resume"].click()
     expect(message).to_contain_text("Resumed.")
     expect(badge).to_have_text("completed", timeout=60_000)
