@@ -33,6 +33,7 @@ from helix_lab.widgets.render import render_stream
 ROOT = Path(__file__).resolve().parents[1]
 
 SLOW_AGENT = '''
+import os
 from helix_lab import Agent, tool
 from helix_lab.llm import ScriptedLLM, Turn, call
 
@@ -47,9 +48,12 @@ def next_turn(request):
     # Decide from the tool results so far: a step that is cut and rerun gets the same turn.
     done = sum(1 for m in request.messages if isinstance(m.get("content"), list)
                for block in m["content"] if block.get("type") == "tool_result")
+    # While the file GATE is missing, the model waits before step 3 until an interrupt, an
+    # abort or an unload cuts the wait: the test always finds the run going.
+    wait = 3600 if done == 2 and not os.path.exists(GATE) else 0
     if done < 5:
         return Turn(text=f"part {done + 1} ", tool_calls=[call("work", part=done + 1)],
-                    delay=0.25)
+                    delay=0.25 + wait)
     return Turn(text="all parts done")
 
 script = ScriptedLLM([next_turn], loop=True)
@@ -169,12 +173,22 @@ async def kernel(shell: InteractiveShell, shown: list[Any],
 
 
 @pytest.fixture
-async def slow(kernel: Kernel) -> Kernel:
-    """The kernel, with the slow scripted agent defined and its model selected."""
-    await kernel.ok(SLOW_AGENT)
+async def slow(kernel: Kernel, tmp_path: Path) -> Kernel:
+    """The kernel, with the slow scripted agent defined and its model selected; the model
+    waits before step 3 while the file ``ns["GATE"]`` is missing."""
+    await kernel.ok(f"GATE = {str(tmp_path / 'gate')!r}\n" + SLOW_AGENT)
     ran = await kernel.ok("%helix llm scripted script")
     assert ran.out.strip() == "model: scripted (script)"
     return kernel
+
+
+def set_gate(kernel: Kernel, is_open: bool) -> None:
+    """Let the slow agent's model go past step 2 (``is_open``), or make it wait there."""
+    gate = Path(kernel.ns["GATE"])
+    if is_open:
+        gate.touch()
+    else:
+        gate.unlink()
 
 
 async def wait_until(kernel: Kernel, session: str, check: Any, timeout: float = 60.0) -> dict:
@@ -425,6 +439,7 @@ async def test_interrupt_resume_retry_abort_on_a_slow_agent(slow: Kernel) -> Non
     status = await first.status()
     assert status["status"] == "interrupted" and status["canResume"]
 
+    set_gate(k, True)
     ran = await k.ok("%helix resume s2")
     assert ran.out.strip() == "resumed session s2"
     resumed = k.ns["_helix"]
@@ -441,15 +456,18 @@ async def test_interrupt_resume_retry_abort_on_a_slow_agent(slow: Kernel) -> Non
     assert branches == {0, 1}
 
     # Interrupt with no session named: the last one used. Then retry from the checkpoint.
+    set_gate(k, False)
     await k.ok("%%helix_agent slow --session s3\nAgain.")
     await wait_until(k, "s3", lambda s: s["stepCount"] >= 1)
     assert "interrupted" in (await k.ok("%helix interrupt")).out
+    set_gate(k, True)
     ran = await k.ok('%helix retry --message "Try again, carefully."')
     assert ran.out.strip() == "retrying session s3 (from checkpoint)"
     assert await k.ns["_helix"].result() == "all parts done"
     said = [m["content"] for m in await k.ns["_helix"].messages() if m["role"] == "user"]
     assert "Try again, carefully." in said  # the quotes are shell syntax, not the message
 
+    set_gate(k, False)
     await k.ok("%%helix_agent slow --session s4\nOnce more.")
     await wait_until(k, "s4", lambda s: s["isExecuting"])
     ran = await k.ok("%helix abort s4")
