@@ -125,8 +125,8 @@ class ScriptedServer:
             target=self._run, args=(ready,), name=type(self).__name__, daemon=True
         )
         self._thread.start()
-        if not ready.wait(10):
-            raise RuntimeError(f"{type(self).__name__} did not start within 10 s.")
+        if not ready.wait(60):  # only a hang takes this long
+            raise RuntimeError(f"{type(self).__name__} did not start within 60 s.")
         return self
 
     def close(self) -> None:
