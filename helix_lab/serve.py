@@ -44,6 +44,10 @@ __all__ = ["APPROACHES", "DEFAULT_HOST", "DEFAULT_PORT", "DEFAULT_STORAGE", "ENG
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8787
+KEEP_ALIVE_SECONDS = 75
+"""How long an idle connection stays open. Longer than a client's own idle limit (httpx
+keeps one 5 s), so the client is the side that closes it: with equal limits a client could
+send a request on a connection the server was closing that moment, and get a read error."""
 DEFAULT_STORAGE = ".helix/serve"
 PYODIDE_STORAGE = ".helix/serve-pyodide"
 """The pyodide engine's default: its database files (whole-file snapshots) are not the
@@ -449,7 +453,8 @@ def serve(*, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT,
     shown = f"[{host}]" if ":" in host else host
     _warn_if_public(host, announce)
     config = uvicorn.Config(built.app, log_level="warning", access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=3, ws=_ws_protocol())
+                            timeout_graceful_shutdown=3, ws=_ws_protocol(),
+                            timeout_keep_alive=KEEP_ALIVE_SECONDS)
 
     class _Server(uvicorn.Server):
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import e2e_scenario
+import h11
 import httpx
 import pytest
 import websockets
@@ -134,6 +135,36 @@ async def test_a_body_over_16_mb_is_a_413(served: Served) -> None:
         assert response.status_code == 413
         assert response.json()["error"]["code"] == "too_large"
         assert (await client.get("/health")).json() == {"ok": True}  # still serving
+
+
+async def test_an_idle_connection_outlives_a_clients_own_keep_alive(served: Served) -> None:
+    """A client (httpx keeps an idle connection 5 s) must be the side that closes it: a
+    server closing first races the client's next request, which then fails to read."""
+    host, port = served.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    connection = h11.Connection(h11.CLIENT)
+    try:
+        for _ in range(2):
+            writer.write(connection.send(h11.Request(method="GET", target="/health",
+                                                     headers=[("host", host)])))
+            writer.write(connection.send(h11.EndOfMessage()))
+            await writer.drain()
+            status, body = 0, b""
+            while True:
+                event = connection.next_event()
+                if event is h11.NEED_DATA:
+                    connection.receive_data(await asyncio.wait_for(reader.read(65536), 60))
+                elif isinstance(event, h11.Response):
+                    status = event.status_code
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                elif isinstance(event, h11.EndOfMessage | h11.ConnectionClosed):
+                    break
+            assert (status, json.loads(body)) == (200, {"ok": True})
+            connection.start_next_cycle()
+            await asyncio.sleep(6)  # idle past httpx's keepalive_expiry
+    finally:
+        writer.close()
 
 
 @pytest.mark.parametrize("stream_via", ["sse", "websocket"])

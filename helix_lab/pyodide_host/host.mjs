@@ -269,6 +269,10 @@ async function main() {
         res.destroy();
       });
   });
+  // As helix serve's KEEP_ALIVE_SECONDS: idle connections outlive a client's own limit
+  // (httpx: 5 s), so a client never sends on a connection this side is closing.
+  server.keepAliveTimeout = 75_000;
+  server.headersTimeout = 80_000;
   server.on("upgrade", (req, socket, head) => {
     upgrade(req, socket, head, wss).catch((error) => {
       log("a WebSocket upgrade failed:", error?.message ?? error);
