@@ -379,18 +379,12 @@ class AgentServer:
         return {"model": agent.llm_config.model, "system": agent.system_prompt,
                 "tools": tool_specs(agent)}
 
-    def _require_session(self) -> dict[str, Any]:
-        return reads.require_session(self)
-
     def _require_idle(self, action: str) -> None:
         if self.is_executing:
             run_id = self.execution.run_id if self.execution else "?"
             raise ConflictError(f"Session {self.session_id!r} is executing run {run_id}; "
                                 f"interrupt or abort it before you {action}.",
                                 code="already_executing")
-
-    def _head(self, session: dict[str, Any]) -> Checkpoint:
-        return reads.head_checkpoint(self, session)
 
     def _validate_state(self, agent: Agent, data: Any, field_name: str) -> dict[str, Any]:
         try:
@@ -550,7 +544,7 @@ class AgentServer:
                            append=[*prior, message], create=create_session,
                            budget=body.max_cost_usd)
         else:
-            parent = self._head(session)
+            parent = reads.head_checkpoint(self, session)
             parent_state = self.store.state_at(parent.id)
             state = (self._validate_state(agent, body.input.state, "input.state")
                      if body.input.state is not None else parent_state)
@@ -583,7 +577,7 @@ class AgentServer:
         if aborted is not None:
             return aborted
         self._require_idle("resume")
-        session = self._require_session()
+        session = reads.require_session(self)
         self._check_agent_type(session, body.agent_type)
         options = body.options
         if options.mode == "retry":
@@ -618,7 +612,7 @@ class AgentServer:
                 raise ConflictError(f"Session {self.session_id!r} is {session['status']} and "
                                     "cannot be resumed. Send a new message, retry it, or "
                                     "branch from a checkpoint.", code="not_resumable")
-            parent = self._head(session)
+            parent = reads.head_checkpoint(self, session)
         kept = None if edited else self.storage.pending.get(parent.id)
         if kept is not None and (append or options.modify_state is not None):
             # A changed conversation or state: the model is asked for that step again.
@@ -699,14 +693,14 @@ class AgentServer:
 
     async def _approve(self, request: Request) -> Response:
         body = parse_body(request, ApproveRequest)
-        session = self._require_session()
+        session = reads.require_session(self)
         kept = None
         if session["status"] == "paused" and not self.is_executing:
             kept = self.storage.pending.get(session["head_checkpoint"])
         if kept is None:
             raise ConflictError(f"Session {self.session_id!r} is {session['status']}; nothing "
                                 "waits for approval.", code="not_paused")
-        head = self._head(session)
+        head = reads.head_checkpoint(self, session)
         run_id = new_run_id()
         agent = self._session_agent(session, run_id)
         decided = check_decisions(kept, body, agent.find_tool)
@@ -752,7 +746,7 @@ class AgentServer:
         if aborted is not None:
             return aborted
         self._require_idle("retry")
-        session = self._require_session()
+        session = reads.require_session(self)
         self._check_agent_type(session, body.agent_type)
         return await self._launch_retry(session, body.options.mode, body.options.message,
                                         "started")
@@ -769,7 +763,7 @@ class AgentServer:
         run_id = new_run_id()
         agent = self._session_agent(session, run_id)
         # Retrying a step that waits for approval asks the model for that step again.
-        head = self._before_pending(self._head(session))
+        head = self._before_pending(reads.head_checkpoint(self, session))
         chunk: dict[str, Any] = {"type": "run_resumed", "mode": f"retry_{mode}"}
         if mode == "from_start":
             root = self.store.first_checkpoint(head)
@@ -812,8 +806,8 @@ class AgentServer:
 
     def _interrupt_paused(self, reason: str) -> dict[str, Any]:
         """Interrupt a paused session: ``interrupted``, and its step waits again on resume."""
-        session = self._require_session()
-        head = self._head(session)
+        session = reads.require_session(self)
+        head = reads.head_checkpoint(self, session)
         kept = self.storage.pending.get(head.id)
         cp_id = checkpoint_id(self.session_id, head.step)
         cp_chunk = self.stream.write({"type": "checkpoint", "checkpointId": cp_id,
@@ -841,7 +835,7 @@ class AgentServer:
         if self.is_executing and self.execution is not None:
             await self.execution.abort(body.reason)
             return json_response(reads.status_body(self))
-        session = self._require_session()
+        session = reads.require_session(self)
         if session["status"] not in RESUMABLE and session["status"] != "paused":
             raise ConflictError(f"Session {self.session_id!r} is {session['status']}; there is "
                                 "nothing to abort.", code="not_running")
