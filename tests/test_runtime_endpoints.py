@@ -31,16 +31,20 @@ from helix_lab.client.handle import AgentHandle
 from helix_lab.errors import AuthError, BadRequestError, ConflictError, NotFoundError
 from helix_lab.llm import ScriptedLLM, Turn, call
 from helix_lab.llm.base import LLMError
-from helix_lab.runtime import AbortResult, Request, json_response
+from helix_lab.runtime import (
+    AbortResult,
+    CompleteContext,
+    EndpointContext,
+    Request,
+    ServerHooks,
+    json_response,
+)
 from helix_lab.runtime.gateway import route
-from helix_lab.runtime.server import (
+from helix_lab.runtime.hooks import (
     AfterStartContext,
     BeforeResumeContext,
     BeforeRetryContext,
     BeforeStartContext,
-    CompleteContext,
-    EndpointContext,
-    ServerHooks,
 )
 
 

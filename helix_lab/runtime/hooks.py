@@ -180,10 +180,13 @@ class ExecutionState:
 
     @property
     def is_executing(self) -> bool:
+        """Whether a run executes now; read afresh on each access, like ``status``."""
         return self._server.is_executing
 
     @property
     def status(self) -> str:
+        """The session's status: ``idle`` (no session yet), ``running``, ``paused``,
+        ``interrupted``, ``completed`` or ``failed``."""
         return self._server.status
 
     def get_handle(self) -> AgentHandle | None:

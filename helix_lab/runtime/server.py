@@ -45,9 +45,6 @@ from .edits import plan_edits
 from .executor import Execution, RetryPolicy
 from .handle import AgentHandle
 from .hooks import (
-    AbortResult,
-    AfterResumeContext,
-    AfterRetryContext,
     AfterStartContext,
     BeforeResumeContext,
     BeforeRetryContext,
@@ -66,9 +63,8 @@ from .object_client import ObjectClient
 from .registry import AgentFactoryContext, AgentResolver, AgentResolverInterface
 from .session_storage import SessionStorage
 from .sql import SqlStorage
-from .state_store import Checkpoint, DOStateStore, checkpoint_id
-from .stream import DOStreamManager
-from .usage import DOUsageStore, UsageStore
+from .state_store import Checkpoint, checkpoint_id
+from .usage import UsageStore
 from .wire import (
     AbortRequest,
     ApproveRequest,
@@ -82,21 +78,10 @@ from .wire import (
 )
 
 __all__ = [
-    "AbortResult",
-    "AfterResumeContext",
-    "AfterRetryContext",
-    "AfterStartContext",
     "AgentServer",
-    "BeforeResumeContext",
-    "BeforeRetryContext",
-    "BeforeStartContext",
-    "CompleteContext",
-    "EndpointContext",
-    "ExecutionState",
     "HostContext",
     "LLMAdapterContext",
     "RunPlan",
-    "ServerHooks",
     "create_agent_server",
     "new_run_id",
 ]
@@ -107,6 +92,15 @@ INTERRUPT_WAIT = 30.0
 def new_run_id() -> str:
     """A fresh run id; the one place run ids are made."""
     return "run_" + secrets.token_hex(6)
+
+
+class _Answered(Exception):
+    """A ``before_*`` hook answered the request itself: :meth:`AgentServer.fetch` sends
+    ``response`` and the endpoint goes no further."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 @dataclass
@@ -187,9 +181,13 @@ class AgentServer:
         self.ctx = ctx
         self.env = env if env is not None else {}
         self.logger = RuntimeLog(self.config.logger)
+        self.retry: RetryPolicy = self.config.retry
         self.execution: Execution | None = None
         self.storage = SessionStorage(ctx.sql, is_live=lambda: self.is_executing,
                                       logger=self.logger)
+        # Its parts, by the short names the endpoints, hosts and tests use.
+        self.sql, self.store = self.storage.sql, self.storage.state
+        self.stream, self.usage = self.storage.stream, self.storage.usage
         session = self.store.get_session()
         self.session_id: str = session["session_id"] if session else ""
         self.usage.session_id = self.session_id
@@ -208,37 +206,17 @@ class AgentServer:
             ("POST", "/approve"): self._approve,
         }
 
-    # -- the session's storage (shortcuts for hosts and tests) -----------------------------
-
-    @property
-    def sql(self) -> SqlStorage:
-        return self.storage.sql
-
-    @property
-    def store(self) -> DOStateStore:
-        return self.storage.state
-
-    @property
-    def stream(self) -> DOStreamManager:
-        return self.storage.stream
-
-    @property
-    def usage(self) -> DOUsageStore:
-        return self.storage.usage
-
     @property
     def usage_store(self) -> UsageStore:
+        """The store ``GET /usage`` answers from: the custom one, else the session's own."""
         return self.custom_usage or self.storage.usage
 
-    # -- the RunHost protocol: what an Execution uses ----------------------------------------
+    # -- the RunHost protocol: what an Execution uses (with ``session_id``, ``storage``,
+    # ``retry``) --------------------------------------------------------------------------
 
     @property
     def namespace(self) -> Any:
         return self.ctx.namespace
-
-    @property
-    def retry(self) -> RetryPolicy:
-        return self.config.retry
 
     @property
     def is_executing(self) -> bool:
@@ -321,6 +299,8 @@ class AgentServer:
                 if read is not None:
                     return await read(request, self)
             return self._no_route(request)
+        except _Answered as answered:
+            return answered.response
         except BackendError as exc:
             return error_response(exc.status, exc.code, exc.message, **exc.details)
         except AgentNotFoundError as exc:
@@ -454,22 +434,25 @@ class AgentServer:
         return {"sessionId": self.session_id, "streamId": self.session_id, "status": status,
                 "runId": execution.run_id}
 
-    async def _before(self, hook: Callable[..., Any] | None, context: Any) -> Response | None:
-        """The response a ``before_*`` hook answers with, if it aborts the request.
+    async def _before(self, hook: Callable[..., Any] | None, context_type: type[Any],
+                      request: Request, body: Any) -> None:
+        """Run a ``before_*`` hook; if it aborts the request, raise :class:`_Answered` with
+        the response it answers with (:meth:`fetch` sends it).
 
-        The seed's ``AbortResult`` is ``{abort: true, response}``: a plain dict of that
+        The hook gets ``context_type(env, request, body, execution_state)``. The seed's ``AbortResult`` is ``{abort: true, response}``: a plain dict of that
         shape aborts as the :class:`AbortResult` dataclass does."""
-        result = await call_hook(hook, context)
+        result = await call_hook(hook, context_type(self.env, request, body,
+                                                    self.execution_state))
         if isinstance(result, dict):
             abort, response = result.get("abort"), result.get("response")
         else:
             abort, response = getattr(result, "abort", None), getattr(result, "response", None)
         if not abort:
-            return None
+            return
         if not isinstance(response, Response):
             raise TypeError(f"A before_* hook aborted with {response!r} as its response; "
                             "return {'abort': True, 'response': Response(...)}.")
-        return response
+        raise _Answered(response)
 
     def _handle(self, execution: Execution, agent_type: str) -> AgentHandle:
         """The handle ``after_*`` hooks get: a real one, over this very object."""
@@ -481,13 +464,17 @@ class AgentServer:
             return None
         return self._handle(self.execution, self.execution.agent.name)
 
-    def _check_agent_type(self, session: dict[str, Any], agent_type: str) -> None:
-        """``agentType`` of /resume and /retry names the session's agent, as the seed says."""
+    def _idle_session(self, agent_type: str, action: str) -> dict[str, Any]:
+        """The session that /resume and /retry go on: it exists, nothing runs in it, and
+        their ``agentType`` names its agent, as the seed says."""
+        self._require_idle(action)
+        session = reads.require_session(self)
         if agent_type != session["agent_type"]:
             raise ConflictError(f"Session {self.session_id!r} runs agent "
                                 f"{session['agent_type']!r}, not {agent_type!r}; send "
                                 f"agentType {session['agent_type']!r}, or start a new session "
                                 f"to run {agent_type!r}.", code="agent_type_mismatch")
+        return session
 
     def _aborted(self, session: dict[str, Any]) -> bool:
         """Whether the session's last run was aborted (its last chunk says so)."""
@@ -523,10 +510,7 @@ class AgentServer:
         metadata = body.metadata or {}
         agent = self._resolve(body.agent_type, body.session_id, run_id, body.user_id,
                               metadata.get("parentAgentType"))
-        aborted = await self._before(hooks.before_start, BeforeStartContext(
-            self.env, request, body, self.execution_state))
-        if aborted is not None:
-            return aborted
+        await self._before(hooks.before_start, BeforeStartContext, request, body)
         self._require_idle("start a new run")
         message = {"role": "user", "content": body.input.message}
         chunk = {"type": "run_started", "agentType": agent.name, "message": body.input.message}
@@ -572,13 +556,8 @@ class AgentServer:
 
     async def _resume(self, request: Request) -> Response:
         body = parse_body(request, ResumeAgentRequestV2, optional=True)
-        aborted = await self._before(self.config.hooks.before_resume, BeforeResumeContext(
-            self.env, request, body, self.execution_state))
-        if aborted is not None:
-            return aborted
-        self._require_idle("resume")
-        session = reads.require_session(self)
-        self._check_agent_type(session, body.agent_type)
+        await self._before(self.config.hooks.before_resume, BeforeResumeContext, request, body)
+        session = self._idle_session(body.agent_type, "resume")
         options = body.options
         if options.mode == "retry":
             return await self._launch_retry(session, "from_checkpoint", None, "resumed")
@@ -741,13 +720,8 @@ class AgentServer:
 
     async def _retry(self, request: Request) -> Response:
         body = parse_body(request, RetryAgentRequestV2, optional=True)
-        aborted = await self._before(self.config.hooks.before_retry, BeforeRetryContext(
-            self.env, request, body, self.execution_state))
-        if aborted is not None:
-            return aborted
-        self._require_idle("retry")
-        session = reads.require_session(self)
-        self._check_agent_type(session, body.agent_type)
+        await self._before(self.config.hooks.before_retry, BeforeRetryContext, request, body)
+        session = self._idle_session(body.agent_type, "retry")
         return await self._launch_retry(session, body.options.mode, body.options.message,
                                         "started")
 
