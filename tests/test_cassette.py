@@ -12,15 +12,12 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from fakes import anthropic_server as api
 from fakes.anthropic_server import (
     FakeAnthropic,
     Text,
     Thinking,
     ToolUse,
-    error_mid_stream,
-    http_error,
-    overloaded,
-    rate_limited,
     turn,
 )
 
@@ -102,9 +99,9 @@ async def test_replay_yields_exactly_the_recorded_events(fake, claude, cassette)
 
 async def test_errors_are_recorded_and_replayed(fake, claude, cassette):
     fake.push(
-        overloaded(),
-        rate_limited(retry_after=4),
-        error_mid_stream(Text("Hello world", pieces=4), after=5),
+        api.overloaded(),
+        api.rate_limited(retry_after=4),
+        api.error_mid_stream(Text("Hello world", pieces=4), after=5),
         turn(Text("Fine now.")),
     )
     recording = RecordingLLM(claude, cassette)
@@ -162,8 +159,8 @@ async def test_running_out_of_calls_says_how_to_fix_it(fake, claude, cassette):
 async def test_cassettes_never_contain_the_api_key(fake, claude, cassette):
     fake.push(
         turn(Text("ok")),
-        http_error(400, "invalid_request_error", f"header x-api-key={KEY} is malformed"),
-        http_error(401, "authentication_error", "invalid x-api-key"),
+        api.http_error(400, "invalid_request_error", f"header x-api-key={KEY} is malformed"),
+        api.http_error(401, "authentication_error", "invalid x-api-key"),
     )
     recording = RecordingLLM(claude, cassette)
     for _ in range(3):

@@ -17,7 +17,8 @@ from pathlib import Path
 import anthropic
 import httpx
 import pytest
-from adapter_calls import SEARCH, ask, collect, fail
+from adapter_calls import SEARCH, ask, collect, fail, search_use, tool_result
+from fakes import anthropic_server as api
 from fakes.anthropic_server import (
     FakeAnthropic,
     RecordedRequest,
@@ -25,15 +26,7 @@ from fakes.anthropic_server import (
     Text,
     Thinking,
     ToolUse,
-    dropped_mid_stream,
-    error_mid_stream,
-    http_error,
-    message_events,
-    overloaded,
-    rate_limited,
-    sse,
     turn,
-    unused_port,
 )
 
 from helix_lab.llm.anthropic import AnthropicAdapter
@@ -164,20 +157,10 @@ async def test_request_mapping_of_tool_choice_temperature_and_history(fake, adap
             "role": "assistant",
             "content": [
                 {"type": "thinking", "thinking": "search it", "signature": "sig"},
-                {"type": "tool_use", "id": "tu_1", "name": "search", "input": {"query": "tides"}},
+                search_use("tu_1", "tides"),
             ],
         },
-        {
-            "role": "user",
-            "content": [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": "tu_1",
-                    "content": '["6am"]',
-                    "is_error": False,
-                },
-            ],
-        },
+        {"role": "user", "content": [tool_result("tu_1", '["6am"]')]},
     ]
     fake.push(turn(Text("6am")))
 
@@ -201,9 +184,9 @@ async def test_request_mapping_of_tool_choice_temperature_and_history(fake, adap
 
 
 async def test_usage_in_message_delta_replaces_the_start_counts(fake, adapter):
-    events = message_events(Text("hi"), input_tokens=10, output_tokens=3)
+    events = api.message_events(Text("hi"), input_tokens=10, output_tokens=3)
     events[-2][1]["usage"] = {"output_tokens": 3, "input_tokens": 12, "cache_read_input_tokens": 7}
-    fake.push(Reply(headers={"content-type": "text/event-stream"}, chunks=sse(events)))
+    fake.push(Reply(headers={"content-type": "text/event-stream"}, chunks=api.sse(events)))
 
     usage = [e for e in await collect(adapter, ask()) if e["type"] == "usage"]
 
@@ -230,7 +213,7 @@ async def test_api_key_falls_back_to_the_environment(fake, monkeypatch):
 
 async def test_a_given_client_is_used_without_its_retries(fake):
     client = anthropic.AsyncAnthropic(api_key=KEY, base_url=fake.base_url, max_retries=5)
-    fake.push(overloaded(), overloaded(), turn(Text("never reached")))
+    fake.push(api.overloaded(), api.overloaded(), turn(Text("never reached")))
 
     async with AnthropicAdapter("claude-test", client=client) as adapter:
         _, error = await fail(adapter, ask())
@@ -245,7 +228,7 @@ async def test_a_given_client_is_used_without_its_retries(fake):
 
 
 async def test_529_overloaded_is_retryable_and_not_retried_by_the_sdk(fake, adapter):
-    fake.push(overloaded(), turn(Text("second try")))
+    fake.push(api.overloaded(), turn(Text("second try")))
 
     events, error = await fail(adapter, ask())
 
@@ -259,7 +242,7 @@ async def test_529_overloaded_is_retryable_and_not_retried_by_the_sdk(fake, adap
 
 
 async def test_429_is_retryable_with_the_servers_retry_after(fake, adapter):
-    fake.push(rate_limited(retry_after=7))
+    fake.push(api.rate_limited(retry_after=7))
 
     _, error = await fail(adapter, ask())
 
@@ -269,7 +252,7 @@ async def test_429_is_retryable_with_the_servers_retry_after(fake, adapter):
 
 
 async def test_5xx_is_retryable(fake, adapter):
-    fake.push(http_error(500, "api_error", "Internal server error"))
+    fake.push(api.http_error(500, "api_error", "Internal server error"))
 
     _, error = await fail(adapter, ask())
 
@@ -277,7 +260,7 @@ async def test_5xx_is_retryable(fake, adapter):
 
 
 async def test_error_event_mid_stream_is_retryable_after_the_deltas_so_far(fake, adapter):
-    fake.push(error_mid_stream(Text("Hello world", pieces=4), after=5))
+    fake.push(api.error_mid_stream(Text("Hello world", pieces=4), after=5))
 
     events, error = await fail(adapter, ask())
 
@@ -293,7 +276,7 @@ async def test_error_event_mid_stream_is_retryable_after_the_deltas_so_far(fake,
 
 async def test_invalid_request_error_event_mid_stream_is_not_retryable(fake, adapter):
     fake.push(
-        error_mid_stream(Text("Hi"), after=2, error_type="invalid_request_error", message="bad")
+        api.error_mid_stream(Text("Hi"), after=2, error_type="invalid_request_error", message="bad")
     )
 
     _, error = await fail(adapter, ask())
@@ -302,7 +285,7 @@ async def test_invalid_request_error_event_mid_stream_is_not_retryable(fake, ada
 
 
 async def test_dropped_connection_mid_stream_is_retryable(fake, adapter):
-    fake.push(dropped_mid_stream(Text("Hello world", pieces=4), after=5))
+    fake.push(api.dropped_mid_stream(Text("Hello world", pieces=4), after=5))
 
     events, error = await fail(adapter, ask())
 
@@ -315,8 +298,8 @@ async def test_dropped_connection_mid_stream_is_retryable(fake, adapter):
 
 
 async def test_stream_that_ends_without_message_stop_is_retryable(fake, adapter):
-    events = message_events(Text("Hello"))[:-2]  # no message_delta, no message_stop
-    fake.push(Reply(headers={"content-type": "text/event-stream"}, chunks=sse(events)))
+    events = api.message_events(Text("Hello"))[:-2]  # no message_delta, no message_stop
+    fake.push(Reply(headers={"content-type": "text/event-stream"}, chunks=api.sse(events)))
 
     _, error = await fail(adapter, ask())
 
@@ -325,7 +308,7 @@ async def test_stream_that_ends_without_message_stop_is_retryable(fake, adapter)
 
 
 async def test_connection_refused_is_retryable():
-    port = unused_port()
+    port = api.unused_port()
     async with AnthropicAdapter(
         "claude-test", api_key=KEY, base_url=f"http://127.0.0.1:{port}"
     ) as adapter:
@@ -337,7 +320,7 @@ async def test_connection_refused_is_retryable():
 
 
 async def test_401_is_not_retryable_and_names_the_fix(fake, adapter):
-    fake.push(http_error(401, "authentication_error", "invalid x-api-key"))
+    fake.push(api.http_error(401, "authentication_error", "invalid x-api-key"))
 
     _, error = await fail(adapter, ask())
 
@@ -358,7 +341,7 @@ async def test_401_is_not_retryable_and_names_the_fix(fake, adapter):
     ],
 )
 async def test_client_errors_are_not_retryable(fake, adapter, status, kind, hint):
-    fake.push(http_error(status, kind, "max_tokens: must be positive"))
+    fake.push(api.http_error(status, kind, "max_tokens: must be positive"))
 
     _, error = await fail(adapter, ask())
 
@@ -368,7 +351,7 @@ async def test_client_errors_are_not_retryable(fake, adapter, status, kind, hint
 
 
 async def test_a_server_message_echoing_the_key_is_redacted(fake, adapter):
-    fake.push(http_error(400, "invalid_request_error", f"bad header value {KEY}"))
+    fake.push(api.http_error(400, "invalid_request_error", f"bad header value {KEY}"))
 
     _, error = await fail(adapter, ask())
 

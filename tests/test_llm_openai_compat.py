@@ -6,7 +6,7 @@ import json
 from collections.abc import AsyncIterator
 
 import pytest
-from adapter_calls import SEARCH, ask, collect, fail
+from adapter_calls import SEARCH, ask, collect, fail, search_use, tool_result
 from fakes.openai_server import (
     FakeOpenAI,
     Reply,
@@ -175,25 +175,15 @@ def test_canonical_history_is_converted_to_chat_messages():
             "content": [
                 {"type": "thinking", "thinking": "use search", "signature": "sig"},
                 {"type": "text", "text": "Searching."},
-                {"type": "tool_use", "id": "tu_1", "name": "search", "input": {"query": "tides"}},
-                {"type": "tool_use", "id": "tu_2", "name": "search", "input": {"query": "moon"}},
+                search_use("tu_1", "tides"),
+                search_use("tu_2", "moon"),
             ],
         },
         {
             "role": "user",
             "content": [
-                {
-                    "type": "tool_result",
-                    "tool_use_id": "tu_1",
-                    "content": '["6am"]',
-                    "is_error": False,
-                },
-                {
-                    "type": "tool_result",
-                    "tool_use_id": "tu_2",
-                    "content": [{"type": "text", "text": "timeout"}],
-                    "is_error": True,
-                },
+                tool_result("tu_1", '["6am"]'),
+                tool_result("tu_2", [{"type": "text", "text": "timeout"}], is_error=True),
                 {"type": "text", "text": "Be quick."},
             ],
         },

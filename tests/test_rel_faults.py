@@ -23,18 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import anthropic_server as api
 from fakes.anthropic_server import (
     FakeAnthropic,
     Reply,
     Text,
     ToolUse,
-    dropped_mid_stream,
-    error_mid_stream,
-    http_error,
-    message_events,
-    overloaded,
-    rate_limited,
-    sse,
     turn,
 )
 from helpers import eventually, of_type
@@ -175,15 +169,15 @@ def assistant_texts(messages: list[dict[str, Any]]) -> list[str]:
 
 
 TRANSIENT = {
-    "429": (rate_limited(retry_after=0.05), 429, r"rate limit reached \(429"),
-    "529": (overloaded(), 529, r"overloaded \(529"),
-    "500": (http_error(500, "api_error", "Internal server error"), 500,
+    "429": (api.rate_limited(retry_after=0.05), 429, r"rate limit reached \(429"),
+    "529": (api.overloaded(), 529, r"overloaded \(529"),
+    "500": (api.http_error(500, "api_error", "Internal server error"), 500,
             r"server error \(500"),
-    "error-event-mid-stream": (error_mid_stream(Text("Partial words here"), after=4), 529,
+    "error-event-mid-stream": (api.error_mid_stream(Text("Partial words here"), after=4), 529,
                                r"failed mid-response \(overloaded_error\)"),
-    "dropped-mid-stream": (dropped_mid_stream(Text("Partial words here"), after=4), None,
+    "dropped-mid-stream": (api.dropped_mid_stream(Text("Partial words here"), after=4), None,
                            r"dropped mid-response"),
-    "no-message-stop": (Reply(headers=STREAM_HEADERS, chunks=sse(message_events(
+    "no-message-stop": (Reply(headers=STREAM_HEADERS, chunks=api.sse(api.message_events(
         Text("Partial words here"))[:-1])), None, r"ended before message_stop"),
 }
 
@@ -214,7 +208,7 @@ async def test_a_transient_model_error_is_retried_and_the_run_completes(world, f
 
 
 async def test_persistent_overload_fails_clearly_after_max_attempts_and_retry_recovers(world):
-    world.fake.push(*[overloaded() for _ in range(ATTEMPTS)])
+    world.fake.push(*[api.overloaded() for _ in range(ATTEMPTS)])
     handle, chunks, final = await world.run()
 
     assert final["status"] == "failed" and final["isExecuting"] is False
@@ -229,7 +223,7 @@ async def test_persistent_overload_fails_clearly_after_max_attempts_and_retry_re
 
 
 async def test_a_rejected_key_fails_at_once_with_the_fix_and_no_retry(world):
-    world.fake.push(http_error(401, "authentication_error", f"invalid x-api-key {KEY}"))
+    world.fake.push(api.http_error(401, "authentication_error", f"invalid x-api-key {KEY}"))
     handle, chunks, final = await world.run()
 
     assert final["status"] == "failed"
@@ -285,8 +279,8 @@ MALFORMED_ON_THE_WIRE = {
     "tool-input-not-json": (turn(ToolUse("lookup", '{"q": ')),
                             r"invalid JSON for the input of tool call 'lookup'"),
     "error-event-invalid-request": (
-        error_mid_stream(Text("abc"), after=3, error_type="invalid_request_error",
-                         message="messages: roles must alternate"),
+        api.error_mid_stream(Text("abc"), after=3, error_type="invalid_request_error",
+                             message="messages: roles must alternate"),
         r"roles must alternate"),
 }
 
@@ -308,7 +302,7 @@ async def test_a_malformed_stream_from_the_api_fails_the_run_clearly(world, kind
 
 async def test_a_model_that_hangs_is_cut_by_interrupt_and_resumes(world):
     # Each SSE event of the reply comes an hour after the last: only a cut ends the call.
-    world.fake.push(Reply(headers=STREAM_HEADERS, chunks=sse(message_events(
+    world.fake.push(Reply(headers=STREAM_HEADERS, chunks=api.sse(api.message_events(
         Text("slow words", pieces=2))), delay=3600), turn(Text("Resumed fine.")))
     handle = await world.backend.start("boss", "go", session_id="hang")
     await eventually(lambda: world.fake.requests, timeout=HANG)  # the call is in flight
@@ -389,7 +383,7 @@ async def test_a_tool_hanging_without_timeout_is_stopped_by_abort(world):
 async def test_a_failing_subagent_ends_with_an_error_and_the_parent_still_finishes(world):
     world.fake.push(
         turn(ToolUse("subagent__helper", {"message": "help me"})),
-        http_error(400, "invalid_request_error", "the helper's request is bad"),
+        api.http_error(400, "invalid_request_error", "the helper's request is bad"),
         turn(Text("The helper failed, so I answer alone.")),
     )
     handle, chunks, final = await world.run()

@@ -34,14 +34,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fakes import anthropic_server as api
 from fakes.anthropic_server import (
     FakeAnthropic,
     Text,
     Thinking,
     ToolUse,
-    error_mid_stream,
-    http_error,
-    overloaded,
     turn,
 )
 from helpers import of_type
@@ -136,14 +134,14 @@ async def test_the_key_stays_out_of_storage_chunks_cassettes_logs_and_reprs(
     fake.push(
         # run 1: a tool step, then a 529 and an error event echoing the key, then the answer
         turn(Thinking("Look it up first."), ToolUse("lookup", {"q": "otters"})),
-        overloaded(),
-        error_mid_stream(Text("partial"), after=4, message=f"overloaded (key {key})"),
+        api.overloaded(),
+        api.error_mid_stream(Text("partial"), after=4, message=f"overloaded (key {key})"),
         turn(Text("Otters hold hands.")),
         # run 2 (a follow-up): the key is refused, and the error body repeats it
-        http_error(401, "authentication_error", f"invalid x-api-key: {key}"),
+        api.http_error(401, "authentication_error", f"invalid x-api-key: {key}"),
         # run 3 (a retry): a sub-agent whose call is refused with the key in the message
         turn(ToolUse("subagent__helper", {"message": "help"})),
-        http_error(403, "permission_error", f"key {key} may not use this model"),
+        api.http_error(403, "permission_error", f"key {key} may not use this model"),
         turn(Text("Done without help.")),
     )
     storage = tmp_path / "storage"
@@ -205,7 +203,7 @@ async def test_the_notebook_path_and_its_rendered_view_never_show_the_key(
     from helix_lab.workbench import Workbench
 
     fake.push(turn(Thinking("Search the notes."), ToolUse("search_notes", {"query": "otters"})),
-              http_error(401, "authentication_error", f"bad key {key}"))
+              api.http_error(401, "authentication_error", f"bad key {key}"))
     bench = Workbench(storage=tmp_path / "helix")
     registry = AgentRegistry()
     registry.register(researcher)
@@ -240,7 +238,7 @@ async def test_helix_serve_keeps_the_key_out_of_its_output_storage_and_answers(
     token = secrets.token_urlsafe(24)
     storage = tmp_path / "serve"
     fake.push(turn(ToolUse("search_notes", {"query": "otters"})),
-              http_error(401, "authentication_error", f"invalid x-api-key {key}"))
+              api.http_error(401, "authentication_error", f"invalid x-api-key {key}"))
     env = {**os.environ, "HELIX_TOKEN": token, "ANTHROPIC_API_KEY": key,
            "ANTHROPIC_BASE_URL": fake.base_url,
            "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}

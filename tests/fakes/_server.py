@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from http import HTTPStatus
 from typing import Any, Self
 
-__all__ = ["RecordedRequest", "Reply", "ScriptedServer", "split", "unused_port"]
+__all__ = ["RecordedRequest", "Reply", "ScriptedServer", "ScriptedToolCall", "split", "unused_port"]
 
 
 @dataclass
@@ -69,6 +69,22 @@ def split(text: str, pieces: int) -> list[str]:
         return []
     size = max(1, -(-len(text) // max(pieces, 1)))
     return [text[i : i + size] for i in range(0, len(text), size)]
+
+
+@dataclass
+class ScriptedToolCall:
+    """A tool call in a scripted reply; each fake names it as its API does."""
+
+    name: str
+    arguments: dict[str, Any] | str
+    """The arguments; a string is sent as raw JSON text, valid or not."""
+    id: str
+    pieces: int = 3
+    """How many non-empty deltas to split the JSON over."""
+
+    def json_pieces(self) -> list[str]:
+        raw = self.arguments if isinstance(self.arguments, str) else json.dumps(self.arguments)
+        return split(raw, self.pieces)
 
 
 def unused_port() -> int:

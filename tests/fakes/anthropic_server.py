@@ -28,7 +28,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ._server import RecordedRequest, Reply, ScriptedServer, split, unused_port
+from ._server import RecordedRequest, Reply, ScriptedServer, ScriptedToolCall, split, unused_port
 
 __all__ = [
     "FakeAnthropic",
@@ -67,13 +67,10 @@ class Thinking:
 
 
 @dataclass
-class ToolUse:
-    name: str
-    input: dict[str, Any] | str
-    """The tool input; a string is sent as raw JSON text, valid or not."""
+class ToolUse(ScriptedToolCall):
+    """A ``tool_use`` block: its input streams as ``input_json_delta`` events."""
+
     id: str = "toolu_01A09q90qw90lq917835lq9"
-    pieces: int = 3
-    """How many non-empty ``input_json_delta`` events to split the JSON over."""
 
 
 Block = Text | Thinking | ToolUse
@@ -131,8 +128,7 @@ def message_events(
         else:
             start = {"type": "tool_use", "id": block.id, "name": block.name, "input": {}}
             # The API opens a tool's input with an empty partial_json, as here.
-            raw = block.input if isinstance(block.input, str) else json.dumps(block.input)
-            parts = ["", *split(raw, block.pieces)]
+            parts = ["", *block.json_pieces()]
             deltas = [{"type": "input_json_delta", "partial_json": p} for p in parts]
         events.append(
             (

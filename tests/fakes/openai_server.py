@@ -22,7 +22,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from ._server import RecordedRequest, Reply, ScriptedServer, split, unused_port
+from ._server import RecordedRequest, Reply, ScriptedServer, ScriptedToolCall, split, unused_port
 
 __all__ = [
     "FakeOpenAI",
@@ -37,12 +37,10 @@ __all__ = [
 
 
 @dataclass
-class ToolCall:
-    name: str
-    arguments: dict[str, Any] | str
-    """The arguments; a string is sent as raw JSON text, valid or not."""
+class ToolCall(ScriptedToolCall):
+    """A ``tool_calls`` entry: its arguments stream in ``function.arguments`` deltas."""
+
     id: str = "call_abc123"
-    pieces: int = 3
 
 
 def chat_chunks(
@@ -82,10 +80,7 @@ def chat_chunks(
         chunks.append(chunk({"tool_calls": [head]}))
         chunks += [
             chunk({"tool_calls": [{"index": index, "function": {"arguments": p}}]})
-            for p in split(
-                call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments),
-                call.pieces,
-            )
+            for p in call.json_pieces()
         ]
     chunks.append(chunk({}, finish_reason))
     usage = {
