@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
-import pydantic
+from note_taker import notes_agent
 
 from helix_lab.agent import Agent
 from helix_lab.client.backend import LocalBackend
@@ -30,7 +30,7 @@ from helix_lab.runtime import (
     create_agent_server,
 )
 from helix_lab.runtime.sse import END_EVENT, iter_sse_chunks
-from helix_lab.tools import ToolContext, tool
+from helix_lab.tools import tool
 
 _UNSET: Any = object()
 FAST_RETRY = RetryPolicy(base_delay=0.01, max_delay=0.05)
@@ -232,17 +232,6 @@ def stored_files(directory: str | Path) -> list[str]:
 CRASH_SESSION = "crash"
 
 
-class CrashNotes(pydantic.BaseModel):
-    notes: list[str] = []
-
-
-@tool
-def note(word: str, ctx: ToolContext) -> str:
-    """Remember a word."""
-    ctx.update_state(lambda s: s.notes.append(word))
-    return f"noted {word}"
-
-
 @tool(timeout=None)
 async def hang() -> str:
     """Never returns: the process running it is killed."""
@@ -252,11 +241,11 @@ async def hang() -> str:
 
 
 def crash_agent() -> Agent:
-    return Agent(name="crashy", tools=[note, hang], state_schema=CrashNotes, register=False)
+    return notes_agent("crashy", tools=[hang])
 
 
 def crash_turns() -> list[Turn]:
     """Steps 1 and 2 commit; step 3 stages a change, then hangs until the kill."""
-    return [Turn(text="First a.", tool_calls=[call("note", word="a")]),
-            Turn(text="Then b.", tool_calls=[call("note", word="b")]),
-            Turn(text="Then c, slowly.", tool_calls=[call("note", word="c"), call("hang")])]
+    return [Turn(text="First a.", tool_calls=[call("remember", word="a")]),
+            Turn(text="Then b.", tool_calls=[call("remember", word="b")]),
+            Turn(text="Then c, slowly.", tool_calls=[call("remember", word="c"), call("hang")])]

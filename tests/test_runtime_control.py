@@ -10,6 +10,7 @@ from typing import Any
 import pydantic
 import pytest
 from helpers import Runtime, assert_contiguous, error_of, eventually, of_type, types
+from note_taker import notes_agent, remember_turn
 
 from helix_lab import Agent, ToolContext, tool
 from helix_lab.client.handle import RunInterrupted
@@ -49,29 +50,9 @@ class HeldBack:
                 self.ended.set()
 
 
-class Notes(pydantic.BaseModel):
-    notes: list[str] = []
-
-
 class Answer(pydantic.BaseModel):
     answer: str
     confidence: float = 1.0
-
-
-@tool
-def remember(word: str, ctx: ToolContext) -> str:
-    """Remember a word."""
-    ctx.update_state(lambda s: s.notes.append(word))
-    return f"remembered {word}"
-
-
-def notes_agent(name: str = "a", **options: Any) -> Agent:
-    return Agent(name=name, tools=[remember, *options.pop("tools", [])], state_schema=Notes,
-                 register=False, **options)
-
-
-def remember_turn(word: str) -> Turn:
-    return Turn(text=f"Noting {word}.", tool_calls=[call("remember", word=word)])
 
 
 async def committed_messages(rt: Runtime, sid: str) -> list[dict[str, Any]]:

@@ -95,7 +95,7 @@ async def test_a_killed_host_leaves_a_resumable_interrupted_run(tmp_path: Path) 
     step2 = await run_and_kill(tmp_path, storage)
     assert [f for f in stored_files(storage) if f.endswith(".sqlite3")], "the child wrote nothing"
 
-    llm = ScriptedLLM([Turn(text="All three noted.", tool_calls=[call("note", word="c")]),
+    llm = ScriptedLLM([Turn(text="All three noted.", tool_calls=[call("remember", word="c")]),
                        "Done: a, b, c."])
     rt = Runtime(storage, [crash_agent()], llm)
     try:

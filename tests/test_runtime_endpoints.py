@@ -13,7 +13,6 @@ import json
 import re
 from typing import Any
 
-import pydantic
 import pytest
 from helpers import (
     _UNSET,
@@ -25,8 +24,9 @@ from helpers import (
     stored_files,
     types,
 )
+from note_taker import notes_agent
 
-from helix_lab import Agent, ToolContext, tool
+from helix_lab import Agent
 from helix_lab.client.handle import AgentHandle
 from helix_lab.errors import AuthError, BadRequestError, ConflictError, NotFoundError
 from helix_lab.llm import ScriptedLLM, Turn, call
@@ -47,19 +47,7 @@ from helix_lab.runtime.hooks import (
     BeforeStartContext,
 )
 
-
-class Notes(pydantic.BaseModel):
-    notes: list[str] = []
-
-
-@tool
-def remember(word: str, ctx: ToolContext) -> str:
-    """Remember a word."""
-    ctx.update_state(lambda s: s.notes.append(word))
-    return f"remembered {word}"
-
-
-AGENT = Agent(name="a", tools=[remember], state_schema=Notes, register=False)
+AGENT = notes_agent()
 SLOW = Agent(name="slow", register=False)
 
 
