@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from dummy_comm import CommRecorder
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -49,6 +52,15 @@ async def make_runtime(tmp_path: Path):
         await runtime.close()
     problems = [p for runtime in made for p in runtime.violations]
     assert not problems, problems
+
+
+@pytest.fixture
+def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
+    """Widgets open recording dummy comms (``dummy_comm.CommRecorder``) instead of a kernel's;
+    a widget test module uses it for every test through its ``pytestmark``."""
+    from dummy_comm import record_comms
+
+    return record_comms(monkeypatch)
 
 
 @pytest.fixture

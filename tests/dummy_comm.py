@@ -1,6 +1,6 @@
 """A recording dummy comm for widget tests: no kernel, and every message to the front end kept.
 
-:func:`record_comms` (called from a test module's autouse fixture) replaces ipywidgets'
+:func:`record_comms` (behind the ``comms`` fixture of conftest.py) replaces ipywidgets'
 comm factory, so each widget opens a :class:`DummyComm`; tests then assert the exact ``update``
 messages that went to the front end, and can play front-end messages back into a widget.
 :class:`Chunks` makes the chunks such a test feeds a view.

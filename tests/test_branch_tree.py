@@ -10,14 +10,11 @@ from typing import Any
 
 import pytest
 import traitlets
-from dummy_comm import CommRecorder, from_front_end, front_end_state, record_comms
+from dummy_comm import CommRecorder, from_front_end, front_end_state
 
 from helix_lab.widgets.branch_tree import PAGE_SIZE, BranchTree
 
-
-@pytest.fixture(autouse=True)
-def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
-    return record_comms(monkeypatch)
+pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
 
 
 def branch(n: int, parent: int | None, fork_step: int | None, head_step: int,

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 import test_magics
-from dummy_comm import CommRecorder, record_comms
 from helpers import eventually
 from test_debugging import SENT, counting_model, email_turn, mail_agent
 from test_magics import Kernel
@@ -23,9 +22,7 @@ from helix_lab.widgets.render import render_header, render_step, render_stream
 shell, shown, kernel = test_magics.shell, test_magics.shown, test_magics.kernel
 
 
-@pytest.fixture(autouse=True)
-def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
-    return record_comms(monkeypatch)
+pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,6 @@ from typing import Any
 
 import e2e_scenario
 import pytest
-from dummy_comm import CommRecorder, record_comms
 from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
@@ -17,10 +16,7 @@ from helix_lab.widgets import AgentView
 from helix_lab.widgets.html_page import session_html
 from helix_lab.widgets.view_state import RENDER_ITEMS
 
-
-@pytest.fixture(autouse=True)
-def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
-    return record_comms(monkeypatch)
+pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
 
 
 async def forked(backend: Any, session: str, steps: int) -> Any:

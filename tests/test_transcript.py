@@ -11,10 +11,8 @@ from typing import Any
 import pytest
 from dummy_comm import (
     Chunks,
-    CommRecorder,
     custom_messages,
     from_front_end,
-    record_comms,
     transcript_text,
 )
 from helpers import eventually
@@ -28,10 +26,7 @@ from helix_lab.widgets.transcript import WINDOW
 from helix_lab.widgets.transcript_feed import EARLIER_PAGE
 from helix_lab.widgets.view_state import RENDER_ITEMS
 
-
-@pytest.fixture(autouse=True)
-def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
-    return record_comms(monkeypatch)
+pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
 
 
 @pytest.fixture

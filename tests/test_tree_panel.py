@@ -9,16 +9,13 @@ from typing import Any
 
 import e2e_scenario
 import pytest
-from dummy_comm import CommRecorder, from_front_end, front_end_state, record_comms
+from dummy_comm import from_front_end, front_end_state
 from helpers import eventually
 
 from helix_lab.widgets import AgentView
 from helix_lab.widgets.branch_tree import PAGE_SIZE
 
-
-@pytest.fixture(autouse=True)
-def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
-    return record_comms(monkeypatch)
+pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
 
 
 @pytest.fixture

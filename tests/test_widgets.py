@@ -22,7 +22,6 @@ from dummy_comm import (
     CommRecorder,
     custom_messages,
     front_end_state,
-    record_comms,
     transcript_text,
 )
 from helpers import eventually
@@ -40,10 +39,7 @@ from helix_lab.widgets.render import (
 from helix_lab.widgets.transcript_feed import TEXT_LIMIT
 from helix_lab.widgets.view_state import RENDER_ITEMS
 
-
-@pytest.fixture(autouse=True)
-def comms(monkeypatch: pytest.MonkeyPatch) -> CommRecorder:
-    return record_comms(monkeypatch)
+pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
 
 
 # -- agents and chunks --------------------------------------------------------------------
