@@ -70,6 +70,14 @@ def email_turn(to: str = "bob@example.com", subject: str = "hi") -> Turn:
     return Turn(text="Sending.", tool_calls=[call("send_email", to=to, subject=subject)])
 
 
+async def paused_for_approval(make_runtime: Any, llm: ScriptedLLM) -> tuple[Runtime, Any]:
+    """A mailer run in session ``s1`` paused at its one risky call, and that pending call."""
+    rt = make_runtime([mail_agent()], llm)
+    await rt.run("s1", "mail bob", "mailer")
+    [pending] = (await rt.get("s1", "/status"))["pendingApprovals"]
+    return rt, pending
+
+
 # -- approvals ------------------------------------------------------------------------------
 
 
@@ -99,9 +107,7 @@ async def test_a_risky_call_pauses_the_run_before_anything_runs(make_runtime: An
 async def test_approve_with_edited_input_runs_and_records_exactly_that(
         make_runtime: Any) -> None:
     llm = ScriptedLLM([email_turn(), "done"])
-    rt = make_runtime([mail_agent()], llm)
-    await rt.run("s1", "mail bob", "mailer")
-    [pending] = (await rt.get("s1", "/status"))["pendingApprovals"]
+    rt, pending = await paused_for_approval(make_runtime, llm)
     edited = {"to": "alice@example.com", "subject": "edited"}
     response = await approve(rt, "s1", {"toolCallId": pending["toolCallId"], "action": "edit",
                                         "input": edited})
@@ -129,9 +135,7 @@ async def test_approve_with_edited_input_runs_and_records_exactly_that(
 async def test_deny_gives_the_model_an_error_result_with_the_message(
         make_runtime: Any) -> None:
     llm = ScriptedLLM([email_turn(), "I will not send it."])
-    rt = make_runtime([mail_agent()], llm)
-    await rt.run("s1", "mail bob", "mailer")
-    [pending] = (await rt.get("s1", "/status"))["pendingApprovals"]
+    rt, pending = await paused_for_approval(make_runtime, llm)
     response = await approve(rt, "s1", {"toolCallId": pending["toolCallId"], "action": "deny",
                                         "message": "not to bob"})
     assert response.status == 200
@@ -177,9 +181,7 @@ async def test_a_predicate_decides_per_call(make_runtime: Any) -> None:
 
 async def test_bad_decisions_are_refused_and_change_nothing(make_runtime: Any) -> None:
     llm = ScriptedLLM([email_turn(), "done"], loop=True)
-    rt = make_runtime([mail_agent()], llm)
-    await rt.run("s1", "mail bob", "mailer")
-    [pending] = (await rt.get("s1", "/status"))["pendingApprovals"]
+    rt, pending = await paused_for_approval(make_runtime, llm)
     tcid = pending["toolCallId"]
     before = await stored(rt, "s1")
     cases = [
@@ -235,9 +237,7 @@ async def test_a_paused_session_survives_a_restart_and_can_be_approved(
 
 async def test_interrupt_and_abort_work_while_paused(make_runtime: Any) -> None:
     llm = ScriptedLLM([email_turn(), "done"])
-    rt = make_runtime([mail_agent()], llm)
-    await rt.run("s1", "mail bob", "mailer")
-    [pending] = (await rt.get("s1", "/status"))["pendingApprovals"]
+    rt, pending = await paused_for_approval(make_runtime, llm)
     response = await rt.call("s1", "POST", "/interrupt", json={"reason": "later"})
     assert response.status == 200 and response.json()["status"] == "interrupted"
     assert of_type(await rt.chunks("s1"), "run_interrupted")[-1]["reason"] == "later"
@@ -515,9 +515,7 @@ async def test_a_fork_of_a_paused_step_with_a_new_message_asks_the_model_again(
 
 async def test_an_interrupt_before_the_approved_step_runs_keeps_it(make_runtime: Any) -> None:
     llm = ScriptedLLM([email_turn(), "done"])
-    rt = make_runtime([mail_agent()], llm)
-    await rt.run("s1", "mail bob", "mailer")
-    [pending] = (await rt.get("s1", "/status"))["pendingApprovals"]
+    rt, pending = await paused_for_approval(make_runtime, llm)
     server = rt.server("s1")
     # Straight to the object, so nothing else runs between the answer and the next line:
     # the approval run has been launched but has not taken its first step.

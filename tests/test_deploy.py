@@ -14,6 +14,7 @@ import tomllib
 import zipfile
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -140,19 +141,26 @@ def _offline_wrangler() -> str | None:
     return None
 
 
-def test_wrangler_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def wrangler_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bundled: tuple[str, ...],
+                     **options: Any) -> str:
+    """``helix deploy --dry-run`` with ``options`` through the local wrangler (the test is
+    skipped without one); check that ``bundled`` went into the bundle, return the deploy log."""
     wrangler = _offline_wrangler()
     if wrangler is None:
         pytest.skip("no local wrangler; CI: npm install --prefix .ci/node wrangler@"
                     f"{deploying.WRANGLER_VERSION}")
     monkeypatch.setenv("HELIX_WRANGLER", wrangler)
-    result = deploy(dry_run=True, cwd=tmp_path)
+    result = deploy(dry_run=True, cwd=tmp_path, **options)
     dist = result.outdir
     assert dist is not None and result.toolchain is not None
-    for bundled in ("entry.py", "helix_lab/worker_bundle/entry.py",
-                    "helix_lab/examples/corpus.json", "python_modules/workers/__init__.py"):
-        assert (dist / bundled).is_file(), bundled
-    log = (result.project_dir / ".helix-deploy.log").read_text()
+    for path in ("entry.py", "python_modules/workers/__init__.py", *bundled):
+        assert (dist / path).is_file(), path
+    return (result.project_dir / ".helix-deploy.log").read_text()
+
+
+def test_wrangler_dry_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    log = wrangler_dry_run(tmp_path, monkeypatch, ("helix_lab/worker_bundle/entry.py",
+                                                   "helix_lab/examples/corpus.json"))
     assert "env.AGENTS (HelixAgentServer)" in log and "--dry-run: exiting now." in log
 
 

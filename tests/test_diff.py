@@ -24,6 +24,14 @@ from helix_lab.errors import UserError
 from helix_lab.llm.scripted import ScriptedLLM, Turn, call
 
 
+def assert_divergence(diff: RunDiff, step: int, reason: str, *details: str) -> None:
+    """The two runs part at ``step`` for ``reason``, and the detail names each of ``details``."""
+    assert diff.divergence is not None
+    assert (diff.divergence.step, diff.divergence.reason) == (step, reason)
+    for detail in details:
+        assert detail in diff.divergence.detail, (detail, diff.divergence.detail)
+
+
 async def branch_and_session_diffs(backend: Any, tag: str) -> dict[str, Any]:
     """Fork a stepper run with a state edit, and run a second session; diff both ways."""
     h = await backend.start("stepper", "steps=3", session_id=f"d-{tag}")
@@ -48,11 +56,7 @@ async def branch_and_session_diffs(backend: Any, tag: str) -> dict[str, Any]:
 
 def check_branch_and_session_diffs(found: dict[str, Any]) -> None:
     branches: RunDiff = found["branches"]
-    assert branches.divergence is not None
-    assert branches.divergence.step == 2
-    assert branches.divergence.reason == "state edit"
-    assert "state.label" in branches.divergence.detail
-    assert "'forked'" in branches.divergence.detail
+    assert_divergence(branches, 2, "state edit", "state.label", "'forked'")
     assert branches.same_agent and branches.notes == []
     assert branches.state_patch == [{"op": "replace", "path": "/label", "value": "forked"}]
     assert branches.left.output == branches.right.output == "finished 3 steps"
@@ -67,12 +71,8 @@ def check_branch_and_session_diffs(found: dict[str, Any]) -> None:
     assert "output: the same ('finished 3 steps')" in text
 
     sessions: RunDiff = found["sessions"]
-    assert sessions.divergence is not None
-    assert sessions.divergence.step == 0
-    assert sessions.divergence.reason == "different start"
-    assert "messages[0].content" in sessions.divergence.detail
-    assert "'steps=3'" in sessions.divergence.detail
-    assert "'steps=2'" in sessions.divergence.detail
+    assert_divergence(sessions, 0, "different start",
+                      "messages[0].content", "'steps=3'", "'steps=2'")
     assert sessions.left.output == "finished 3 steps"
     assert sessions.right.output == "finished 2 steps"
     assert "output: left 'finished 3 steps'" in str(sessions)
@@ -166,10 +166,8 @@ async def test_a_different_tool_result(make_runtime) -> None:
 
     diff = await diff_runs(a, b)
 
-    assert diff.divergence is not None
-    assert (diff.divergence.step, diff.divergence.reason) == (1, "different tool result")
-    assert "toolResults[0].content[0].content" in diff.divergence.detail
-    assert "'otters use rocks'" in diff.divergence.detail
+    assert_divergence(diff, 1, "different tool result",
+                      "toolResults[0].content[0].content", "'otters use rocks'")
     step_one = diff.side_by_side()[0]
     assert step_one[0] == 1
     assert "→ otters use rocks" in step_one[1] and "→ otters eat urchins" in step_one[2]
@@ -203,8 +201,7 @@ async def test_sessions_of_different_agents_are_compared_and_say_so(make_runtime
 
     assert not diff.same_agent
     assert diff.notes[0].startswith("the two runs use different agents (a and b)")
-    assert (diff.divergence.step, diff.divergence.reason) == (1, "different model response")
-    assert "'otters'" in diff.divergence.detail and "'seals'" in diff.divergence.detail
+    assert_divergence(diff, 1, "different model response", "'otters'", "'seals'")
     assert diff.state_patch == [{"op": "replace", "path": "/seen/0", "value": "seals"}]
     assert "note: the two runs use different agents" in str(diff)
 

@@ -44,6 +44,7 @@ import signal
 import sys
 import time
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -131,24 +132,23 @@ async def exact_bursts(backend: Backend, prefix: str, gates: Path,
     return dict(done)
 
 
+@dataclass
 class Load:
     """``sessions`` clients streaming for ``duration`` seconds; keeps what they saw."""
 
-    def __init__(self, backends: list[Backend], sessions: int, duration: float,
-                 prefix: str, gates: Path) -> None:
-        self.backends = backends
-        self.gates = gates
-        self.sessions = sessions
-        self.duration = duration
-        self.prefix = prefix
-        self.latencies: list[float] = []
-        self.first_chunk: list[float] = []
-        self.errors: list[str] = []
-        self.runs = 0
-        self.completed_first: set[str] = set()
-        """Sessions whose first run streamed to its end and completed."""
-        self.seen: dict[str, list[tuple[int, str]]] = {}
-        self.bursts: dict[str, list[int]] = {}
+    backends: list[Backend]
+    sessions: int
+    duration: float
+    prefix: str
+    gates: Path
+    latencies: list[float] = field(default_factory=list)
+    first_chunk: list[float] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    runs: int = 0
+    completed_first: set[str] = field(default_factory=set)
+    """Sessions whose first run streamed to its end and completed."""
+    seen: dict[str, list[tuple[int, str]]] = field(default_factory=dict)
+    bursts: dict[str, list[int]] = field(default_factory=dict)
 
     async def session(self, index: int) -> None:
         """Start a run and stream it to its end; then send again after each run until

@@ -17,6 +17,7 @@ import logging
 import re
 import secrets
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,19 +100,29 @@ async def wire(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[
             await backend.aclose()
             await namespace.aclose()
         return
-    served = request.getfixturevalue("served")
-    http = httpx.AsyncClient(base_url=served.url, headers=AUTH, timeout=30)
-    backend = RemoteBackend(served.url, token=TOKEN)
-    try:
+    async with serve_wire(request.getfixturevalue("served")) as served_wire:
+        yield served_wire
+
+
+@asynccontextmanager
+async def serve_wire(served: Served) -> AsyncIterator[Wire]:
+    """``helix serve`` seen from outside, closed on exit."""
+    async with (httpx.AsyncClient(base_url=served.url, headers=AUTH, timeout=30) as http,
+                RemoteBackend(served.url, token=TOKEN) as backend):
         yield Wire("serve", http, backend)
-    finally:
-        await http.aclose()
-        await backend.aclose()
 
 
 def session(wire: Wire, name: str) -> str:
     """A session id of its own per backend, as the serve process outlives one test."""
     return f"{name}-{wire.kind}-{secrets.token_hex(3)}"
+
+
+async def completed_session(wire: Wire, name: str) -> tuple[str, Any]:
+    """A session that ran one step to completion, and its ``/checkpoints`` then, which a
+    refused request must leave as they were."""
+    sid = session(wire, name)
+    assert (await wire.run(sid, "steps=1"))["status"] == "completed"
+    return sid, await wire.get(sid, "/checkpoints")
 
 
 # -- 1. a before_* hook may return the seed's AbortResult as a plain dict -------------------
@@ -162,13 +173,13 @@ async def test_every_before_hook_takes_a_plain_dict(make_runtime: Any) -> None:
 
 # -- 2. /resume and /retry require agentType and check it -----------------------------------
 
+RESUME_AND_RETRY = (("/resume", {"mode": "continue"}), ("/retry", {"mode": "from_start"}))
+"""The endpoints that take an ``agentType``, each with options it accepts."""
+
 
 async def test_resume_and_retry_require_the_agent_type(wire: Wire) -> None:
-    sid = session(wire, "untyped")
-    assert (await wire.run(sid, "steps=1"))["status"] == "completed"
-    before = await wire.get(sid, "/checkpoints")
-    for endpoint, options in (("/resume", {"mode": "continue"}),
-                              ("/retry", {"mode": "from_start"})):
+    sid, before = await completed_session(wire, "untyped")
+    for endpoint, options in RESUME_AND_RETRY:
         for body in ({"options": options}, {"agentType": "", "options": options}):
             missing = await wire.post(sid, endpoint, body)
             assert missing.status_code == 400, (endpoint, missing.text)
@@ -179,11 +190,8 @@ async def test_resume_and_retry_require_the_agent_type(wire: Wire) -> None:
 
 
 async def test_resume_and_retry_check_the_agent_type(wire: Wire) -> None:
-    sid = session(wire, "typed")
-    assert (await wire.run(sid, "steps=1"))["status"] == "completed"
-    before = await wire.get(sid, "/checkpoints")
-    for endpoint, options in (("/resume", {"mode": "continue"}),
-                              ("/retry", {"mode": "from_start"})):
+    sid, before = await completed_session(wire, "typed")
+    for endpoint, options in RESUME_AND_RETRY:
         other = await wire.post(sid, endpoint, {"agentType": "researcher", "options": options})
         assert other.status_code == 409, (endpoint, other.text)
         error = other.json()["error"]
@@ -209,9 +217,7 @@ async def test_handles_send_the_agent_type_they_learn_from_the_session(wire: Wir
 
 
 async def test_unknown_keys_get_a_400_naming_the_camel_case_key(wire: Wire) -> None:
-    sid = session(wire, "keys")
-    assert (await wire.run(sid, "steps=1"))["status"] == "completed"
-    before = await wire.get(sid, "/checkpoints")
+    sid, before = await completed_session(wire, "keys")
     cases = [
         ("/resume", {"agentType": "stepper", "options": {"mode": "continue",
                                                          "modifystate": {"label": "x"}}},
@@ -346,28 +352,24 @@ async def test_the_seed_websocket_route_in_the_kernel(make_runtime: Any) -> None
 
 async def test_the_seed_stream_route_on_helix_serve(served: Served) -> None:
     sid = "seed-stream"
-    async with httpx.AsyncClient(base_url=served.url, headers=AUTH, timeout=30) as http:
-        wire = Wire("serve", http, RemoteBackend(served.url, token=TOKEN))
+    async with serve_wire(served) as wire:
         await wire.run(sid, "steps=2")
         stored = await wire.sse(f"/sessions/{sid}/sse")
         assert await wire.sse(f"/stream/{sid}") == stored
         assert await wire.sse(f"/stream/{sid}?fromSequence=3") == stored[3:]
         reconnect = await wire.sse(f"/stream/{sid}", headers={"Last-Event-ID": "6"})
         assert reconnect == stored[6:]
-        plain = await http.get(f"/ws/{sid}")
+        plain = await wire.http.get(f"/ws/{sid}")
         assert plain.status_code == 426
-        await wire.backend.aclose()
     async with httpx.AsyncClient(base_url=served.url) as anonymous:
         assert (await anonymous.get(f"/stream/{sid}")).status_code == 401
 
 
 async def test_websockets_on_any_path_on_helix_serve(served: Served) -> None:
     sid = "seed-ws"
-    async with httpx.AsyncClient(base_url=served.url, headers=AUTH, timeout=30) as http:
-        wire = Wire("serve", http, RemoteBackend(served.url, token=TOKEN))
+    async with serve_wire(served) as wire:
         await wire.run(sid, "steps=2")
         stored = await wire.sse(f"/sessions/{sid}/sse")
-        await wire.backend.aclose()
     base = served.url.replace("http", "ws", 1)
     for path in (f"/ws/{sid}", f"/sessions/{sid}/ws", f"/sessions/{sid}/"):
         received: list[dict[str, Any]] = []

@@ -56,6 +56,17 @@ async def branched_session(backend: Any, session: str) -> Any:
     return h
 
 
+async def exported_run(make_runtime: Any, tmp_path: Path, session: str,
+                       steps: int) -> tuple[Any, Path]:
+    """A finished stepper run of ``steps`` steps, exported to ``<tmp_path>/<session>.helix``."""
+    source = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
+    h = await source.backend.start("stepper", f"steps={steps}", session_id=session)
+    await h.result()
+    path = tmp_path / f"{session}.helix"
+    await export_session(h, path)
+    return h, path
+
+
 async def everything(handle: Any) -> dict[str, Any]:
     """What a session reads back as, through the client API."""
     status = await handle.status()
@@ -159,11 +170,7 @@ async def test_replay_from_session_forks_offline(make_runtime, tmp_path: Path) -
 
 
 async def test_a_mismatch_names_the_field(make_runtime, tmp_path: Path) -> None:
-    source = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
-    h = await source.backend.start("stepper", "steps=2", session_id="m")
-    await h.result()
-    path = tmp_path / "m.helix"
-    await export_session(h, path)
+    h, path = await exported_run(make_runtime, tmp_path, "m", steps=2)
     replay = ReplayLLM.from_session(path)
     messages = await h.messages()
     tools = e2e_scenario.stepper.tool_specs()
@@ -248,12 +255,7 @@ asyncio.run(main())
 
 @pytest.fixture
 async def exported(make_runtime, tmp_path: Path) -> Path:
-    source = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
-    h = await source.backend.start("stepper", "steps=1", session_id="good")
-    await h.result()
-    path = tmp_path / "good.helix"
-    await export_session(h, path)
-    return path
+    return (await exported_run(make_runtime, tmp_path, "good", steps=1))[1]
 
 
 def rewrite(source: Path, target: Path, change: Any) -> Path:

@@ -8,9 +8,8 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from test_deploy import _offline_wrangler
+from test_deploy import wrangler_dry_run
 
-from helix_lab import deploy as deploying
 from helix_lab.cli import main
 from helix_lab.deploy import deploy
 from helix_lab.errors import DeployError
@@ -71,17 +70,8 @@ def test_an_unknown_approach_is_a_one_line_error(tmp_path: Path, monkeypatch, ca
 
 def test_wrangler_dry_run_of_the_workflows_bundle(tmp_path: Path,
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
-    wrangler = _offline_wrangler()
-    if wrangler is None:
-        pytest.skip("no local wrangler; CI: npm install --prefix .ci/node wrangler@"
-                    f"{deploying.WRANGLER_VERSION}")
-    monkeypatch.setenv("HELIX_WRANGLER", wrangler)
-    result = deploy(dry_run=True, cwd=tmp_path, approach="workflows", name="helix-wf")
-    dist = result.outdir
-    assert dist is not None and result.toolchain is not None
-    for bundled in ("entry.py", "helix_lab/worker_bundle/workflows_app.py",
-                    "helix_lab/workflows/agent_steps.py", "python_modules/workers/__init__.py"):
-        assert (dist / bundled).is_file(), bundled
-    log = (result.project_dir / ".helix-deploy.log").read_text()
+    log = wrangler_dry_run(tmp_path, monkeypatch, ("helix_lab/worker_bundle/workflows_app.py",
+                                                   "helix_lab/workflows/agent_steps.py"),
+                           approach="workflows", name="helix-wf")
     assert "env.AGENT_WORKFLOW" in log and "env.AGENT_DB" in log and "env.STREAMS" in log
     assert "--dry-run: exiting now." in log

@@ -21,6 +21,23 @@ from helix_lab.workflows import (
 DEADLINE = 60.0  # only catches hangs
 
 
+class Hold:
+    """A step body that says it was reached, then waits until the test opens it."""
+
+    def __init__(self) -> None:
+        self._reached, self._opened = asyncio.Event(), asyncio.Event()
+
+    async def __call__(self) -> None:
+        self._reached.set()
+        await self._opened.wait()
+
+    async def reached(self) -> None:
+        await asyncio.wait_for(self._reached.wait(), DEADLINE)
+
+    def open(self) -> None:
+        self._opened.set()
+
+
 async def finished(binding: LocalWorkflowBinding, instance_id: str,
                    statuses: tuple[str, ...] = ("complete", "errored", "terminated")
                    ) -> dict[str, Any]:
@@ -36,11 +53,7 @@ async def finished(binding: LocalWorkflowBinding, instance_id: str,
 
 async def test_steps_are_keyed_by_name_and_count_and_replayed_without_running(tmp_path: Path):
     calls: list[str] = []
-    gate, reached = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        reached.set()
-        await gate.wait()
+    hold = Hold()
 
     async def run(event, step):
         total = 0
@@ -52,11 +65,11 @@ async def test_steps_are_keyed_by_name_and_count_and_replayed_without_running(tm
     path = tmp_path / "wf.sqlite3"
     first = LocalWorkflowBinding(run, path)
     await first.create(id="i1", params={"item": "otter"})
-    await asyncio.wait_for(reached.wait(), DEADLINE)
+    await hold.reached()
     await first.aclose()  # the host goes away mid-run
     assert calls == ["add0", "add1", "add2"]
 
-    gate.set()
+    hold.open()
     second = LocalWorkflowBinding(run, path)
     status = await finished(second, "i1")  # get() alone continues it
     assert status == {"status": "complete", "error": None,
@@ -185,12 +198,8 @@ async def test_a_result_that_is_not_json_names_the_step():
 
 
 async def test_a_step_name_that_changes_on_replay_is_named_in_a_warning(tmp_path: Path):
-    gate, reached = asyncio.Event(), asyncio.Event()
+    hold = Hold()
     stamp = {"v": 1}
-
-    async def hold() -> None:
-        reached.set()
-        await gate.wait()
 
     async def run(event, step):
         await step.do(f"fetch-{stamp['v']}", lambda: "data")  # the clock, in effect
@@ -200,9 +209,10 @@ async def test_a_step_name_that_changes_on_replay_is_named_in_a_warning(tmp_path
     path = tmp_path / "wf.sqlite3"
     first = LocalWorkflowBinding(run, path)
     await first.create(id="nd")
-    await asyncio.wait_for(reached.wait(), DEADLINE)
+    await hold.reached()
     await first.aclose()
-    stamp["v"], _ = 2, gate.set()
+    stamp["v"] = 2
+    hold.open()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         second = LocalWorkflowBinding(run, path)
@@ -268,11 +278,7 @@ async def test_sleep_is_durable_and_pause_resume_stop_at_a_step_boundary(tmp_pat
 
 async def test_terminate_restart_and_restart_from_a_step():
     ran: list[str] = []
-    release, reached = asyncio.Event(), asyncio.Event()
-
-    async def hold() -> None:
-        reached.set()
-        await release.wait()
+    hold = Hold()
 
     async def run(event, step):
         for name in ("a", "b", "c"):
@@ -282,13 +288,13 @@ async def test_terminate_restart_and_restart_from_a_step():
 
     binding = LocalWorkflowBinding(run)
     instance = await binding.create(id="x")
-    await asyncio.wait_for(reached.wait(), DEADLINE)
+    await hold.reached()
     await instance.terminate()
     assert (await instance.status())["status"] == "terminated"
     with pytest.raises(ConflictError, match="already terminated"):
         await instance.terminate()
 
-    release.set()
+    hold.open()
     await instance.restart({"from": {"name": "b", "count": 1, "type": "do"}})
     await finished(binding, "x")
     assert ran == ["a", "b", "c", "b", "c"]  # "a" kept its stored result
