@@ -36,42 +36,47 @@ class WireModel(BaseModel):
         return self.model_dump(mode="json", by_alias=True)
 
 
-class AgentWorkflowInput(WireModel):
-    """The params of one workflow instance: one run of an agent in a session."""
+class _Run(WireModel):
+    """Names one run of one session; the models below add what their step needs."""
 
-    agent_type: str
     session_id: str
     run_id: str
+
+
+class _Ended(WireModel):
+    """How a run ended."""
+
+    status: Literal["completed", "failed", "interrupted"]
+    output: Any = None
+    error: str | None = None
+
+
+class InitializeAgentInput(_Run):
+    agent_type: str
     message: str | None = None
     state: dict[str, Any] | None = None
+
+
+class AgentWorkflowInput(InitializeAgentInput):
+    """The params of one workflow instance: one run of an agent in a session (what
+    initializes it, and the parent to tell when it is a sub-agent's)."""
+
     parent_session_id: str | None = None
     parent_instance_id: str | None = None
     parent_event_type: str | None = None
     """The event type the parent waits on for this sub-agent's completion."""
 
 
-class AgentWorkflowResult(WireModel):
-    session_id: str
-    run_id: str
-    status: Literal["completed", "failed", "interrupted"]
-    output: Any = None
-    error: str | None = None
+class AgentWorkflowResult(_Ended, _Run):
     steps: int = 0
 
 
-class InitializeAgentInput(WireModel):
-    agent_type: str
-    session_id: str
-    run_id: str
-    message: str | None = None
-    state: dict[str, Any] | None = None
-
-
-class ExecuteAgentStepInput(WireModel):
-    session_id: str
-    run_id: str
+class _StepInput(_Run):
     agent_type: str
     step: int
+
+
+class ExecuteAgentStepInput(_StepInput):
     steps_this_run: int
 
 
@@ -84,11 +89,7 @@ class StepOutcome(WireModel):
     at_limit: bool = False
 
 
-class ExecuteToolCallInput(WireModel):
-    session_id: str
-    run_id: str
-    agent_type: str
-    step: int
+class ExecuteToolCallInput(_StepInput):
     index: int
     tool_call: dict[str, Any]
     state: dict[str, Any]
@@ -101,46 +102,39 @@ class ToolCallResult(WireModel):
     usage: list[dict[str, Any]] = []
 
 
-class RegisterSubAgentsInput(WireModel):
+class _SubAgentCall(WireModel):
+    """The tool call that runs a sub-agent, and the child session it runs in."""
+
     session_id: str
     tool_call_id: str
     child_session_id: str
     child_agent_type: str
+
+
+class RegisterSubAgentsInput(_SubAgentCall):
     message: str
 
 
-class RecordSubAgentResultInput(WireModel):
-    session_id: str
-    tool_call_id: str
-    child_session_id: str
-    child_agent_type: str
+class RecordSubAgentResultInput(_SubAgentCall):
     status: str
     output: Any = None
     error: str | None = None
 
 
-class MarkAgentFailedInput(WireModel):
-    session_id: str
-    run_id: str
+class MarkAgentFailedInput(_Run):
     error: str
 
 
-class EndAgentStreamInput(WireModel):
-    session_id: str
-    run_id: str
+class EndAgentStreamInput(_Run):
+    """The run whose stream ends."""
 
 
-class FailAgentStreamInput(WireModel):
-    session_id: str
-    run_id: str
+class FailAgentStreamInput(_Run):
     error: str
 
 
-class SubAgentCompletionEvent(WireModel):
+class SubAgentCompletionEvent(_Ended):
     """Sent by a child instance to its parent's ``wait_for_event`` when it ends."""
 
     child_session_id: str
     child_agent_type: str
-    status: Literal["completed", "failed", "interrupted"]
-    output: Any = None
-    error: str | None = None
