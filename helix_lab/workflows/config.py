@@ -16,6 +16,7 @@ parameters", "Rules of Workflows"):
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Literal, TypedDict
 
 from ..errors import UserError
@@ -83,14 +84,17 @@ def parse_duration(value: Any, what: str = "duration") -> float:
                     "string like '10 seconds', '5 minutes' or '1 hour'.")
 
 
+@dataclass(frozen=True)
 class RetryPlan:
     """How one step is attempted: how often, how far apart, and for how long each time."""
 
-    def __init__(self, limit: int, delay: float, backoff: Backoff, timeout: float) -> None:
-        self.limit = limit
-        self.delay = delay
-        self.backoff = backoff
-        self.timeout = timeout
+    limit: int
+    """Retries after the first attempt."""
+    delay: float
+    """Seconds before the first retry; ``backoff`` says how later ones grow."""
+    backoff: Backoff
+    timeout: float
+    """Seconds one attempt may take."""
 
     @property
     def attempts(self) -> int:

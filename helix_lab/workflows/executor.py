@@ -24,6 +24,7 @@ import asyncio
 import re
 import secrets
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..agent import Agent
@@ -116,16 +117,19 @@ class CloudflareAgentExecutor:
         return handle
 
 
+@dataclass(eq=False, repr=False)
 class WorkflowAgentHandle:
     """One session of the Workflows approach, with the seed's controls."""
 
-    def __init__(self, executor: CloudflareAgentExecutor, session_id: str, run_id: str,
-                 agent_type: str) -> None:
-        self.executor = executor
-        self.session_id = session_id
-        self.stream_id = session_id
-        self.run_id = run_id
-        self.agent_type = agent_type
+    executor: CloudflareAgentExecutor
+    session_id: str
+    run_id: str
+    agent_type: str
+
+    @property
+    def stream_id(self) -> str:
+        """The session's stream: a session has one, so the session id."""
+        return self.session_id
 
     def __repr__(self) -> str:
         return f"<WorkflowAgentHandle session={self.session_id!r} run={self.run_id!r}>"

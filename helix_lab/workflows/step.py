@@ -137,11 +137,20 @@ class LocalWorkflowStep:
             warnings.warn(message, NonDeterministicStepNameWarning, stacklevel=4)
             self._live.log("warning", message)
 
-    def _row(self, name: str, count: int, position: int, type_: str) -> StepRow:
-        stored = self._stored.get((name, count))
-        if stored is not None:
-            return stored
-        return StepRow(name, count, type_, position, "running", None, None, 0, None)
+    async def _enter(self, name: Any, type_: str) -> tuple[str, StepRow]:
+        """The step's name and row. A ``done`` row is answered from storage (and counted);
+        any other one is checked against the last run and waits until the instance may
+        go on (it is not paused)."""
+        name, count, position = self._key(name)
+        row = self._stored.get((name, count))
+        if row is None:
+            row = StepRow(name, count, type_, position, "running", None, None, 0, None)
+        if row.state == "done":
+            self.memoized += 1
+        else:
+            self._check_deterministic(name, count, position)
+            await self._live.before_step()
+        return name, row
 
     # -- step.do ------------------------------------------------------------------------
 
@@ -178,14 +187,10 @@ class LocalWorkflowStep:
 
     async def _do(self, name: Any, fn: Callable[..., Any], config: Any,
                   kwargs: dict[str, Any], *, wants_ctx: bool = False) -> Any:
-        name, count, position = self._key(name)
         plan = retry_plan(config)
-        row = self._row(name, count, position, "do")
+        name, row = await self._enter(name, "do")
         if row.state == "done":
-            self.memoized += 1
             return json.loads(row.result or "null")
-        self._check_deterministic(name, count, position)
-        await self._live.before_step()
         self.executed += 1
         what = f"The result of step {name!r}"
         failures = 0
@@ -239,13 +244,9 @@ class LocalWorkflowStep:
         await self._sleep(name, lambda: float(wake))
 
     async def _sleep(self, name: str, wake_at: Callable[[], float]) -> None:
-        name, count, position = self._key(name)
-        row = self._row(name, count, position, "sleep")
+        name, row = await self._enter(name, "sleep")
         if row.state == "done":
-            self.memoized += 1
             return
-        self._check_deterministic(name, count, position)
-        await self._live.before_step()
         if row.wake_at is None:
             row.wake_at, row.state, row.attempts = wake_at(), "sleeping", 1
             self._store.put_step(self._instance_id, row)
@@ -265,13 +266,9 @@ class LocalWorkflowStep:
 
         Events sent before the wait are kept and taken in order. After ``timeout`` it
         raises :class:`~helix_lab.workflows.errors.WorkflowTimeoutError`."""
-        name, count, position = self._key(name)
-        row = self._row(name, count, position, "waitForEvent")
+        name, row = await self._enter(name, "waitForEvent")
         if row.state == "done":
-            self.memoized += 1
             return json.loads(row.result or "null")
-        self._check_deterministic(name, count, position)
-        await self._live.before_step()
         if row.wake_at is None:  # the deadline is stored, so a replay keeps it
             row.wake_at = time.time() + parse_duration(timeout, "timeout")
             row.state, row.attempts = "waiting", 1
