@@ -186,14 +186,8 @@ class RunTracer:
     async def export_session(self, handle: AgentHandle, page: int = 1000) -> None:
         """Trace a stored session from its history, page by page, and the sessions of its
         sub-agents after it; then flush."""
-        after = 0
-        while True:
-            body = await handle.history(after, page)
-            for chunk in body["chunks"]:
-                self.feed(chunk)
-            if not body["chunks"] or not body.get("hasMore"):
-                break
-            after = body["chunks"][-1]["sequence"]
+        async for chunk in handle.history_chunks(page=page):
+            self.feed(chunk)
         for session, agent_type in self._take_children():
             await self.export_session(type(handle)(handle.backend, session, None, agent_type),
                                       page)

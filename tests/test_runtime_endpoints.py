@@ -460,6 +460,9 @@ async def test_the_local_backend_drives_every_endpoint(rt: Runtime) -> None:
     history = await handle.history(from_sequence=2, limit=3)
     assert [c["sequence"] for c in history["chunks"]] == [3, 4, 5]
     assert streamed == (await handle.history())["chunks"]
+    # Page by page: every chunk once, in order, however small the page.
+    assert [c async for c in handle.history_chunks(page=2)] == streamed
+    assert [c async for c in handle.history_chunks(4, page=3)] == streamed[4:]
     usage = await handle.usage()
     assert len(usage["entries"]) == 2 and usage["rollup"]["entries"] == 2
     assert len(await handle.messages()) == 4

@@ -193,6 +193,19 @@ class AgentHandle:
         return await self._call("GET", "/history",
                                 params={"fromSequence": from_sequence, "limit": limit})
 
+    async def history_chunks(self, from_sequence: int = 0, *, page: int = 1000
+                             ) -> AsyncIterator[dict[str, Any]]:
+        """Every stored chunk after ``from_sequence``, in order, read ``page`` at a time
+        (unlike :meth:`stream`, it ends at the last stored chunk and never waits)."""
+        after = from_sequence
+        while True:
+            body = await self.history(after, page)
+            for chunk in body["chunks"]:
+                yield chunk
+            if not body["chunks"] or not body.get("hasMore"):
+                return
+            after = body["chunks"][-1]["sequence"]
+
     def export_lines(self) -> AsyncIterator[dict[str, Any]]:
         """The session's stored rows, streamed (what ``.helix`` files are written from)."""
         return self.backend.export_lines(self.session_id)

@@ -56,14 +56,8 @@ async def session_html(handle: AgentHandle, page: int = 1000) -> str:
     """The page of ``handle``'s session, as a string."""
     status = await handle.status()
     state = ViewState(status.get("agentType") or handle.agent_type or "", handle.session_id)
-    after = 0
-    while True:
-        body = await handle.history(after, page)
-        for chunk in body["chunks"]:
-            state.apply(chunk)
-        if not body["chunks"] or not body.get("hasMore"):
-            break
-        after = body["chunks"][-1]["sequence"]
+    async for chunk in handle.history_chunks(page=page):
+        state.apply(chunk)
     branches = await handle.branches() if status.get("sessionId") else []
     items, step = [], None
     for item in state.items:
