@@ -119,6 +119,44 @@ def test_catch_up_indexes_what_a_stopped_host_left(tmp_path: Path) -> None:
     again.sql.close()
 
 
+@pytest.mark.parametrize("end", ["checkpoint", "run_completed"])
+async def test_text_of_a_rolled_back_transaction_is_never_found(tmp_path: Path,
+                                                                end: str) -> None:
+    sql = SqliteStorage(tmp_path / "s.sqlite")
+    stream = DOStreamManager(sql)  # on a loop: writes wait for a flush, as in a server
+    stream.write_delta("text_delta", "narwhal ", run_id="r", step=1)
+    stream.write({"type": end}, step=1)
+
+    def store_then_fail() -> None:
+        stream.take_pending()  # stored, and for a run's end indexed, in this transaction
+        raise RuntimeError("disk full")
+
+    with pytest.raises(RuntimeError):
+        sql.transaction(store_then_fail)
+    stream.discard_pending()
+    first = stream.sequence + 1
+    stream.write_delta("text_delta", "dugong ", run_id="r", step=1)
+    stream.write({"type": end}, step=1)
+    stream.flush()
+    assert stream.search.search("narwhal", 10) == []
+    assert [(h["sequence"], h["snippet"]) for h in stream.search.search("dugong", 10)] == [
+        (first, "«dugong» ")]
+    sql.close()
+
+
+def test_a_delta_that_is_not_text_is_indexed_as_sql_reads_it(session: Session) -> None:
+    session.write("text_delta", 1, delta="orca ")
+    session.write("text_delta", 1, delta=42)
+    session.write("thinking", 1, note="no delta at all")
+    session.write("text_delta", 1, delta=" pods")
+    session.write("run_completed", 1)
+    assert [h["snippet"] for h in session.index.search("orca", 10)] == ["«orca» 42 pods"]
+    session.write("text_delta", 2, delta="beluga")  # the next batch is gathered again
+    session.write("run_completed", 2)
+    assert [h["step"] for h in session.index.search("beluga", 10)] == [2]
+    assert len(session.index.search("orca OR beluga", 10)) == 2  # nothing indexed twice
+
+
 @pytest.mark.parametrize("query", ['"unclosed', "AND", "col:otters", "otters'"])
 def test_a_query_fts5_cannot_parse_raises_with_the_reason(session: Session,
                                                             query: str) -> None:

@@ -4,26 +4,32 @@ What is indexed: model text, thinking, tool inputs (the tool's name and its JSON
 tool outputs (or errors). Each hit names the chunk a user would jump to: its sequence,
 step and type, with a snippet around the match.
 
-Streamed text arrives as many small deltas, and an FTS5 row (or even a line of Python) per
-delta would cost a large share of what storing the delta costs. So the index is written
-by SQL, at the end of a step: one ``INSERT ... SELECT`` in the transaction that stores the
-step's end reads the stored chunks back and writes one row per kind of text per step (its
-deltas joined, so no word is split) and one per tool call or result. Each such write costs
-about the same however much it indexes, so it is done every :data:`INDEX_EVERY` chunks and
-at a run's end, and a search first indexes every finished step. Text of a step still
-running is found once the step ends. What a host did not index before it stopped is
-indexed when the session is opened again (:meth:`SearchIndex.catch_up`).
+Streamed text arrives as many small deltas, and an FTS5 row per delta would cost a large
+share of what storing the delta costs. So the index has one row per kind of text per step
+(its deltas joined, so no word is split) and one per tool call or result, written at the
+end of a step. The stream hands each delta's text to the index as it queues the chunk (a
+list append: :meth:`SearchIndex.note_text`), so the step's text is joined in Python and
+inserted as is, instead of being read back from the stored chunks and decoded by SQL.
+Each write of the index costs FTS5 a segment, so it is done every :data:`INDEX_EVERY`
+chunks and at a run's end, and a search first indexes every finished step. Text of a step
+still running is found once the step ends.
+
+The gathered text covers exactly the chunks stored since the last write of the index. When
+it may not (a transaction was rolled back; a host stopped before it wrote the index), the
+index is written from the stored chunks by SQL instead (``INSERT ... SELECT``), and on
+opening a session that is how what a stopped host left gets indexed
+(:meth:`SearchIndex.catch_up`).
 
 Durable Object SQLite has FTS5 too, so this runs unchanged in a Worker.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from ..errors import BackendError, BadRequestError
-from .sql import SqlStorage
+from .sql import SqlStorage, insert_rows
 
 __all__ = ["INDEX_EVERY", "STEP_ENDS", "SearchHit", "SearchIndex", "SearchQueryError",
            "SearchUnavailableError"]
@@ -39,10 +45,16 @@ _SCHEMA = """CREATE VIRTUAL TABLE IF NOT EXISTS helix_search USING fts5(
     body, type UNINDEXED, sequence UNINDEXED, last UNINDEXED, step UNINDEXED,
     columnsize=0)"""
 
-# Chunks in (?1, ?2]: each step's text and thinking joined (in sequence order), then each
-# tool call and result, all in order of their last chunk, so the newest row covers the
-# furthest chunk.
-_INDEX = """INSERT INTO helix_search (body, type, sequence, last, step)
+# A tool call's row: its name and JSON input, or its output (or error).
+_TOOL_ROW = """CASE type WHEN 'tool_start' THEN
+               coalesce(json_extract(body, '$.toolName'), '') || ' ' ||
+               coalesce(json_extract(body, '$.input'), '')
+           ELSE coalesce(json_extract(body, '$.output'), json_extract(body, '$.error'), '')
+           END, type, sequence, sequence, step"""
+# Chunks in (?1, ?2], from storage: each step's text and thinking joined (in sequence
+# order), then each tool call and result, all in order of their last chunk, so the newest
+# row covers the furthest chunk.
+_INDEX = f"""INSERT INTO helix_search (body, type, sequence, last, step)
     SELECT body, type, sequence, last, step FROM (
         SELECT group_concat(json_extract(body, '$.delta'), '') AS body, type,
                MIN(sequence) AS sequence, MAX(sequence) AS last, step
@@ -51,14 +63,15 @@ _INDEX = """INSERT INTO helix_search (body, type, sequence, last, step)
               ORDER BY sequence)
         GROUP BY step, type
         UNION ALL
-        SELECT CASE type WHEN 'tool_start' THEN
-                   coalesce(json_extract(body, '$.toolName'), '') || ' ' ||
-                   coalesce(json_extract(body, '$.input'), '')
-               ELSE coalesce(json_extract(body, '$.output'), json_extract(body, '$.error'), '')
-               END, type, sequence, sequence, step
-        FROM helix_chunks
+        SELECT {_TOOL_ROW} FROM helix_chunks
         WHERE sequence > ?1 AND sequence <= ?2 AND type IN ('tool_start', 'tool_end'))
     ORDER BY last"""
+# The rows of a batch the stream gathered: text as joined in Python, a tool chunk by SQL.
+_INSERT_TEXT = "INSERT INTO helix_search (body, type, sequence, last, step) VALUES (?, ?, ?, ?, ?)"
+_INSERT_TOOL = f"""INSERT INTO helix_search (body, type, sequence, last, step)
+    SELECT {_TOOL_ROW} FROM helix_chunks WHERE sequence = ?"""
+_TEXT_TYPES = frozenset({"text_delta", "thinking"})
+_TOOL_TYPES = frozenset({"tool_start", "tool_end"})
 _SNIPPET_TOKENS = 16
 
 
@@ -82,52 +95,168 @@ class SearchUnavailableError(BackendError):
     default_code = "search_unavailable"
 
 
+class _Batch:
+    """What the stream wrote in (``start``, ``end``]: its text joined per step and kind, the
+    sequences of its tool chunks, and whether that is all of it (``exact``)."""
+
+    __slots__ = ("end", "exact", "kind", "start", "texts", "tools")
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.end = start
+        self.kind = ""
+        """The type of the chunk that ended the batch (a step's or a run's end)."""
+        self.texts: dict[tuple[int, str], list[Any]] = {}
+        """(step, type) -> [first sequence, last sequence, deltas]."""
+        self.tools: list[int] = []
+        self.exact = True
+
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The index rows, in order of their last chunk (as :data:`_INDEX` writes them): a
+        text row is (body, type, sequence, last, step), a tool row just its sequence."""
+        rows: list[tuple[Any, ...]] = [
+            ("".join(parts), kind, first, last, step)
+            for (step, kind), (first, last, parts) in self.texts.items()]
+        rows += [(sequence,) for sequence in self.tools]
+        rows.sort(key=lambda row: row[-2] if len(row) > 1 else row[0])
+        return rows
+
+
 class SearchIndex:
     """The FTS5 index of one session's chunks (stored in ``helix_chunks``)."""
 
     def __init__(self, sql: SqlStorage) -> None:
         self.sql = sql
+        self.texts: dict[tuple[int, str], list[Any]] | None = None
+        """The text groups of the batch being written, which the stream adds each delta to
+        (None while the index is off)."""
+        self._batch = _Batch(0)
+        self._ready: list[_Batch] = []
+        """Batches that ended at a step's end, stored, waiting to be indexed (oldest first)."""
+        self.through = 0
+        """Every chunk up to this sequence is indexed."""
+        self.step_end = 0
+        """The last chunk that ended a step (indexed before any search)."""
         self.available = True
-        """False where SQLite was built without FTS5 (sql.js, for one); Durable Object
-        SQLite, Python's sqlite3 and the Pyodide test host's SQLite have it."""
         try:
             sql.exec(_SCHEMA)
         except Exception as exc:
             if "fts5" not in str(exc).lower():
                 raise
             self.available = False
-        self.through = 0
-        """Every chunk up to this sequence is indexed."""
-        self.step_end = 0
-        """The last chunk that ended a step (indexed before any search)."""
         if self.available:
-            # The newest row covers the furthest chunk (FTS5 walks rowids backwards).
-            rows = sql.exec("SELECT last FROM helix_search ORDER BY rowid DESC LIMIT 1")
-            self.through = int(rows[0]["last"]) if rows else 0
+            self.through = self._indexed_through()
+            self._restart(self.through)
 
-    def add(self, chunks: Iterable[Mapping[str, Any]]) -> None:
-        """Note chunks just stored (in this transaction). At a run's end, or at a step's end
-        once :data:`INDEX_EVERY` chunks wait, index what is stored; a search indexes every
-        finished step first, so each is found as soon as it ends."""
-        if not self.available:
+    @property
+    def available(self) -> bool:
+        """False where SQLite was built without FTS5 (sql.js, for one); Durable Object
+        SQLite, Python's sqlite3 and the Pyodide test host's SQLite have it."""
+        return self._available
+
+    @available.setter
+    def available(self, value: bool) -> None:
+        self._available = value
+        self.texts = self._batch.texts if value else None
+
+    def _indexed_through(self) -> int:
+        # The newest row covers the furthest chunk (FTS5 walks rowids backwards).
+        rows = self.sql.exec("SELECT last FROM helix_search ORDER BY rowid DESC LIMIT 1")
+        return int(rows[0]["last"]) if rows else 0
+
+    def _restart(self, after: int) -> None:
+        self._batch = _Batch(after)
+        self.texts = self._batch.texts if self._available else None
+
+    # -- what the stream writes -----------------------------------------------------------
+
+    def note_text(self, kind: str, delta: str, sequence: int, step: int) -> None:
+        """A text or thinking delta was queued (the stream inlines this for its deltas)."""
+        group = self._batch.texts.get((step, kind))
+        if group is None:
+            self._batch.texts[(step, kind)] = [sequence, sequence, [delta]]
+        else:
+            group[1] = sequence
+            group[2].append(delta)
+
+    def note(self, chunk: Mapping[str, Any], sequence: int, step: int) -> None:
+        """A chunk was queued: gather what of it is indexed; a step's end ends the batch."""
+        if not self._available:
             return
-        for chunk in reversed(chunks if isinstance(chunks, list) else list(chunks)):
-            kind = chunk["type"]
-            if kind in STEP_ENDS:
-                self.step_end = chunk["sequence"]
-                if kind != "checkpoint" or self.step_end - self.through >= INDEX_EVERY:
-                    self.index_through(self.step_end)
-                return
+        kind = chunk["type"]
+        if kind in _TEXT_TYPES:
+            delta = chunk.get("delta")
+            if type(delta) is str:
+                self.note_text(kind, delta, sequence, step)
+            else:  # what SQL makes of it is SQL's business: index this batch from storage
+                self._batch.exact = False
+        elif kind in _TOOL_TYPES:
+            self._batch.tools.append(sequence)
+        elif kind in STEP_ENDS:
+            batch = self._batch
+            batch.end, batch.kind = sequence, kind
+            self._ready.append(batch)
+            self._restart(sequence)
+
+    def stored(self) -> None:
+        """Everything noted is stored (in this transaction). At a run's end, or at a step's
+        end once :data:`INDEX_EVERY` chunks wait, index it; a search indexes every finished
+        step first, so each is found as soon as it ends."""
+        if self._ready:
+            last = self._ready[-1]
+            self.step_end = last.end
+            if last.kind != "checkpoint" or last.end - self.through >= INDEX_EVERY:
+                self.index_through(last.end)
+
+    def forget(self) -> None:
+        """The stream dropped what it had queued (its transaction failed, which may have
+        taken index rows with it): index from storage up to the next step's end."""
+        if self._available:
+            self.through = self._indexed_through()
+            self.step_end = min(self.step_end, self.through)
+            self._ready = []
+            self._restart(self.through)
+            self._batch.exact = False
+
+    # -- writing the index ----------------------------------------------------------------
 
     def index_through(self, sequence: int) -> None:
-        """Index the stored chunks up to ``sequence``."""
-        if self.available and sequence > self.through:
+        """Index the stored chunks up to ``sequence`` (a step's end, or all that is stored)."""
+        if not self._available or sequence <= self.through:
+            return
+        while self._ready and self._ready[0].end <= sequence:
+            batch = self._ready.pop(0)
+            if batch.end <= self.through:
+                continue
+            if batch.exact and batch.start == self.through:
+                self._insert(batch.rows())
+            else:
+                self.sql.exec(_INDEX, self.through, batch.end)
+            self.through = batch.end
+        if sequence > self.through:  # not gathered here (a stopped host's chunks)
             self.sql.exec(_INDEX, self.through, sequence)
             self.through = sequence
+            if self._batch.start < sequence:  # what it gathered is indexed now
+                self._batch.exact = False
+
+    def _insert(self, rows: list[tuple[Any, ...]]) -> None:
+        texts: list[tuple[Any, ...]] = []
+        for row in rows:
+            if len(row) > 1:
+                texts.append(row)
+                continue
+            if texts:
+                insert_rows(self.sql, _INSERT_TEXT, texts)
+                texts = []
+            self.sql.exec(_INSERT_TOOL, row[0])
+        if texts:
+            insert_rows(self.sql, _INSERT_TEXT, texts)
 
     def catch_up(self, last_stored: int) -> None:
         """Index what a host stored but did not index before it stopped."""
         self.index_through(last_stored)
+        if self._available and self._batch.start < self.through:
+            self._restart(self.through)
 
     def search(self, query: str, limit: int) -> list[SearchHit]:
         """The best ``limit`` matches of an FTS5 query, best first."""

@@ -248,6 +248,7 @@ class DOStreamManager:
         if run_id is not None:
             full["runId"] = run_id
         full.body = body  # encoded once: stored as is, spliced into SSE frames
+        self.search.note(full, sequence, step)
         self._queue(full, (sequence, run_id, step, timestamp, kind, body))
         return full
 
@@ -270,6 +271,14 @@ class DOStreamManager:
                              delta=delta, runId=run_id)
             full.body = body
             self._pending.append(full)
+        texts = self.search.texts  # SearchIndex.note_text, inlined
+        if texts is not None:
+            group = texts.get((step, kind))
+            if group is None:
+                texts[(step, kind)] = [sequence, sequence, [delta]]
+            else:
+                group[1] = sequence
+                group[2].append(delta)
         # _queue, inlined: this is the hottest path of the runtime.
         rows = self._rows
         rows.append((sequence, run_id, step, timestamp, kind, body))
@@ -301,7 +310,7 @@ class DOStreamManager:
         rows, self._rows = self._rows, []
         if rows:
             insert_rows(self.sql, _INSERT, rows)
-            self.search.add(chunks)
+            self.search.stored()
         return chunks
 
     def flush(self) -> None:
@@ -330,6 +339,7 @@ class DOStreamManager:
         if self._rows:
             self.sequence = self._rows[0][0] - 1
             self._pending, self._rows = [], []
+        self.search.forget()
 
     # -- reading --------------------------------------------------------------------------
 
