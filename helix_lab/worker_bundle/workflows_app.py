@@ -18,11 +18,10 @@ turn Python calls into their calling convention and their results into Python.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
-from workers import DurableObject, WorkflowEntrypoint
+from workers import WorkflowEntrypoint
 
 from ..errors import BackendError, NotFoundError
 from ..workflows.agent_steps import WorkflowDependencies
@@ -32,17 +31,11 @@ from ..workflows.state import D1StateStore
 from ..workflows.streams import DurableObjectStreamManager, StreamServer
 from ..workflows.workflow import run_agent_workflow
 from .agents import load_agents
-from .convert import (
-    BadMethod,
-    cancel_tasks,
-    spawner,
-    to_helix_request,
-    to_worker_response,
-    worker_error,
-)
+from .convert import worker_error
 from .do_sql import DOSqlStorage
 from .env import EnvView
 from .front_door import FrontDoor
+from .serving import ServingObject
 from .stubs import WorkerNamespace
 
 __all__ = ["AgentWorkflow", "JsD1", "JsWorkflows", "StreamServerObject", "WorkflowsDefault",
@@ -180,33 +173,13 @@ class _StreamCtx:
         self.id = str(getattr(ctx, "id", ""))
 
 
-class StreamServerObject(DurableObject):
+class StreamServerObject(ServingObject):
     """The ``STREAMS`` Durable Object: one session's chunks, stored and fanned out."""
 
-    def __init__(self, ctx: Any, env: Any) -> None:
-        super().__init__(ctx, env)
-        self._tasks: set[asyncio.Future[Any]] = set()
-        self._spawn = spawner(self._tasks)
-        self._server: StreamServer | None = None
+    kind = "stream object"
 
-    async def fetch(self, request: Any) -> Any:
-        try:
-            if self._server is None:
-                self._server = StreamServer(_StreamCtx(self.ctx), self.env)
-            try:
-                inner = await to_helix_request(request)
-            except BadMethod:
-                return worker_error(405, "method_not_allowed", "Use GET or POST.")
-            return to_worker_response(await self._server.fetch(inner), self._spawn)
-        except Exception as exc:
-            log.error("the stream object failed on a request: %s: %s", type(exc).__name__, exc)
-            return worker_error(500, "internal_error", "The stream object hit an unexpected "
-                                "error; see its log.")
-
-    async def _host_shutdown(self) -> None:
-        await cancel_tasks(self._tasks)
-        if self._server is not None:
-            self._server.stream.close_all()
+    def _build(self) -> StreamServer:
+        return StreamServer(_StreamCtx(self.ctx), self.env)
 
 
 class WorkflowsDefault(FrontDoor):
