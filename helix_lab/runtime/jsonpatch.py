@@ -63,33 +63,40 @@ def _parent(doc: Json, tokens: list[str]) -> Json:
     return node
 
 
+def _slot(doc: Json, tokens: list[str], pointer: str, *,
+          adding: bool) -> tuple[dict[str, Any] | list[Any], Any]:
+    """The container that holds the target of ``pointer`` (``tokens``, not empty), and the
+    target's key in it: an index in a list. Only ``adding`` may name a key that is not
+    there yet, or ``-``, the end of a list."""
+    parent = _parent(doc, tokens)
+    last = tokens[-1]
+    if isinstance(parent, dict):
+        if not adding and last not in parent:
+            raise JsonPatchError(f"path {pointer!r} does not exist")
+        return parent, last
+    if isinstance(parent, list):
+        return parent, _index(parent, last, allow_end=adding)
+    where = f"cannot add at {pointer!r}" if adding else f"path {pointer!r} does not exist"
+    raise JsonPatchError(f"{where}: a {type(parent).__name__} holds nothing")
+
+
 def _get(doc: Json, pointer: str) -> Json:
     tokens = _split(pointer)
     if not tokens:
         return doc
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JsonPatchError(f"path {pointer!r} does not exist")
-        return parent[last]
-    if isinstance(parent, list):
-        return parent[_index(parent, last, allow_end=False)]
-    raise JsonPatchError(f"path {pointer!r} does not exist")
+    container, key = _slot(doc, tokens, pointer, adding=False)
+    return container[key]
 
 
 def _add(doc: Json, pointer: str, value: Json) -> Json:
     tokens = _split(pointer)
     if not tokens:
         return value
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        parent[last] = value
-    elif isinstance(parent, list):
-        parent.insert(_index(parent, last, allow_end=True), value)
+    container, key = _slot(doc, tokens, pointer, adding=True)
+    if isinstance(container, list):
+        container.insert(key, value)
     else:
-        raise JsonPatchError(f"cannot add at {pointer!r}")
+        container[key] = value
     return doc
 
 
@@ -97,16 +104,8 @@ def _remove(doc: Json, pointer: str) -> Json:
     tokens = _split(pointer)
     if not tokens:
         raise JsonPatchError("cannot remove the whole document")
-    parent = _parent(doc, tokens)
-    last = tokens[-1]
-    if isinstance(parent, dict):
-        if last not in parent:
-            raise JsonPatchError(f"path {pointer!r} does not exist")
-        del parent[last]
-    elif isinstance(parent, list):
-        del parent[_index(parent, last, allow_end=False)]
-    else:
-        raise JsonPatchError(f"cannot remove at {pointer!r}")
+    container, key = _slot(doc, tokens, pointer, adding=False)
+    del container[key]
     return doc
 
 
