@@ -72,6 +72,26 @@ def _json(status: int, code: str, message: str) -> tuple[int, list[tuple[bytes, 
                     (b"content-length", str(len(body)).encode())], body
 
 
+class _BodySink:
+    """Where a streamed response body is piped: each chunk one ASGI body message."""
+
+    def __init__(self, send: Send) -> None:
+        self._send = send
+        self.ended = False
+
+    async def write(self, chunk: bytes) -> None:
+        await self._send({"type": "http.response.body", "body": bytes(chunk),
+                          "more_body": True})
+
+    async def close(self) -> None:
+        if not self.ended:
+            self.ended = True
+            await self._send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def abort(self, reason: Any) -> None:
+        pass  # the error reaches _send_response, which ends the exchange
+
+
 class WorkerApp:
     """An ASGI app that answers every request with a Worker entrypoint's ``fetch``."""
 
@@ -182,10 +202,11 @@ class WorkerApp:
 
         watcher = asyncio.ensure_future(watch_disconnect())
         try:
-            async for chunk in stream:
-                await send({"type": "http.response.body", "body": bytes(chunk),
-                            "more_body": True})
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            # Piped, as workerd pipes a body to the network: the Worker's own write
+            # reaches the socket in its turn, with no reader task to wake in between.
+            sink = _BodySink(send)
+            await stream.pipeTo(self._standin.WritableStream.new(sink))
+            await sink.close()  # a cancelled stream (shutdown) still ends the response
         except OSError:  # the client went away while we were sending
             stream.cancel()
         finally:

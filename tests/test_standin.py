@@ -20,6 +20,7 @@ from helix_lab.worker_bundle.standin import (
     SqlError,
     TransformStream,
     WebSocketPair,
+    WritableStream,
 )
 
 
@@ -151,6 +152,105 @@ async def test_a_streaming_body_is_read_outside_the_gate(make_namespace: Any) ->
     assert b"".join(chunks) == b"part 0;part 1;part 2;"
     with pytest.raises(OSError, match="Body already used"):
         await response.text()
+
+
+class RecordingSink:
+    """An underlying sink that keeps what it is given; ``fail_on`` makes a write raise."""
+
+    def __init__(self, fail_on: bytes | None = None) -> None:
+        self.fail_on = fail_on
+        self.events: list[tuple[str, Any]] = []
+        self.wrote = asyncio.Event()
+
+    async def write(self, chunk: bytes) -> None:
+        if chunk == self.fail_on:
+            raise ConnectionResetError("the client went away")
+        await asyncio.sleep(0)  # a real sink may wait for the socket
+        self.events.append(("write", bytes(chunk)))
+        self.wrote.set()
+
+    async def close(self) -> None:
+        self.events.append(("close", None))
+
+    async def abort(self, reason: Any) -> None:
+        self.events.append(("abort", str(reason)))
+
+
+async def test_a_piped_body_reaches_the_sink_in_the_writers_turn() -> None:
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+    sink = RecordingSink()
+    await writer.write(b"queued 1;")
+    await writer.write(b"queued 2;")
+    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
+    await asyncio.wait_for(sink.wrote.wait(), 60)  # the pipe starts with what was queued
+    assert sink.events == [("write", b"queued 1;queued 2;")]
+    for i in range(3):
+        await writer.write(f"live {i};".encode())
+        # When the write returns, the sink has the chunk: no reader task in between.
+        assert sink.events[-1] == ("write", f"live {i};".encode())
+    await writer.close()
+    await asyncio.wait_for(piping, 60)
+    assert sink.events[-1] == ("close", None) and len(sink.events) == 5
+    with pytest.raises(TypeError, match="locked"):
+        pipe.readable.__aiter__()
+
+
+async def test_concurrent_writes_to_a_piped_body_stay_in_order() -> None:
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+    sink = RecordingSink()
+    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
+    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    await asyncio.gather(*(writer.write(f"{i};".encode()) for i in range(20)))
+    await writer.close()
+    await asyncio.wait_for(piping, 60)
+    assert [data for kind, data in sink.events if kind == "write"] == [
+        f"{i};".encode() for i in range(20)]
+
+
+async def test_a_cancelled_pipe_ends_and_its_writer_fails() -> None:
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+    sink = RecordingSink()
+    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
+    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    await writer.write(b"one;")
+    pipe.readable.cancel()  # the host's client hung up
+    await asyncio.wait_for(piping, 60)
+    assert sink.events == [("write", b"one;")]  # neither closed nor aborted
+    with pytest.raises(OSError):
+        await writer.write(b"two;")
+
+
+async def test_a_failing_sink_cancels_the_stream_and_fails_the_pipe() -> None:
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+    sink = RecordingSink(fail_on=b"boom;")
+    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
+    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    await writer.write(b"fine;")
+    with pytest.raises(OSError, match="piped destination failed"):
+        await writer.write(b"boom;")
+    assert pipe.readable.cancelled
+    with pytest.raises(ConnectionResetError):
+        await asyncio.wait_for(piping, 60)
+    assert sink.events == [("write", b"fine;")]
+
+
+async def test_a_failed_stream_aborts_the_sink() -> None:
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+    sink = RecordingSink()
+    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
+    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    await writer.write(b"partial;")
+    await writer.abort("upstream broke")
+    with pytest.raises(OSError, match="upstream broke"):
+        await asyncio.wait_for(piping, 60)
+    assert sink.events == [("write", b"partial;"), ("abort", "upstream broke")]
+    with pytest.raises(TypeError, match=r"WritableStream\.new"):
+        await TransformStream.new().readable.pipeTo(pipe.writable)
 
 
 async def test_storage_survives_a_new_namespace(tmp_path: Path, make_namespace: Any) -> None:

@@ -36,7 +36,7 @@ from .host import (
     ExecutionContext,
     call_entrypoint,
 )
-from .js import ReadableStream, TransformStream, WebSocket, WebSocketPair
+from .js import ReadableStream, TransformStream, WebSocket, WebSocketPair, WritableStream
 from .storage import DurableObjectStorage, SqlCursor, SqlError, SqlStorage
 from .workers import DurableObject, Request, Response, WorkerEntrypoint, fetch
 
@@ -59,6 +59,7 @@ __all__ = [
     "WebSocket",
     "WebSocketPair",
     "WorkerEntrypoint",
+    "WritableStream",
     "call_entrypoint",
     "fetch",
     "install",

@@ -5,6 +5,9 @@ constructors are called as ``X.new()``. Only what the Worker bundle uses is here
 
 - ``TransformStream.new()``: ``.readable`` (async-iterable of chunks) and
   ``.writable.getWriter()`` with ``await write(chunk)`` / ``await close()``;
+- ``await readable.pipeTo(WritableStream.new(sink))``: what the host does with a
+  response body (workerd pipes it to the network). Once piped, a ``write`` goes straight
+  to the sink, in the writer's own turn, instead of waking a reader task;
 - ``TextEncoder.new().encode(text)`` -> :class:`Uint8Array`;
 - ``WebSocketPair.new().object_values()`` -> ``(client, server)`` :class:`WebSocket` ends.
 
@@ -18,13 +21,14 @@ import asyncio
 import json
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 __all__ = [
     "ReadableStream",
     "TextEncoder",
     "TransformStream",
     "Uint8Array",
+    "UnderlyingSink",
     "WebSocket",
     "WebSocketPair",
     "WritableStream",
@@ -59,6 +63,16 @@ class StreamClosed(OSError):
     """Writing to a stream whose reader went away (the client disconnected)."""
 
 
+class UnderlyingSink(Protocol):
+    """What ``WritableStream.new(sink)`` writes to, as a JS underlying sink."""
+
+    async def write(self, chunk: Uint8Array) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def abort(self, reason: Any) -> None: ...
+
+
 class ReadableStream:
     """A one-reader byte stream, iterated with ``async for chunk in stream``."""
 
@@ -73,6 +87,11 @@ class ReadableStream:
         self.cancelled = False
         self.locked = False
         self._on_cancel: list[Callable[[], Any]] = []
+        self._sink: UnderlyingSink | None = None
+        """Set by :meth:`pipeTo` once the queue is drained: writes then go straight here."""
+        self._sink_lock = asyncio.Lock()
+        self._piped: asyncio.Future[None] | None = None
+        """Resolved when a piped stream closes, fails or is cancelled."""
 
     # -- constructors the stand-in uses ----------------------------------------------------
 
@@ -122,6 +141,9 @@ class ReadableStream:
     # -- the writer side -------------------------------------------------------------------
 
     async def _enqueue(self, chunk: Uint8Array) -> None:
+        if self._sink is not None:
+            await self._write_through(self._sink, chunk)
+            return
         while len(self._queue) >= self._limit and not self.cancelled:
             self._space.clear()
             await self._space.wait()
@@ -132,9 +154,33 @@ class ReadableStream:
         self._queue.append(chunk)
         self._readable.set()
 
+    async def _write_through(self, sink: UnderlyingSink, chunk: Uint8Array) -> None:
+        """A piped stream's write: the sink takes it now, and its backpressure is the
+        writer's (the write returns when the sink has taken the chunk)."""
+        async with self._sink_lock:  # concurrent writers still reach the sink in order
+            if self.cancelled:
+                raise StreamClosed("The stream was cancelled by its reader.")
+            if self._closed:
+                raise StreamClosed("The stream is closed.")
+            try:
+                await sink.write(chunk)
+            except Exception as exc:  # the destination failed: the pipe is over
+                self._end_pipe(exc)
+                self.cancel(exc)
+                raise StreamClosed(f"The piped destination failed: {exc}") from exc
+
+    def _end_pipe(self, error: BaseException | None = None) -> None:
+        piped, self._piped = self._piped, None
+        if piped is not None and not piped.done():
+            if error is None:
+                piped.set_result(None)
+            else:
+                piped.set_exception(error)
+
     def _close(self) -> None:
         self._closed = True
         self._readable.set()
+        self._end_pipe()
 
     def _fail(self, exc: BaseException) -> None:
         self._error = exc
@@ -150,8 +196,52 @@ class ReadableStream:
         self._queue.clear()
         self._space.set()
         self._readable.set()
+        self._end_pipe()
         for callback in self._on_cancel:
             callback()
+
+    async def pipeTo(self, destination: WritableStream) -> None:
+        """Write every chunk to ``destination``'s sink, then close it; returns when the
+        stream has closed, or has been cancelled (the sink is then left as it is).
+
+        Chunks queued before the pipe go first, joined into one write; from then on each
+        ``write`` reaches the sink directly. If the stream fails, the sink is aborted and
+        the error raised here; if the sink fails, the stream is cancelled (its writer
+        gets :class:`StreamClosed`) and the sink's error raised here.
+        """
+        sink = destination._sink
+        if sink is None:
+            raise TypeError("pipeTo() takes a WritableStream made with WritableStream.new(sink).")
+        if self.locked:
+            raise TypeError("This ReadableStream is locked to a reader already.")
+        self.locked = True
+        piped = asyncio.get_running_loop().create_future()
+        self._piped = piped
+        while self._queue and not self.cancelled:
+            pending = b"".join(self._queue)
+            self._queue.clear()
+            self._space.set()
+            try:
+                await sink.write(Uint8Array(pending))
+            except Exception as exc:
+                self._end_pipe(exc)
+                self.cancel(exc)
+                break
+        if not (self._closed or self.cancelled or piped.done()):
+            self._sink = sink  # no await since the queue emptied: nothing can slip past
+        try:
+            if not piped.done() and not self._closed and not self.cancelled:
+                await piped
+            elif piped.done():
+                piped.result()  # the sink's failure while draining
+        finally:
+            self._sink = None
+        if self.cancelled:
+            return
+        if self._error is not None:
+            await sink.abort(self._error)
+            raise self._error
+        await sink.close()
 
     def __aiter__(self) -> AsyncIterator[Uint8Array]:
         if self.locked:
@@ -197,10 +287,22 @@ class WritableStreamDefaultWriter:
 
 
 class WritableStream:
-    def __init__(self, readable: ReadableStream) -> None:
+    """The writable side of a :class:`TransformStream`, or a stream over an underlying
+    sink (``WritableStream.new(sink)``), the destination of :meth:`ReadableStream.pipeTo`."""
+
+    def __init__(self, readable: ReadableStream | None = None, *,
+                 sink: UnderlyingSink | None = None) -> None:
         self._readable = readable
+        self._sink = sink
+
+    @classmethod
+    def new(cls, sink: UnderlyingSink) -> WritableStream:
+        return cls(sink=sink)
 
     def getWriter(self) -> WritableStreamDefaultWriter:
+        if self._readable is None:
+            raise TypeError("Only a TransformStream's writable side has a writer here; "
+                            "pipe a ReadableStream to a sink's WritableStream instead.")
         return WritableStreamDefaultWriter(self._readable)
 
 
