@@ -45,7 +45,7 @@ from .chunks import usage_fields
 from .http import Request
 from .inspector import StepRecord
 from .jsonpatch import make_patch
-from .session_storage import SessionStorage
+from .session_storage import SessionOwner
 from .sse import iter_sse_chunks
 from .state_store import Checkpoint, checkpoint_id, now_ms
 from .stream import Chunk
@@ -79,18 +79,13 @@ class RetryPolicy:
         return min(backoff * (0.75 + random.random() / 2), self.max_delay)
 
 
-class RunHost(Protocol):
+class RunHost(SessionOwner, Protocol):
     """What an :class:`Execution` needs from the object it runs in (an ``AgentServer``).
 
     The executor knows nothing else of the server: tests and other hosts can run a step
-    loop against any object with these members.
+    loop against any object with these members, and a session's ``session_id`` and
+    ``storage`` (:class:`~.session_storage.SessionOwner`).
     """
-
-    @property
-    def session_id(self) -> str: ...
-
-    @property
-    def storage(self) -> SessionStorage: ...
 
     @property
     def namespace(self) -> Any:

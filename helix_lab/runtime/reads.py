@@ -26,7 +26,7 @@ from .chunks import RESUMABLE
 from .export import stream_rows
 from .http import Request, Response, json_response
 from .inspector import DEFAULT_MESSAGES, missing_step, step_view
-from .session_storage import SessionStorage
+from .session_storage import SessionOwner
 from .sse import encode_chunks, encode_end
 from .state_store import Checkpoint
 from .usage import UsageStore
@@ -42,14 +42,8 @@ _STREAM_STATUS = {"running": "active", "interrupted": "paused", "paused": "pause
                   "completed": "ended", "failed": "failed"}
 
 
-class SessionView(Protocol):
+class SessionView(SessionOwner, Protocol):
     """What the read endpoints see of a server."""
-
-    @property
-    def session_id(self) -> str: ...
-
-    @property
-    def storage(self) -> SessionStorage: ...
 
     @property
     def is_executing(self) -> bool: ...

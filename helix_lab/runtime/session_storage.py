@@ -12,7 +12,7 @@ view, so that no client sees a chunk before the server's state agrees with it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from .approvals import PendingStore
 from .inspector import StepLog
@@ -21,7 +21,7 @@ from .state_store import DOStateStore
 from .stream import Chunk, DOStreamManager
 from .usage import DOUsageStore
 
-__all__ = ["SessionStorage"]
+__all__ = ["SessionOwner", "SessionStorage"]
 
 T = TypeVar("T")
 
@@ -66,3 +66,14 @@ class SessionStorage:
     def publish(self, chunks: list[Chunk]) -> None:
         """Send committed chunks to every live subscriber and socket."""
         self.stream.broadcast(chunks)
+
+
+class SessionOwner(Protocol):
+    """An object that holds one session and its storage: an ``AgentServer``, as the
+    executor (``RunHost``) and the read endpoints (``SessionView``) see it."""
+
+    @property
+    def session_id(self) -> str: ...
+
+    @property
+    def storage(self) -> SessionStorage: ...
