@@ -15,15 +15,17 @@ from collections.abc import AsyncIterator
 from typing import Any, Protocol
 from urllib.parse import parse_qsl, urlsplit
 
-from ..errors import BadRequestError
+from ..errors import AgentNotFoundError, BackendError, BadRequestError, UserError
 
 __all__ = [
     "Request",
     "Response",
     "WebSocketLike",
+    "as_request",
     "close_code",
     "error_response",
     "json_response",
+    "refusal_response",
 ]
 
 _UNSET: Any = object()
@@ -131,3 +133,20 @@ def json_response(data: Any, status: int = 200, headers: dict[str, str] | None =
 def error_response(status: int, code: str, message: str, **extra: Any) -> Response:
     """The one error body of the wire: ``{"error": {"code", "message", ...}}``."""
     return json_response({"error": {"code": code, "message": message, **extra}}, status=status)
+
+
+def as_request(request: Request | str) -> Request:
+    """A request, or a bare path as a GET of it (``await stub.fetch("/status")``)."""
+    return Request("GET", request) if isinstance(request, str) else request
+
+
+def refusal_response(exc: BackendError | UserError) -> Response:
+    """The error response to a request refused on purpose: a :class:`BackendError` with
+    its own status and code, an unknown agent type as a 404 that lists the known ones, any
+    other :class:`UserError` as a 400."""
+    if isinstance(exc, BackendError):
+        return error_response(exc.status, exc.code, exc.message, **exc.details)
+    if isinstance(exc, AgentNotFoundError):
+        return error_response(404, "agent_not_found", str(exc), agentType=exc.agent_type,
+                              availableTypes=exc.available_types)
+    return error_response(400, "bad_request", str(exc))

@@ -22,7 +22,7 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from .http import Request, Response
+from .http import Request, Response, as_request
 from .objects import ObjectHost, Slot
 from .server import AgentServer
 from .sql import SqliteStorage
@@ -60,8 +60,7 @@ class LocalStub:
         self.id = object_id
 
     async def fetch(self, request: Request | str) -> Response:
-        if isinstance(request, str):
-            request = Request("GET", request)
+        request = as_request(request)
         namespace = self._namespace
         new = not namespace.exists(self.id)
 

@@ -55,7 +55,14 @@ from .hooks import (
     ServerHooks,
     call_hook,
 )
-from .http import Request, Response, WebSocketLike, error_response, json_response
+from .http import (
+    Request,
+    Response,
+    WebSocketLike,
+    error_response,
+    json_response,
+    refusal_response,
+)
 from .inspector import tool_specs
 from .jsonpatch import JsonPatchError, apply_patch
 from .logs import RuntimeLog
@@ -301,13 +308,8 @@ class AgentServer:
             return self._no_route(request)
         except _Answered as answered:
             return answered.response
-        except BackendError as exc:
-            return error_response(exc.status, exc.code, exc.message, **exc.details)
-        except AgentNotFoundError as exc:
-            return error_response(404, "agent_not_found", str(exc),
-                                  agentType=exc.agent_type, availableTypes=exc.available_types)
-        except UserError as exc:
-            return error_response(400, "bad_request", str(exc))
+        except (BackendError, UserError) as exc:
+            return refusal_response(exc)
         except Exception as exc:
             self.log("error", f"{request.method} {request.path} failed", exc)
             return error_response(500, "internal_error",

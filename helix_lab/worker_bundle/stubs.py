@@ -14,6 +14,7 @@ from typing import Any
 from ..errors import UnreachableError
 from ..runtime.http import Request as HelixRequest
 from ..runtime.http import Response as HelixResponse
+from ..runtime.http import as_request
 from .jsbody import body_bytes
 
 __all__ = ["INTERNAL_ORIGIN", "ObjectUnavailable", "WorkerNamespace", "WorkerStub"]
@@ -48,8 +49,7 @@ class WorkerStub:
         self._stub = stub
 
     async def fetch(self, request: HelixRequest | str) -> HelixResponse:
-        if isinstance(request, str):
-            request = HelixRequest("GET", request)
+        request = as_request(request)
         headers = {k: v for k, v in request.headers.items() if k not in _NOT_FORWARDED}
         options: dict[str, Any] = {"method": request.method, "headers": headers}
         if request.method not in ("GET", "HEAD") and request.body:

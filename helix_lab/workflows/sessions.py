@@ -21,7 +21,14 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import AgentNotFoundError, BackendError, BadRequestError, NotFoundError, UserError
-from ..runtime.http import Request, Response, error_response, json_response
+from ..runtime.http import (
+    Request,
+    Response,
+    as_request,
+    error_response,
+    json_response,
+    refusal_response,
+)
 from ..runtime.usage import rollup
 from .executor import CloudflareAgentExecutor, WorkflowAgentHandle
 from .local import LocalWorkflows
@@ -100,17 +107,10 @@ class _SessionStub:
         self.session_id = session_id
 
     async def fetch(self, request: Request | str) -> Response:
-        if isinstance(request, str):
-            request = Request("GET", request)
         try:
-            return await self._route(request)
-        except BackendError as exc:
-            return error_response(exc.status, exc.code, exc.message, **exc.details)
-        except AgentNotFoundError as exc:
-            return error_response(404, "agent_not_found", str(exc), agentType=exc.agent_type,
-                                  availableTypes=exc.available_types)
-        except UserError as exc:
-            return error_response(400, "bad_request", str(exc))
+            return await self._route(as_request(request))
+        except (BackendError, UserError) as exc:
+            return refusal_response(exc)
 
     def _body(self, request: Request) -> dict[str, Any]:
         if not request.body:
