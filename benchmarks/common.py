@@ -21,7 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +71,18 @@ class Ratio:
     shown: str
     goal: str = "none set"
     met: bool | None = None
+
+    @classmethod
+    def at_most(cls, label: str, value: float, shown: str, limit: float,
+                goal: str | None = None) -> Ratio:
+        """A ratio whose goal is ``value ≤ limit``; ``goal`` words it (default ``≤ limit``)."""
+        return cls(label, value, shown, goal=goal or f"≤ {limit:g}", met=value <= limit)
+
+    @classmethod
+    def at_least(cls, label: str, value: float, shown: str, limit: float,
+                 goal: str | None = None) -> Ratio:
+        """A ratio whose goal is ``value ≥ limit``; ``goal`` words it (default ``≥ limit``)."""
+        return cls(label, value, shown, goal=goal or f"≥ {limit:g}", met=value >= limit)
 
 
 @dataclass
@@ -298,6 +310,28 @@ class HelixRig:
         await self.namespace.aclose()
 
 
+def on_long_session(ctx: Context, storage: str, session_id: str, steps: int,
+                    body: Callable[[HelixRig, Any], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Build one ``steps``-step session on a :class:`HelixRig` under ``ctx.path(storage)``,
+    then ``body(rig, handle)`` with its handle on a LocalBackend (the real routes). Returns
+    what ``body`` returns, plus ``build``: the build's wall time in seconds."""
+    from helix_lab import LocalBackend
+
+    rig = HelixRig(ctx.path(storage), steps=steps)
+
+    async def go() -> dict[str, Any]:
+        backend = LocalBackend(rig.namespace)
+        try:
+            ctx.log(f"building a {steps:,}-step session")
+            build = await rig.run(session_id)
+            return {"build": build, **await body(rig, backend.handle(session_id, "bench"))}
+        finally:
+            await backend.aclose()
+            await rig.aclose()
+
+    return run(go())
+
+
 # -- the LangGraph agent -------------------------------------------------------------------
 
 
@@ -368,6 +402,11 @@ class LangGraphRig:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def rows_per_run(label: str, shown: dict[int, str]) -> list[tuple[str, str]]:
+    """Raw rows ``("<label>, <n> steps", shown[n])``, one per run length ``n``."""
+    return [(f"{label}, {n:,} steps", text) for n, text in shown.items()]
 
 
 def window_per_step(stamps: list[float], size: int) -> tuple[float, float]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Figure, HelixRig, Ratio, median, run, stopwatch
+from .common import Context, Figure, HelixRig, Ratio, median, on_long_session, stopwatch
 
 GOAL = 1.5
 """"~1": opening a step deep in the history may cost at most 1.5x one near its start."""
@@ -23,43 +23,29 @@ EQUAL = 10
 
 
 def measure(ctx: Context) -> Figure:
-    from helix_lab import LocalBackend
+    steps, early, repeats = ctx.n(10_000, 300), 10, ctx.n(51, 5)
 
-    steps = ctx.n(10_000, 300)
-    early = 10
-    repeats = ctx.n(51, 5)
-    rig = HelixRig(ctx.path("inspector"), steps=steps)
+    async def opens(rig: HelixRig, handle: Any) -> dict[str, Any]:
+        times: dict[tuple[int, int | None], list[float]] = {
+            (s, m): [] for s in (early, steps) for m in (EQUAL, None)}
+        sizes: dict[int, int] = {}
+        for step in (early, steps):  # one untimed open of each first
+            sizes[step] = len((await handle.step(step))["request"]["messages"])
+        ctx.log(f"{repeats} rounds of opening step {early} and step {steps:,}")
+        for _ in range(repeats):
+            for (step, messages), found in times.items():
+                with stopwatch() as elapsed:
+                    view = await handle.step(step, messages=messages)
+                if view["step"] != step:
+                    raise RuntimeError(f"asked for step {step}, got {view['step']}")
+                found.append(elapsed())
+        with stopwatch() as elapsed:
+            full = await handle.step(steps, messages=2 * steps + 1)
+        whole = elapsed()
+        return {"times": {k: median(v) for k, v in times.items()}, "sizes": sizes,
+                "whole": whole, "whole_messages": len(full["request"]["messages"])}
 
-    async def go() -> dict[str, Any]:
-        backend = LocalBackend(rig.namespace)
-        try:
-            ctx.log(f"building a {steps:,}-step session")
-            build = await rig.run("long")
-            handle = backend.handle("long", "bench")
-            times: dict[tuple[int, int | None], list[float]] = {
-                (s, m): [] for s in (early, steps) for m in (EQUAL, None)}
-            sizes: dict[int, int] = {}
-            for step in (early, steps):  # one untimed open of each first
-                sizes[step] = len((await handle.step(step))["request"]["messages"])
-            ctx.log(f"{repeats} rounds of opening step {early} and step {steps:,}")
-            for _ in range(repeats):
-                for (step, messages), found in times.items():
-                    with stopwatch() as elapsed:
-                        view = await handle.step(step, messages=messages)
-                    if view["step"] != step:
-                        raise RuntimeError(f"asked for step {step}, got {view['step']}")
-                    found.append(elapsed())
-            with stopwatch() as elapsed:
-                full = await handle.step(steps, messages=2 * steps + 1)
-            whole = elapsed()
-            return {"build": build, "times": {k: median(v) for k, v in times.items()},
-                    "sizes": sizes, "whole": whole,
-                    "whole_messages": len(full["request"]["messages"])}
-        finally:
-            await backend.aclose()
-            await rig.aclose()
-
-    out = run(go())
+    out = on_long_session(ctx, "inspector", "long", steps, opens)
     times = out["times"]
     ratio = times[steps, EQUAL] / times[early, EQUAL]
     default = times[steps, None] / times[early, None]
@@ -71,9 +57,9 @@ def measure(ctx: Context) -> Figure:
         "default of up to 50.",
         baseline=f"opening step {early}.",
         ratios=[
-            Ratio(f"open step {steps:,} ÷ open step {early}, {EQUAL} messages each", ratio,
-                  f"{ratio:.2f}", goal=f"≤ {GOAL} (~1: no step loads the others)",
-                  met=ratio <= GOAL),
+            Ratio.at_most(f"open step {steps:,} ÷ open step {early}, {EQUAL} messages each",
+                          ratio, f"{ratio:.2f}", GOAL,
+                          goal=f"≤ {GOAL} (~1: no step loads the others)"),
             Ratio(f"open step {steps:,} ÷ open step {early}, default answer "
                   f"({out['sizes'][steps]} / {out['sizes'][early]} messages)", default,
                   f"{default:.2f}"),

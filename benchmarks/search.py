@@ -109,9 +109,9 @@ def measure(ctx: Context) -> Figure:
         f"thinking and a tool call) stored by the stream in transactions of {BATCH}. "
         "Medians of alternated runs.",
         baseline="The same runs and writes with the index off, same run.",
-        ratios=[Ratio("chunk throughput (stored and streamed) with the index ÷ without",
-                      e2e_ratio, f"{e2e_ratio:.2f}", goal=f"≥ {GOAL:.2f} (costs ≤ 10%)",
-                      met=e2e_ratio >= GOAL),
+        ratios=[Ratio.at_least("chunk throughput (stored and streamed) with the index ÷ without",
+                               e2e_ratio, f"{e2e_ratio:.2f}", GOAL,
+                               goal=f"≥ {GOAL:.2f} (costs ≤ 10%)"),
                 Ratio("storage alone: chunk writes with the index ÷ without", ratio,
                       f"{ratio:.2f}", goal=f"≥ {GOAL:.2f}, and found",
                       met=ratio >= GOAL and found)],

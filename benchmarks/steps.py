@@ -15,6 +15,7 @@ from .common import (
     LangGraphRig,
     Ratio,
     median,
+    rows_per_run,
     run,
     window_per_step,
 )
@@ -91,39 +92,36 @@ def measure(ctx: Context) -> Figure:
             else "none set",
             met=(value <= 1 / GOAL_SPEEDUP) if goal_here else None))
     flat = hx_last / hx_first
-    ratios.append(Ratio(f"helix, last {window} steps ÷ first {window} steps (per step)", flat,
-                        f"{flat:.2f}", goal=f"≤ {GOAL_FLAT} (flat)", met=flat <= GOAL_FLAT))
+    ratios.append(Ratio.at_most(f"helix, last {window} steps ÷ first {window} steps (per step)",
+                                flat, f"{flat:.2f}", GOAL_FLAT, goal=f"≤ {GOAL_FLAT} (flat)"))
     growth = hx_default[large][0] / hx_default[small][0]
-    ratios.append(Ratio(
+    ratios.append(Ratio.at_most(
         f"helix, default ScriptedLLM: per step at {large:,} steps ÷ at {small:,} steps",
-        growth, f"{growth:.2f}", goal=f"≤ {GOAL_DEFAULT_GROWTH}",
-        met=growth <= GOAL_DEFAULT_GROWTH))
+        growth, f"{growth:.2f}", GOAL_DEFAULT_GROWTH))
     versus = hx_default[large][0] / lg["async", large][0]
-    ratios.append(Ratio(
+    ratios.append(Ratio.at_most(
         f"helix with the default ScriptedLLM ÷ LangGraph, time per step at {large:,} steps",
-        versus, f"{versus:.4f} ({1 / versus:.1f}x faster)",
-        goal=f"≤ {GOAL_DEFAULT_VS_LANGGRAPH}", met=versus <= GOAL_DEFAULT_VS_LANGGRAPH))
+        versus, f"{versus:.4f} ({1 / versus:.1f}x faster)", GOAL_DEFAULT_VS_LANGGRAPH))
     for steps in (small, large):
         value = hx[steps][0] / lg["sync", steps][0]
         ratios.append(Ratio(f"helix ÷ LangGraph with durability='sync', at {steps:,} steps",
                             value, f"{value:.4f} ({1 / value:.1f}x faster)"))
+
+    def per_step(label: str, runs: dict[int, tuple[float, list[float]]]) -> list[tuple[str, str]]:
+        return rows_per_run(label, {n: f"{_ms(runs[n][0])} per step" for n in (small, large)})
+
     raw = [
-        (f"helix_lab, {small:,} steps", f"{_ms(hx[small][0])} per step"),
-        (f"helix_lab, {large:,} steps", f"{_ms(hx[large][0])} per step"),
+        *per_step("helix_lab", hx),
         (f"helix_lab, {large:,}-step run: first / last {window} steps",
          f"{_ms(hx_first)} / {_ms(hx_last)} per step"),
-        (f"helix_lab with the default ScriptedLLM, {small:,} steps",
-         f"{_ms(hx_default[small][0])} per step"),
-        (f"helix_lab with the default ScriptedLLM, {large:,} steps",
-         f"{_ms(hx_default[large][0])} per step"),
+        *per_step("helix_lab with the default ScriptedLLM", hx_default),
     ]
     for durability in ("async", "sync"):
         label = "LangGraph + SqliteSaver" + (", durability='sync'" if durability == "sync"
                                              else " (default durability)")
         first, last = window_per_step(lg[durability, large][1], window)
         raw += [
-            (f"{label}, {small:,} steps", f"{_ms(lg[durability, small][0])} per step"),
-            (f"{label}, {large:,} steps", f"{_ms(lg[durability, large][0])} per step"),
+            *per_step(label, {n: lg[durability, n] for n in (small, large)}),
             (f"{label}, {large:,}-step run: first / last {window} steps (tool-node stamps)",
              f"{_ms(first)} / {_ms(last)} per step"),
         ]

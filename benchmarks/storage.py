@@ -8,7 +8,17 @@ the database is closed (WAL checkpointed), at two lengths, to see how the size g
 
 from __future__ import annotations
 
-from .common import Context, Figure, HelixRig, LangGraphRig, Ratio, dir_bytes, kib, run
+from .common import (
+    Context,
+    Figure,
+    HelixRig,
+    LangGraphRig,
+    Ratio,
+    dir_bytes,
+    kib,
+    rows_per_run,
+    run,
+)
 
 GOAL_PER_STEP = 5 * 1024
 GOAL_LINEAR = 1.25
@@ -62,19 +72,18 @@ def measure(ctx: Context) -> Figure:
         ratios=[
             Ratio(f"helix bytes ÷ LangGraph bytes at {long} steps", ratio,
                   f"{ratio:.4f} ({1 / ratio:.0f}x smaller)"),
-            Ratio(f"helix bytes per step at {long} steps", per_step, kib(per_step),
-                  goal=f"≤ {GOAL_PER_STEP / 1024:.0f} KiB", met=per_step <= GOAL_PER_STEP),
-            Ratio(f"helix bytes per step, {long} ÷ {short} steps", growth, f"{growth:.2f}",
-                  goal=f"≤ {GOAL_LINEAR} (linear)", met=growth <= GOAL_LINEAR),
+            Ratio.at_most(f"helix bytes per step at {long} steps", per_step, kib(per_step),
+                          GOAL_PER_STEP, goal=f"≤ {GOAL_PER_STEP / 1024:.0f} KiB"),
+            Ratio.at_most(f"helix bytes per step, {long} ÷ {short} steps", growth,
+                          f"{growth:.2f}", GOAL_LINEAR, goal=f"≤ {GOAL_LINEAR} (linear)"),
         ],
         raw=[
-            (f"helix_lab, {short} steps", f"{kib(hx[short])} ({kib(hx[short] / short)} per step)"),
-            (f"helix_lab, {long} steps", f"{kib(hx[long])} ({kib(per_step)} per step)"),
-            (f"LangGraph + SqliteSaver, {short} steps",
-             f"{kib(lg[short])} ({kib(lg[short] / short)} per step)"),
-            (f"LangGraph + SqliteSaver, {long} steps",
-             f"{kib(lg[long])} ({kib(lg[long] / long)} per step; per-step growth "
-             f"{long} ÷ {short}: {lg_growth:.2f})"),
+            *rows_per_run("helix_lab", {n: f"{kib(hx[n])} ({kib(hx[n] / n)} per step)"
+                                        for n in (short, long)}),
+            *rows_per_run("LangGraph + SqliteSaver", {
+                short: f"{kib(lg[short])} ({kib(lg[short] / short)} per step)",
+                long: f"{kib(lg[long])} ({kib(lg[long] / long)} per step; per-step growth "
+                f"{long} ÷ {short}: {lg_growth:.2f})"}),
         ],
         notes=[
             "helix_lab stores each message once (append-only rows), each checkpoint's state "

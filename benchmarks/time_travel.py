@@ -12,67 +12,62 @@ from __future__ import annotations
 
 from typing import Any
 
-from .common import Context, Figure, HelixRig, Ratio, median, run, stopwatch
+from .common import (
+    Context,
+    Figure,
+    HelixRig,
+    Ratio,
+    median,
+    on_long_session,
+    stopwatch,
+    window_per_step,
+)
 
 GOAL = 1.5
 """"~1": resuming deep in the history may cost at most 1.5x resuming near its start."""
 
 
 def measure(ctx: Context) -> Figure:
-    from helix_lab import LocalBackend
+    steps, early, repeats = ctx.n(10_000, 300), 10, ctx.n(11, 2)
 
-    steps = ctx.n(10_000, 300)
-    early = 10
-    repeats = ctx.n(11, 2)
-    rig = HelixRig(ctx.path("time-travel"), steps=steps)
+    async def forks(rig: HelixRig, handle: Any) -> dict[str, Any]:
+        window = min(1000, steps // 10)
+        first, last = window_per_step(rig.stamps, window)
+        checkpoints = await handle.checkpoints()
+        at = {c["step"]: c["checkpointId"] for c in checkpoints
+              if c["branch"] == 0 and c["status"] == "running"}
+        rig.steps = 0  # every fork answers at once
+        # The run a fork launches loads the conversation (20,000 messages deep in the
+        # session), and the request after it pays a little for the memory that run
+        # used, whichever checkpoint it forks from. So every timed fork follows an
+        # untimed one chosen alike for both: from the deep end (the figure: a user
+        # going back after a long run), and from the early end (a warm start).
+        conditions = {"deep": steps, "early": early}
+        latency = {(c, s): [] for c in conditions for s in (early, steps)}
+        finish: dict[int, list[float]] = {early: [], steps: []}
 
-    async def go() -> dict[str, Any]:
-        backend = LocalBackend(rig.namespace)
-        try:
-            ctx.log(f"building a {steps:,}-step session")
-            build = await rig.run("deep")
-            window = min(1000, steps // 10)
-            first = (rig.stamps[window] - rig.stamps[0]) / window
-            last = (rig.stamps[-1] - rig.stamps[-1 - window]) / window
-            handle = backend.handle("deep", "bench")
-            checkpoints = await handle.checkpoints()
-            at = {c["step"]: c["checkpointId"] for c in checkpoints
-                  if c["branch"] == 0 and c["status"] == "running"}
-            rig.steps = 0  # every fork answers at once
-            # The run a fork launches loads the conversation (20,000 messages deep in the
-            # session), and the request after it pays a little for the memory that run
-            # used, whichever checkpoint it forks from. So every timed fork follows an
-            # untimed one chosen alike for both: from the deep end (the figure: a user
-            # going back after a long run), and from the early end (a warm start).
-            conditions = {"deep": steps, "early": early}
-            latency = {(c, s): [] for c in conditions for s in (early, steps)}
-            finish: dict[int, list[float]] = {early: [], steps: []}
+        async def fork(step: int) -> float:
+            with stopwatch() as total:
+                with stopwatch() as elapsed:
+                    await handle.resume(mode="from_checkpoint", checkpoint_id=at[step])
+                await rig.server("deep").execution.wait()
+            if rig.server("deep").execution.status != "completed":
+                raise RuntimeError("a forked run did not complete")
+            finish[step].append(total())
+            return elapsed()
 
-            async def fork(step: int) -> float:
-                with stopwatch() as total:
-                    with stopwatch() as elapsed:
-                        await handle.resume(mode="from_checkpoint", checkpoint_id=at[step])
-                    await rig.server("deep").execution.wait()
-                if rig.server("deep").execution.status != "completed":
-                    raise RuntimeError("a forked run did not complete")
-                finish[step].append(total())
-                return elapsed()
+        ctx.log(f"{repeats} rounds of forks from step {early} and step {steps:,}")
+        for _ in range(repeats):
+            for condition, before in conditions.items():
+                for step in (early, steps):
+                    await fork(before)
+                    latency[condition, step].append(await fork(step))
+        return {"first": first, "last": last, "window": window,
+                "latency": {k: median(v) for k, v in latency.items()},
+                "finish": finish,
+                "checkpoints": len(checkpoints)}
 
-            ctx.log(f"{repeats} rounds of forks from step {early} and step {steps:,}")
-            for _ in range(repeats):
-                for condition, before in conditions.items():
-                    for step in (early, steps):
-                        await fork(before)
-                        latency[condition, step].append(await fork(step))
-            return {"build": build, "first": first, "last": last, "window": window,
-                    "latency": {k: median(v) for k, v in latency.items()},
-                    "finish": finish,
-                    "checkpoints": len(checkpoints)}
-        finally:
-            await backend.aclose()
-            await rig.aclose()
-
-    out = run(go())
+    out = on_long_session(ctx, "time-travel", "deep", steps, forks)
     lat = out["latency"]
     fin = {step: median(times) for step, times in out["finish"].items()}
     ratio = lat["deep", steps] / lat["deep", early]
@@ -85,10 +80,10 @@ def measure(ctx: Context) -> Figure:
         f"both: step {steps:,} (after a long run), or step {early} (warm).",
         baseline=f"the same fork from step {early}.",
         ratios=[
-            Ratio(f"resume latency, step {steps:,} ÷ step {early} (after a long run)", ratio,
-                  f"{ratio:.2f}", goal=f"≤ {GOAL} (~1, O(1) in history)", met=ratio <= GOAL),
-            Ratio(f"resume latency, step {steps:,} ÷ step {early} (warm)", warm, f"{warm:.2f}",
-                  goal=f"≤ {GOAL}", met=warm <= GOAL),
+            Ratio.at_most(f"resume latency, step {steps:,} ÷ step {early} (after a long run)",
+                          ratio, f"{ratio:.2f}", GOAL, goal=f"≤ {GOAL} (~1, O(1) in history)"),
+            Ratio.at_most(f"resume latency, step {steps:,} ÷ step {early} (warm)", warm,
+                          f"{warm:.2f}", GOAL),
             Ratio(f"fork to its run's end, step {steps:,} ÷ step {early}",
                   fin[steps] / fin[early], f"{fin[steps] / fin[early]:.1f}"),
         ],
