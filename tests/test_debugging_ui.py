@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import test_magics
 from helpers import eventually
+from notebook_agents import MAILER
 from test_debugging import SENT, counting_model, email_turn, mail_agent
 from test_magics import Kernel
 
@@ -163,20 +164,9 @@ async def test_clicking_a_step_opens_it_and_edit_and_rerun_forks(make_runtime: A
 
 # -- magics -----------------------------------------------------------------------------------
 
-MAIL_AGENT = '''
-from helix_lab import Agent, tool
-from helix_lab.llm import ScriptedLLM, Turn, call
-
-@tool(requires_approval=True)
-def send_email(to: str, subject: str) -> str:
-    """Send an email."""
-    return f"sent to {to}: {subject}"
-
-mailer = Agent(name="mailer", tools=[send_email])
-
+MAIL_AGENT = MAILER + '''
 def plan(request):
-    results = [b["content"] for m in request.messages if isinstance(m["content"], list)
-               for b in m["content"] if b.get("type") == "tool_result"]
+    results = tool_results(request)
     if len(results) == 0:
         return Turn(text="one", tool_calls=[call("send_email", to="bob@x.org", subject="1")])
     if len(results) == 1:

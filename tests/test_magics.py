@@ -23,6 +23,7 @@ import pytest
 from helpers import eventually
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
+from notebook_agents import PARTS
 
 import helix_lab
 from helix_lab import AgentHandle
@@ -32,22 +33,11 @@ from helix_lab.widgets.render import render_stream
 
 ROOT = Path(__file__).resolve().parents[1]
 
-SLOW_AGENT = '''
-import os
-from helix_lab import Agent, tool
-from helix_lab.llm import ScriptedLLM, Turn, call
-
-@tool
-def work(part: int) -> str:
-    """Do one part of the job."""
-    return f"part {part} done"
-
-slow = Agent(name="slow", tools=[work], register=True)
+SLOW_AGENT = "import os" + PARTS + '''
+slow = Agent(name="slow", tools=[work], state_schema=Progress, register=True)
 
 def next_turn(request):
-    # Decide from the tool results so far: a step that is cut and rerun gets the same turn.
-    done = sum(1 for m in request.messages if isinstance(m.get("content"), list)
-               for block in m["content"] if block.get("type") == "tool_result")
+    done = len(tool_results(request))
     # While the file GATE is missing, the model waits before step 3 until an interrupt, an
     # abort or an unload cuts the wait: the test always finds the run going.
     wait = 3600 if done == 2 and not os.path.exists(GATE) else 0

@@ -641,6 +641,28 @@ def wait_for_output(
     return loc
 
 
+# --------------------------------------------------------------------------- helix_lab
+
+
+def run_agent_notebook(page, server: LabServer, path: str, agent: str, run: str):
+    """Write and open the notebook ``path`` of three cells: ``%load_ext helix_lab``,
+    ``agent`` (which selects its model with ``%helix llm scripted script``) and ``run`` (a
+    ``%%helix_agent`` cell), and run them in order. The run cell returns at once, as the run
+    is a task on the kernel's loop. Returns the locator of its AgentView, once visible."""
+    from playwright.sync_api import expect
+
+    write_notebook(server, path, ["%load_ext helix_lab", agent, run])
+    open_notebook(page, server, path)
+    run_cell(page, 0)
+    wait_for_output(page, 0, "helix_lab 0.1.0")
+    run_cell(page, 1)
+    wait_for_output(page, 1, "model: scripted (script)")
+    run_cell(page, 2)
+    view = cell_output_locator(page, 2).locator(".helix-agent-view")
+    expect(view).to_be_visible(timeout=DEFAULT_TIMEOUT_MS)
+    return view
+
+
 __all__: Sequence[str] = [
     "CHROMIUM_ARGS",
     "LAB_SETTING_OVERRIDES",
@@ -654,6 +676,7 @@ __all__: Sequence[str] = [
     "cells",
     "notebook_panel",
     "open_notebook",
+    "run_agent_notebook",
     "run_all_cells",
     "run_cell",
     "screenshot",

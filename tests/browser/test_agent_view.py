@@ -13,43 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+from notebook_agents import PARTS
 from playwright.sync_api import expect
 
-from .lab import (
-    cell_output_locator,
-    open_notebook,
-    run_cell,
-    screenshot,
-    visible_dialogs,
-    wait_for_output,
-)
+from .lab import run_agent_notebook, screenshot, visible_dialogs
 
 pytestmark = pytest.mark.browser
 
 GATE = Path(tempfile.gettempdir()) / f"helix-agent-view-gate-{secrets.token_hex(4)}"
 
-SLOW_AGENT = '''\
-import os
-from pydantic import BaseModel
-from helix_lab import Agent, ToolContext, tool
-from helix_lab.llm import ScriptedLLM, Turn, call
-
-class Progress(BaseModel):
-    parts_done: list[int] = []
-
-@tool
-def work(part: int, ctx: ToolContext) -> str:
-    """Do one part of the job."""
-    ctx.update_state(lambda s: s.parts_done.append(part))
-    return f"part {part} done"
-
+SLOW_AGENT = "import os" + PARTS + '''
 slow = Agent(name="slow", tools=[work], state_schema=Progress)
 
 def next_turn(request):
-    # The turn depends on how many tool results the model has seen, so a step that an
-    # interrupt cut (and resume reruns), or a fork from a checkpoint, gets the right turn.
-    done = sum(1 for m in request.messages if isinstance(m.get("content"), list)
-               for block in m["content"] if block.get("type") == "tool_result")
+    done = len(tool_results(request))
     # Until the test creates the gate file (after its interrupt), the model waits before
     # step 4 until Interrupt cuts the wait: the run is still going when the test presses
     # it, however slow the machine is.
@@ -77,20 +54,10 @@ def option_labels(select) -> list[str]:
 RUN_CELL = "%%helix_agent slow --session b1\nWork through the six parts, please."
 
 
-def test_agent_view_streams_interrupts_resumes_and_forks(
-        jupyter_server, make_notebook, page, artifacts) -> None:
+def test_agent_view_streams_interrupts_resumes_and_forks(jupyter_server, page,
+                                                         artifacts) -> None:
     t0 = time.monotonic()
-    path = make_notebook("agent_view.ipynb", ["%load_ext helix_lab", SLOW_AGENT, RUN_CELL])
-    open_notebook(page, jupyter_server, path)
-
-    run_cell(page, 0)
-    wait_for_output(page, 0, "helix_lab 0.1.0")
-    run_cell(page, 1)
-    wait_for_output(page, 1, "model: scripted (script)")
-    run_cell(page, 2)  # returns at once: the run is a task on the kernel's loop
-
-    view = cell_output_locator(page, 2).locator(".helix-agent-view")
-    expect(view).to_be_visible(timeout=60_000)
+    view = run_agent_notebook(page, jupyter_server, "agent_view.ipynb", SLOW_AGENT, RUN_CELL)
     badge = view.locator(".hx-badge")
     stream = view.locator(".hx-stream")
     message = view.locator(".widget-html").nth(1)  # header, then the message line

@@ -8,33 +8,16 @@ Screenshots go to the artifacts dir: ``debugging-1-paused.png`` to ``debugging-3
 from __future__ import annotations
 
 import pytest
+from notebook_agents import MAILER
 from playwright.sync_api import expect
 
-from .lab import (
-    cell_output_locator,
-    open_notebook,
-    run_cell,
-    screenshot,
-    visible_dialogs,
-    wait_for_output,
-)
+from .lab import run_agent_notebook, screenshot, visible_dialogs
 
 pytestmark = pytest.mark.browser
 
-MAIL_AGENT = '''\
-from helix_lab import Agent, tool
-from helix_lab.llm import ScriptedLLM, Turn, call
-
-@tool(requires_approval=True)
-def send_email(to: str, subject: str) -> str:
-    """Send an email (a person approves it first)."""
-    return f"sent to {to}: {subject}"
-
-mailer = Agent(name="mailer", tools=[send_email])
-
+MAIL_AGENT = MAILER + '''
 def plan(request):
-    results = [b["content"] for m in request.messages if isinstance(m["content"], list)
-               for b in m["content"] if b.get("type") == "tool_result"]
+    results = tool_results(request)
     if not results:
         return Turn(text="I will email Bob. ",
                     tool_calls=[call("send_email", to="bob@example.com", subject="Friday")])
@@ -47,18 +30,9 @@ script = ScriptedLLM([plan], loop=True)
 RUN_CELL = "%%helix_agent mailer --session d1\nEmail Bob about Friday."
 
 
-def test_approve_edited_arguments_and_open_a_step(jupyter_server, make_notebook, page,
-                                                  artifacts) -> None:
-    path = make_notebook("debugging_view.ipynb", ["%load_ext helix_lab", MAIL_AGENT, RUN_CELL])
-    open_notebook(page, jupyter_server, path)
-    run_cell(page, 0)
-    wait_for_output(page, 0, "helix_lab 0.1.0")
-    run_cell(page, 1)
-    wait_for_output(page, 1, "model: scripted (script)")
-    run_cell(page, 2)
-
-    view = cell_output_locator(page, 2).locator(".helix-agent-view")
-    expect(view).to_be_visible(timeout=60_000)
+def test_approve_edited_arguments_and_open_a_step(jupyter_server, page, artifacts) -> None:
+    view = run_agent_notebook(page, jupyter_server, "debugging_view.ipynb", MAIL_AGENT,
+                              RUN_CELL)
     badge = view.locator(".hx-badge")
     panel = view.locator(".helix-approvals")
 

@@ -8,6 +8,7 @@ Screenshots go to the artifacts dir as ``viewer-*.png``.
 from __future__ import annotations
 
 import pytest
+from notebook_agents import PARTS
 from playwright.sync_api import expect
 
 from .lab import cell_output_locator, open_notebook, run_cell, screenshot, wait_for_output
@@ -61,26 +62,11 @@ def test_branch_tree_draws_folds_and_selects(jupyter_server, make_notebook, page
     wait_for_output(page, 1, "selected cp-1-4010 [{'branch': 0, 'before': 100001}]")
 
 
-AGENT = '''\
-from pydantic import BaseModel
-from helix_lab import Agent, ToolContext, tool
-from helix_lab.llm import ScriptedLLM, Turn, call
-from helix_lab.widgets import AgentView
-
-class Progress(BaseModel):
-    parts_done: list[int] = []
-
-@tool
-def work(part: int, ctx: ToolContext) -> str:
-    """Do one part of the job."""
-    ctx.update_state(lambda s: s.parts_done.append(part))
-    return f"part {part} done"
-
+AGENT = "from helix_lab.widgets import AgentView" + PARTS + '''
 parts = Agent(name="parts", tools=[work], state_schema=Progress)
 
 def next_turn(request):
-    done = sum(1 for m in request.messages if isinstance(m.get("content"), list)
-               for block in m["content"] if block.get("type") == "tool_result")
+    done = len(tool_results(request))
     if done < 4:
         return Turn(text=f"Working on part {done + 1}. ", tool_calls=[call("work", part=done + 1)],
                     chunk_delay=0.01)
