@@ -10,8 +10,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from helix_lab.runtime.search import INDEX_EVERY, SearchIndex, SearchQueryError
+from helix_lab.runtime.search import INDEX_EVERY, STEP_ENDS, SearchIndex, SearchQueryError
 from helix_lab.runtime.sql import SqliteStorage
 from helix_lab.runtime.stream import DOStreamManager
 
@@ -155,6 +157,44 @@ def test_a_delta_that_is_not_text_is_indexed_as_sql_reads_it(session: Session) -
     session.write("run_completed", 2)
     assert [h["step"] for h in session.index.search("beluga", 10)] == [2]
     assert len(session.index.search("orca OR beluga", 10)) == 2  # nothing indexed twice
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=6)
+    | st.floats(allow_nan=False, allow_infinity=False),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
+                                                                max_size=3),
+    max_leaves=6)
+_CHUNK = st.one_of(
+    st.builds(lambda kind, delta: {"type": kind, "delta": delta},
+              st.sampled_from(["text_delta", "thinking"]), st.text(max_size=8)),
+    st.builds(lambda name, given: {"type": "tool_start", "toolName": name, "input": given},
+              _JSON, _JSON),
+    st.fixed_dictionaries({"type": st.just("tool_end")},
+                          optional={"output": _JSON, "error": _JSON}),
+    st.sampled_from([{"type": "checkpoint"}, {"type": "run_completed"}]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(chunks=st.lists(st.tuples(_CHUNK, st.integers(0, 2)), max_size=25))
+def test_the_rows_gathered_as_chunks_are_written_are_the_rows_sql_reads_back(
+        chunks: list[tuple[dict[str, Any], int]]) -> None:
+    gathered = DOStreamManager(SqliteStorage(":memory:"))
+    by_sql = DOStreamManager(SqliteStorage(":memory:"))
+    by_sql.search.available = False  # written with the index off, then indexed from storage
+    ends = []
+    for chunk, step in chunks:
+        for stream in (gathered, by_sql):
+            sequence = stream.write(chunk, step=step)["sequence"]
+        if chunk["type"] in STEP_ENDS:
+            ends.append(sequence)
+    by_sql.search.available = True
+    for end in ends:  # the same pieces: one step's end to the next
+        by_sql.search.catch_up(end)
+    if ends:
+        gathered.search.index_through(ends[-1])
+    rows = "SELECT body, type, sequence, last, step FROM helix_search ORDER BY rowid"
+    assert gathered.sql.exec(rows) == by_sql.sql.exec(rows)
 
 
 @pytest.mark.parametrize("query", ['"unclosed', "AND", "col:otters", "otters'"])

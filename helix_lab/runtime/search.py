@@ -7,9 +7,10 @@ step and type, with a snippet around the match.
 Streamed text arrives as many small deltas, and an FTS5 row per delta would cost a large
 share of what storing the delta costs. So the index has one row per kind of text per step
 (its deltas joined, so no word is split) and one per tool call or result, written at the
-end of a step. The stream hands each delta's text to the index as it queues the chunk (a
-list append: :meth:`SearchIndex.note_text`), so the step's text is joined in Python and
-inserted as is, instead of being read back from the stored chunks and decoded by SQL.
+end of a step. The stream hands each chunk to the index as it queues it (for a delta, a
+list append: :meth:`SearchIndex.note_text`), so a step's text is joined in Python and
+inserted as is, instead of being read back from the stored chunks and decoded by SQL; a
+tool call's row is made from its fields the way SQL's ``json_extract`` reads them.
 Each write of the index costs FTS5 a segment, so it is done every :data:`INDEX_EVERY`
 chunks and at a run's end, and a search first indexes every finished step. Text of a step
 still running is found once the step ends.
@@ -25,6 +26,7 @@ Durable Object SQLite has FTS5 too, so this runs unchanged in a Worker.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any, TypedDict
 
@@ -66,8 +68,8 @@ _INDEX = f"""INSERT INTO helix_search (body, type, sequence, last, step)
         SELECT {_TOOL_ROW} FROM helix_chunks
         WHERE sequence > ?1 AND sequence <= ?2 AND type IN ('tool_start', 'tool_end'))
     ORDER BY last"""
-# The rows of a batch the stream gathered: text as joined in Python, a tool chunk by SQL.
-_INSERT_TEXT = "INSERT INTO helix_search (body, type, sequence, last, step) VALUES (?, ?, ?, ?, ?)"
+# The rows of a batch the stream gathered, and a tool chunk's row where SQL must read it.
+_INSERT_ROW = "INSERT INTO helix_search (body, type, sequence, last, step) VALUES (?, ?, ?, ?, ?)"
 _INSERT_TOOL = f"""INSERT INTO helix_search (body, type, sequence, last, step)
     SELECT {_TOOL_ROW} FROM helix_chunks WHERE sequence = ?"""
 _TEXT_TYPES = frozenset({"text_delta", "thinking"})
@@ -95,9 +97,41 @@ class SearchUnavailableError(BackendError):
     default_code = "search_unavailable"
 
 
+def _sql_value(value: Any) -> Any:
+    """What SQLite's ``json_extract`` makes of a top-level JSON value: a string as is, an
+    integer, true and false as 1 and 0, null as None, an object or array as compact JSON.
+    :data:`_BY_SQL` where Python cannot be sure to agree (a float, whose text SQLite
+    formats its own way; an integer too large for SQLite's)."""
+    kind = type(value)
+    if kind is str or value is None:
+        return value
+    if kind is bool:
+        return int(value)
+    if kind is int:
+        return value if -(2**63) <= value < 2**63 else _BY_SQL
+    if kind is dict or kind is list:
+        try:  # numbers inside keep the text they were stored with, as SQLite keeps it
+            return json.dumps(value, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError):
+            return _BY_SQL
+    return _BY_SQL
+
+
+_BY_SQL = object()
+
+
+def _coalesce(*values: Any) -> Any:
+    for value in values:
+        if value is _BY_SQL:
+            return _BY_SQL
+        if value is not None:
+            return value
+    return ""
+
+
 class _Batch:
     """What the stream wrote in (``start``, ``end``]: its text joined per step and kind, the
-    sequences of its tool chunks, and whether that is all of it (``exact``)."""
+    rows of its tool chunks, and whether that is all of it (``exact``)."""
 
     __slots__ = ("end", "exact", "kind", "start", "texts", "tools")
 
@@ -108,18 +142,38 @@ class _Batch:
         """The type of the chunk that ended the batch (a step's or a run's end)."""
         self.texts: dict[tuple[int, str], list[Any]] = {}
         """(step, type) -> [first sequence, last sequence, deltas]."""
-        self.tools: list[int] = []
+        self.tools: list[tuple[Any, ...]] = []
+        """A tool chunk's row, or just its sequence where SQL must read its JSON."""
         self.exact = True
 
-    def rows(self) -> list[tuple[Any, ...]]:
+    def rows(self) -> list[tuple[Any, ...]] | None:
         """The index rows, in order of their last chunk (as :data:`_INDEX` writes them): a
-        text row is (body, type, sequence, last, step), a tool row just its sequence."""
+        row is (body, type, sequence, last, step), or (sequence,) for SQL to write. None
+        where SQL would read a text otherwise (see :func:`_as_sql_reads`): SQL then writes
+        them all."""
         rows: list[tuple[Any, ...]] = [
             ("".join(parts), kind, first, last, step)
             for (step, kind), (first, last, parts) in self.texts.items()]
-        rows += [(sequence,) for sequence in self.tools]
+        rows += self.tools
+        for row in rows:
+            if type(row[0]) is str and not _as_sql_reads(row[0]):
+                return None
         rows.sort(key=lambda row: row[-2] if len(row) > 1 else row[0])
         return rows
+
+
+def _as_sql_reads(text: str) -> bool:
+    """Whether SQL reads ``text`` back from its JSON as it is: ``json_extract`` ends a
+    string at a NUL, and a lone surrogate is not UTF-8."""
+    if "\x00" in text:
+        return False
+    if text.isascii():
+        return True
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 class SearchIndex:
@@ -186,12 +240,24 @@ class SearchIndex:
         kind = chunk["type"]
         if kind in _TEXT_TYPES:
             delta = chunk.get("delta")
-            if type(delta) is str:
-                self.note_text(kind, delta, sequence, step)
+            if type(delta) is str:  # note_text, inlined (a frame less per delta)
+                group = self._batch.texts.get((step, kind))
+                if group is None:
+                    self._batch.texts[(step, kind)] = [sequence, sequence, [delta]]
+                else:
+                    group[1] = sequence
+                    group[2].append(delta)
             else:  # what SQL makes of it is SQL's business: index this batch from storage
                 self._batch.exact = False
         elif kind in _TOOL_TYPES:
-            self._batch.tools.append(sequence)
+            if kind == "tool_start":
+                name, given = _sql_value(chunk.get("toolName")), _sql_value(chunk.get("input"))
+                body = (_BY_SQL if _BY_SQL in (name, given) else  # SQL's ||: text
+                        f"{_coalesce(name)} {_coalesce(given)}")
+            else:
+                body = _coalesce(_sql_value(chunk.get("output")), _sql_value(chunk.get("error")))
+            self._batch.tools.append((sequence,) if body is _BY_SQL
+                                     else (body, kind, sequence, sequence, step))
         elif kind in STEP_ENDS:
             batch = self._batch
             batch.end, batch.kind = sequence, kind
@@ -224,15 +290,20 @@ class SearchIndex:
         """Index the stored chunks up to ``sequence`` (a step's end, or all that is stored)."""
         if not self._available or sequence <= self.through:
             return
+        rows: list[tuple[Any, ...]] = []
         while self._ready and self._ready[0].end <= sequence:
             batch = self._ready.pop(0)
             if batch.end <= self.through:
                 continue
-            if batch.exact and batch.start == self.through:
-                self._insert(batch.rows())
-            else:
+            gathered = batch.rows() if batch.exact and batch.start == self.through else None
+            if gathered is None:
+                self._insert(rows)
+                rows = []
                 self.sql.exec(_INDEX, self.through, batch.end)
+            else:
+                rows += gathered
             self.through = batch.end
+        self._insert(rows)
         if sequence > self.through:  # not gathered here (a stopped host's chunks)
             self.sql.exec(_INDEX, self.through, sequence)
             self.through = sequence
@@ -240,17 +311,16 @@ class SearchIndex:
                 self._batch.exact = False
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
-        texts: list[tuple[Any, ...]] = []
-        for row in rows:
-            if len(row) > 1:
-                texts.append(row)
-                continue
-            if texts:
-                insert_rows(self.sql, _INSERT_TEXT, texts)
-                texts = []
-            self.sql.exec(_INSERT_TOOL, row[0])
-        if texts:
-            insert_rows(self.sql, _INSERT_TEXT, texts)
+        """Write gathered rows in order: in bulk, but a tool row SQL must read in its turn."""
+        start = 0
+        for i, row in enumerate(rows):
+            if len(row) == 1:
+                if i > start:
+                    insert_rows(self.sql, _INSERT_ROW, rows[start:i])
+                self.sql.exec(_INSERT_TOOL, row[0])
+                start = i + 1
+        if len(rows) > start:
+            insert_rows(self.sql, _INSERT_ROW, rows[start:] if start else rows)
 
     def catch_up(self, last_stored: int) -> None:
         """Index what a host stored but did not index before it stopped."""
