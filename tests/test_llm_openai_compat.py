@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+import httpx
 import pytest
 from adapter_calls import SEARCH, ask, collect, fail, search_use, tool_result
 from fakes.openai_server import (
@@ -165,6 +166,19 @@ async def test_key_falls_back_to_the_environment(fake, monkeypatch):
         await collect(adapter, ask())
 
     assert fake.requests[0].headers["authorization"] == "Bearer sk-env"
+
+
+async def test_the_adapter_closes_only_a_client_it_made(fake):
+    fake.push(chat_turn("hi"), chat_turn("again"))
+    given = httpx.AsyncClient()
+    async with OpenAICompatAdapter(fake.base_url, "gpt-test", http_client=given) as adapter:
+        await collect(adapter, ask())
+    assert not given.is_closed  # the caller's client is the caller's to close
+    await given.aclose()
+
+    async with OpenAICompatAdapter(fake.base_url, "gpt-test") as adapter:
+        await collect(adapter, ask())
+    assert adapter._client.is_closed
 
 
 def test_canonical_history_is_converted_to_chat_messages():

@@ -1,5 +1,5 @@
 """What the network adapters share: which failures are transient, Retry-After, redaction,
-and what a request's ``tool_choice`` asks for.
+what a request's ``tool_choice`` asks for, and closing a client only if they made it.
 
 Kept free of any HTTP library so that importing an adapter module stays cheap.
 """
@@ -10,11 +10,36 @@ import json
 import time
 from collections.abc import Mapping
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, Self
 
 from .base import LLMError, LLMRequest
 
-__all__ = ["forced_tool", "is_transient_status", "redact", "retry_after_seconds", "tool_input"]
+__all__ = ["ClientOwner", "forced_tool", "is_transient_status", "redact", "retry_after_seconds",
+           "tool_input"]
+
+
+class ClientOwner:
+    """An adapter over an HTTP client that it made itself, or that the caller passed in.
+
+    :meth:`aclose` (and leaving ``async with adapter:``) closes the client and its
+    connections only in the first case: a caller's client is the caller's to close.
+    """
+
+    _owns_client: bool
+
+    async def _close_client(self) -> None:
+        raise NotImplementedError
+
+    async def aclose(self) -> None:
+        """Close the client, if this adapter made it."""
+        if self._owns_client:
+            await self._close_client()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
 
 
 def tool_input(text: str, tool: str, *, source: str = "The model") -> dict[str, Any]:

@@ -25,9 +25,9 @@ import os
 import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any
 
-from ._http import redact, retry_after_seconds
+from ._http import ClientOwner, redact, retry_after_seconds
 from .anthropic_wire import (
     StreamTranslator,
     error_detail,
@@ -39,7 +39,7 @@ from .base import LLMError, LLMEvent, LLMRequest
 
 __all__ = ["AnthropicAdapter"]
 
-class AnthropicAdapter:
+class AnthropicAdapter(ClientOwner):
     """Streams Messages API calls through ``anthropic.AsyncAnthropic``.
 
     ``api_key`` falls back to ``ANTHROPIC_API_KEY``, then to the SDK's own credential chain.
@@ -97,16 +97,8 @@ class AnthropicAdapter:
     def __repr__(self) -> str:
         return f"AnthropicAdapter(model_default={self.model_default!r}, base_url={self.base_url!r})"
 
-    async def aclose(self) -> None:
-        """Close the SDK client and its connections, unless the caller passed it in."""
-        if self._owns_client:
-            await self._client.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def _close_client(self) -> None:
+        await self._client.close()
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         body = messages_body(request, self.model_default,

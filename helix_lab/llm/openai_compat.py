@@ -19,9 +19,16 @@ import json
 import os
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
-from typing import Any, Self
+from typing import Any
 
-from ._http import forced_tool, is_transient_status, redact, retry_after_seconds, tool_input
+from ._http import (
+    ClientOwner,
+    forced_tool,
+    is_transient_status,
+    redact,
+    retry_after_seconds,
+    tool_input,
+)
 from .base import LLMError, LLMEvent, LLMRequest, Message
 
 __all__ = ["OpenAICompatAdapter", "to_openai_messages"]
@@ -35,7 +42,7 @@ _STOP_REASONS = {
 }
 
 
-class OpenAICompatAdapter:
+class OpenAICompatAdapter(ClientOwner):
     """Streams ``POST {base_url}/chat/completions``.
 
     ``base_url`` is the API root, e.g. ``https://api.openai.com/v1``. ``api_key`` falls back
@@ -66,16 +73,8 @@ class OpenAICompatAdapter:
             f"OpenAICompatAdapter(base_url={self.base_url!r}, model_default={self.model_default!r})"
         )
 
-    async def aclose(self) -> None:
-        """Close the HTTP client, if this adapter made it."""
-        if self._owns_client:
-            await self._client.aclose()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
+    async def _close_client(self) -> None:
+        await self._client.aclose()
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         body = self._body(request)
