@@ -176,6 +176,19 @@ class RecordingSink:
         self.events.append(("abort", str(reason)))
 
 
+async def started_pipe(sink: RecordingSink | None = None) -> tuple[Any, Any, RecordingSink,
+                                                                  asyncio.Future[Any]]:
+    """A TransformStream piped into ``sink`` (a new RecordingSink by default), once the pipe
+    has started: from then on, writes go straight through. Returns the stream, its writer,
+    the sink and the piping task."""
+    pipe = TransformStream.new()
+    writer = pipe.writable.getWriter()
+    sink = sink or RecordingSink()
+    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
+    await asyncio.sleep(0)
+    return pipe, writer, sink, piping
+
+
 async def test_a_piped_body_reaches_the_sink_in_the_writers_turn() -> None:
     pipe = TransformStream.new()
     writer = pipe.writable.getWriter()
@@ -197,11 +210,7 @@ async def test_a_piped_body_reaches_the_sink_in_the_writers_turn() -> None:
 
 
 async def test_concurrent_writes_to_a_piped_body_stay_in_order() -> None:
-    pipe = TransformStream.new()
-    writer = pipe.writable.getWriter()
-    sink = RecordingSink()
-    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
-    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    _, writer, sink, piping = await started_pipe()
     await asyncio.gather(*(writer.write(f"{i};".encode()) for i in range(20)))
     await writer.close()
     await asyncio.wait_for(piping, 60)
@@ -210,11 +219,7 @@ async def test_concurrent_writes_to_a_piped_body_stay_in_order() -> None:
 
 
 async def test_a_cancelled_pipe_ends_and_its_writer_fails() -> None:
-    pipe = TransformStream.new()
-    writer = pipe.writable.getWriter()
-    sink = RecordingSink()
-    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
-    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    pipe, writer, sink, piping = await started_pipe()
     await writer.write(b"one;")
     pipe.readable.cancel()  # the host's client hung up
     await asyncio.wait_for(piping, 60)
@@ -224,11 +229,7 @@ async def test_a_cancelled_pipe_ends_and_its_writer_fails() -> None:
 
 
 async def test_a_failing_sink_cancels_the_stream_and_fails_the_pipe() -> None:
-    pipe = TransformStream.new()
-    writer = pipe.writable.getWriter()
-    sink = RecordingSink(fail_on=b"boom;")
-    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
-    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    pipe, writer, sink, piping = await started_pipe(RecordingSink(fail_on=b"boom;"))
     await writer.write(b"fine;")
     with pytest.raises(OSError, match="piped destination failed"):
         await writer.write(b"boom;")
@@ -239,11 +240,7 @@ async def test_a_failing_sink_cancels_the_stream_and_fails_the_pipe() -> None:
 
 
 async def test_a_failed_stream_aborts_the_sink() -> None:
-    pipe = TransformStream.new()
-    writer = pipe.writable.getWriter()
-    sink = RecordingSink()
-    piping = asyncio.ensure_future(pipe.readable.pipeTo(WritableStream.new(sink)))
-    await asyncio.sleep(0)  # the pipe starts: from here on, writes go straight through
+    pipe, writer, sink, piping = await started_pipe()
     await writer.write(b"partial;")
     await writer.abort("upstream broke")
     with pytest.raises(OSError, match="upstream broke"):
