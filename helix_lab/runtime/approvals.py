@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import BadRequestError, ConflictError
 from ..tools import Tool, ToolInputError
-from .sql import SqlStorage
+from .sql import SqlTables
 from .wire import ApproveRequest
 
 __all__ = ["DENIED_DEFAULT", "PendingStore", "PendingTurn", "check_decisions", "denial_text"]
@@ -97,12 +97,10 @@ class PendingTurn:
         return out
 
 
-class PendingStore:
+class PendingStore(SqlTables):
     """``helix_pending`` on the object's SQL storage."""
 
-    def __init__(self, sql: SqlStorage) -> None:
-        self.sql = sql
-        sql.exec(_SCHEMA)
+    SCHEMA = (_SCHEMA,)
 
     def save(self, turn: PendingTurn) -> None:
         self.sql.exec(

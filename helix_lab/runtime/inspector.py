@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import NotFoundError
-from .sql import SqlStorage
+from .sql import SqlStorage, SqlTables
 from .state_store import Checkpoint
 
 __all__ = ["DEFAULT_MESSAGES", "StepLog", "StepRecord", "load_tail", "missing_step",
@@ -63,13 +63,10 @@ class StepRecord:
     approvals: list[dict[str, Any]] | None = None
 
 
-class StepLog:
+class StepLog(SqlTables):
     """``helix_steps`` on the object's SQL storage (needs ``helix_checkpoints`` first)."""
 
-    def __init__(self, sql: SqlStorage) -> None:
-        self.sql = sql
-        for statement in _SCHEMA:
-            sql.exec(statement)
+    SCHEMA = _SCHEMA
 
     def record(self, checkpoint_id: str, record: StepRecord) -> None:
         usage = record.usage

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["SqlStorage", "SqliteStorage", "insert_rows"]
+__all__ = ["SqlStorage", "SqlTables", "SqliteStorage", "insert_rows"]
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -34,6 +34,20 @@ class SqlStorage(Protocol):
     def transaction(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` so that all of its writes commit together, or none do."""
         ...
+
+
+class SqlTables:
+    """A store kept in some tables of one :class:`SqlStorage`.
+
+    Making one creates its tables: the ``SCHEMA`` statements run in order, each written
+    to be harmless when its table or index is there already (``IF NOT EXISTS``)."""
+
+    SCHEMA: ClassVar[Sequence[str]] = ()
+
+    def __init__(self, sql: SqlStorage) -> None:
+        self.sql = sql
+        for statement in self.SCHEMA:
+            sql.exec(statement)
 
 
 def insert_rows(sql: SqlStorage, statement: str, rows: list[tuple[Any, ...]]) -> None:

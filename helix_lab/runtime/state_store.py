@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .jsonpatch import apply_patch, make_patch
-from .sql import SqlStorage
+from .sql import SqlStorage, SqlTables
 
 __all__ = ["SNAPSHOT_EVERY", "Checkpoint", "DOStateStore", "checkpoint_id"]
 
@@ -102,13 +102,13 @@ _CP_COLUMNS = ("id, parent_id, run_id, step, branch, message_head, message_count
                "sequence, created_at, output")
 
 
-class DOStateStore:
+class DOStateStore(SqlTables):
     """Session row, message tree and checkpoints of one Durable Object."""
 
+    SCHEMA = _SCHEMA
+
     def __init__(self, sql: SqlStorage) -> None:
-        self.sql = sql
-        for statement in _SCHEMA:
-            sql.exec(statement)
+        super().__init__(sql)
         sql.exec("INSERT OR IGNORE INTO helix_meta (key, value) VALUES ('schema', ?)",
                  SCHEMA_VERSION)
 

@@ -13,7 +13,7 @@ import json
 import time
 from typing import Any, Protocol
 
-from .sql import SqlStorage
+from .sql import SqlStorage, SqlTables
 
 __all__ = ["DOUsageStore", "UsageStore", "rollup"]
 
@@ -84,13 +84,14 @@ def rollup(entries: list[dict[str, Any]]) -> dict[str, Any]:
             "entries": len(entries)}
 
 
-class DOUsageStore:
+class DOUsageStore(SqlTables):
     """Usage entries in the Durable Object's own SQLite."""
 
+    SCHEMA = (_SCHEMA,)
+
     def __init__(self, sql: SqlStorage, session_id: str = "") -> None:
-        self.sql = sql
+        super().__init__(sql)
         self.session_id = session_id
-        sql.exec(_SCHEMA)
         columns = {row["name"] for row in sql.exec("PRAGMA table_info(helix_usage)")}
         if "cost_usd" not in columns:  # a store written before costs were priced
             sql.exec("ALTER TABLE helix_usage ADD COLUMN cost_usd REAL")

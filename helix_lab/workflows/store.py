@@ -18,7 +18,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..runtime.sql import SqlStorage
+from ..runtime.sql import SqlTables
 
 __all__ = ["StepRow", "WorkflowStore"]
 
@@ -62,13 +62,10 @@ class StepRow:
                 "error": self.error}
 
 
-class WorkflowStore:
+class WorkflowStore(SqlTables):
     """The engine's tables on a :class:`~helix_lab.runtime.sql.SqlStorage`."""
 
-    def __init__(self, sql: SqlStorage) -> None:
-        self.sql = sql
-        for statement in _SCHEMA:
-            sql.exec(statement)
+    SCHEMA = _SCHEMA
 
     # -- instances ----------------------------------------------------------------------
 
