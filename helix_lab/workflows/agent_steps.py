@@ -21,6 +21,7 @@ The model call and the tool call are the DO executor's own logic
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -84,29 +85,27 @@ class WorkflowDependencies:
 
 
 class _ChunkWriter:
-    """Chunks of one step attempt, sent to the StreamServer in order, a batch at a time."""
+    """Chunks of one step attempt, sent in order by ``send`` (to the StreamServer), a
+    batch at a time; each carries ``stamp``, its ``runId`` and ``step``."""
 
-    def __init__(self, streams: DurableObjectStreamManager, session_id: str, agent_type: str,
-                 run_id: str, step: int) -> None:
-        self._streams = streams
-        self._session_id = session_id
-        self._agent_type = agent_type
-        self._run_id = run_id
-        self._step = step
+    def __init__(self, send: Callable[[list[dict[str, Any]]], Awaitable[Any]],
+                 stamp: dict[str, Any]) -> None:
+        self._send = send
+        self._stamp = stamp
         self._buffer: list[dict[str, Any]] = []
         self._tail: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
 
     def __call__(self, chunk: dict[str, Any]) -> None:
         json.dumps(chunk)  # refuse what cannot be sent before it takes a place in line
-        self._buffer.append({**chunk, "runId": self._run_id, "step": self._step})
+        self._buffer.append({**chunk, **self._stamp})
         if self._task is None or self._task.done():
             self._task = asyncio.ensure_future(self._pump())
 
     def last(self, chunk: dict[str, Any]) -> None:
         """Send ``chunk`` after every other chunk of the step (a run's final chunk)."""
         json.dumps(chunk)
-        self._tail.append({**chunk, "runId": self._run_id, "step": self._step})
+        self._tail.append({**chunk, **self._stamp})
 
     def cancel(self) -> None:
         """The step was cancelled (terminated, restarted): send nothing more."""
@@ -117,7 +116,7 @@ class _ChunkWriter:
     async def _pump(self) -> None:
         while self._buffer:
             batch, self._buffer = self._buffer, []
-            await self._streams.write(self._session_id, batch, agent_type=self._agent_type)
+            await self._send(batch)
 
     async def drain(self) -> None:
         """Wait until every chunk emitted so far, then the ``last`` ones, is stored."""
@@ -210,7 +209,9 @@ class AgentSteps:
         @step.do(name, config=config or EDGE_STEP_CONFIG)
         async def run_step(ctx: dict[str, Any]) -> Any:
             ran["yes"] = True
-            emit = _ChunkWriter(self.streams, session_id, agent_type, run_id, number)
+            emit = _ChunkWriter(
+                functools.partial(self.streams.write, session_id, agent_type=agent_type),
+                {"runId": run_id, "step": number})
             if self._memoized and not self._announced:
                 emit({"type": "workflow_resumed", "memoizedSteps": self._memoized,
                       "firstStep": name})
