@@ -186,21 +186,31 @@ class BadRequestError(BackendError):
 
 
 class AuthError(BackendError):
+    """401 or 403: the bearer token is missing or wrong; ``status`` keeps which."""
+
     status = 401
     default_code = "unauthorized"
 
 
 class NotFoundError(BackendError):
+    """404: no such session, checkpoint, step, workflow instance or endpoint."""
+
     status = 404
     default_code = "not_found"
 
 
 class ConflictError(BackendError):
+    """409: the session cannot do that now (it is executing, paused for approvals, or
+    not resumable); ``code`` says which, and the message what to do instead."""
+
     status = 409
     default_code = "conflict"
 
 
 class UnreachableError(BackendError):
+    """No HTTP answer at all: the connection was refused, the host did not resolve, or
+    the request timed out. ``status`` is 0."""
+
     status = 0
     default_code = "unreachable"
 
