@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ..runtime.namespace import LocalNamespace
+    from ..runtime.stream import Subscription
 
 __all__ = ["Backend", "LocalBackend", "RemoteBackend", "poll_until"]
 
@@ -238,27 +239,27 @@ class LocalBackend(Backend):
     def describe(self) -> str:
         return f"the local namespace at {self.namespace.storage}"
 
-    async def stream(self, session_id: str, from_sequence: int = 0, *,
-                     follow: bool = False) -> AsyncIterator[dict[str, Any]]:
+    def stream(self, session_id: str, from_sequence: int = 0, *,
+               follow: bool = False) -> AsyncIterator[dict[str, Any]]:
         """Chunks after ``from_sequence`` from the session's subscription, in order and
-        without repeats; nothing can drop in between, so there is nothing to reconnect."""
+        without repeats; nothing can drop in between, so there is nothing to reconnect.
+        The stream is the subscription's own client generator (no generator of ours
+        around it: a chunk costs one hop less)."""
+        from ..runtime.stream import client_chunks
+
+        return client_chunks(lambda: self._subscribe(session_id, from_sequence, follow))
+
+    async def _subscribe(self, session_id: str, from_sequence: int,
+                         follow: bool) -> Subscription | None:
         from ..runtime.gateway import check_session_id, session_object_name
 
         problem = check_session_id(session_id)
         if problem is not None:
             raise backend_error(problem.status, json.loads(problem.body))
         namespace = self.namespace
-        subscription = await namespace.subscribe(
+        return await namespace.subscribe(
             namespace.id_from_name(session_object_name(session_id)), from_sequence,
             follow=follow)
-        if subscription is None:
-            return
-        chunks = subscription.client_chunks()
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
 
 
 class RemoteBackend(Backend):

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import copy
-import functools
 import random
 import secrets
 from collections.abc import Callable, Coroutine, Iterator
@@ -430,9 +429,8 @@ class Execution:
 
     def _delta_writer(self) -> Callable[[str, str], None]:
         """``write_delta(kind, delta)`` for this step's model call, by the stream's direct
-        path: bound once per call (a partial, no Python frame per delta)."""
-        return functools.partial(self.storage.stream.write_delta, run_id=self.run_id,
-                                 step=self._step)
+        path (bound once per call)."""
+        return self.storage.stream.delta_writer(self.run_id, self._step)
 
     async def _run_tool(self, call: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """One tool call with its hooks (:func:`~.turns.run_tool_call`): its tool_result

@@ -20,7 +20,7 @@ import functools
 import json
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from json.encoder import encode_basestring_ascii as _escape
 from typing import Any, Literal
 
@@ -28,7 +28,8 @@ from .http import WebSocketLike
 from .search import SearchIndex
 from .sql import SqlStorage, insert_rows
 
-__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription", "detached"]
+__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription", "client_chunks",
+           "detached"]
 
 StreamStatus = Literal["active", "paused", "ended", "failed"]
 MAX_BATCH = 1024
@@ -107,7 +108,7 @@ def detached(chunk: Chunk) -> dict[str, Any]:
     and every other subscriber. Fields that are all scalars copy shallowly; a chunk with a
     nested value is rebuilt from its JSON, as a client over HTTP would get it."""
     body = chunk.body  # the fields' JSON: without a bracket after its first, nothing nests
-    if "[" in body or "{" in body[1:]:
+    if "[" in body or body.find("{", 1) != -1:
         for value in chunk.values():
             if type(value) not in _SCALARS:
                 return json.loads(chunk.to_json())
@@ -143,22 +144,13 @@ class Subscription:
         self.closed = True
         self._wake.set()
 
-    async def client_chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """What an in-process client yields: the chunks one by one, each the caller's own
-        copy (:func:`detached`), none at or below a sequence already yielded (the one
-        dedupe, at the client). Closing it closes the subscription."""
-        batches = self.__aiter__()
-        last = self.last
-        try:
-            async for batch in batches:
-                for chunk in batch:
-                    if chunk["sequence"] <= last:
-                        continue
-                    last = chunk["sequence"]
-                    yield detached(chunk)
-        finally:
-            self.close()
-            await batches.aclose()
+    def client_chunks(self) -> AsyncIterator[dict[str, Any]]:
+        """:func:`client_chunks` of this subscription."""
+
+        async def itself() -> Subscription:
+            return self
+
+        return client_chunks(itself)
 
     async def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield batches of chunks in sequence order: stored pages first, then live ones."""
@@ -199,6 +191,30 @@ class Subscription:
             manager._subscribers.discard(self)
 
 
+async def client_chunks(
+        subscribe: Callable[[], Awaitable[Subscription | None]]) -> AsyncIterator[dict[str, Any]]:
+    """What an in-process client yields from the subscription ``subscribe()`` opens (none:
+    nothing): the chunks one by one, each the caller's own copy (:func:`detached`), none
+    at or below a sequence already yielded (the one dedupe, at the client). Closing it
+    closes the subscription. A client returns this generator as its own stream, so a
+    chunk passes through no other generator on its way to the caller."""
+    subscription = await subscribe()
+    if subscription is None:
+        return
+    batches = subscription.__aiter__()
+    last = subscription.last
+    try:
+        async for batch in batches:
+            for chunk in batch:
+                if chunk["sequence"] <= last:
+                    continue
+                last = chunk["sequence"]
+                yield detached(chunk)
+    finally:
+        subscription.close()
+        await batches.aclose()
+
+
 class DOStreamManager:
     """Chunk numbering, batched persistence and fan-out for one session."""
 
@@ -219,7 +235,8 @@ class DOStreamManager:
         self.logger = logger
         self._pending: list[Chunk] = []
         self._rows: list[tuple[Any, ...]] = []
-        """The pending chunks' rows, built as they are written (one list walk less)."""
+        """The pending chunks' rows, built as they are written (one list walk less). The
+        one list for the stream's life: delta writers hold it."""
         self._flush_scheduled = False
         self._closed = False
         self._subscribers: set[Subscription] = set()
@@ -254,42 +271,56 @@ class DOStreamManager:
 
     def write_delta(self, kind: str, delta: str, *, run_id: str | None, step: int) -> None:
         """``write({"type": kind, "delta": delta}, ...)``, for the chunk a model streams by
-        the thousand (``text_delta``, ``thinking``). The row is queued as ``write`` would
-        queue it; the chunk itself is built only if a client is listening (every way to
-        start listening flushes first, so a chunk queued before it is read from storage)."""
-        body = '{"delta": ' + _escape(delta) + "}"
-        self.sequence = sequence = self.sequence + 1
-        timestamp = time.time_ns() // 1_000_000
-        if self._subscribers or self._sockets:
-            if run_id is None:
+        the thousand (``text_delta``, ``thinking``); see :meth:`delta_writer`."""
+        self.delta_writer(run_id, step)(kind, delta)
+
+    def delta_writer(self, run_id: str | None, step: int) -> Callable[[str, str], None]:
+        """``write_delta(kind, delta)`` bound to one model call's run and step: what the
+        executor calls once per delta, the hottest path of the runtime (a closure: no
+        keyword arguments to merge, no attribute lookups for what is fixed per call).
+
+        The row is queued as ``write`` would queue it, and the delta's text handed to the
+        search index; the chunk itself is built only if a client is listening (every way
+        to start listening flushes first, so a chunk queued before it is read from
+        storage)."""
+        rows = self._rows  # emptied in place by take_pending, never replaced
+        search = self.search
+        time_ns = time.time_ns
+
+        def write(kind: str, delta: str) -> None:
+            body = f'{{"delta": {_escape(delta)}}}'
+            self.sequence = sequence = self.sequence + 1
+            timestamp = time_ns() // 1_000_000
+            if self._subscribers or self._sockets:
                 full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
                              agentType=self.agent_type, step=step, timestamp=timestamp,
                              delta=delta)
-            else:
-                full = Chunk(type=kind, sequence=sequence, agentId=self.agent_id,
-                             agentType=self.agent_type, step=step, timestamp=timestamp,
-                             delta=delta, runId=run_id)
-            full.body = body
-            self._pending.append(full)
-        texts = self.search.texts  # SearchIndex.note_text, inlined
-        if texts is not None:
-            group = texts.get((step, kind))
-            if group is None:
-                texts[(step, kind)] = [sequence, sequence, [delta]]
-            else:
-                group[1] = sequence
-                group[2].append(delta)
-        # _queue, inlined: this is the hottest path of the runtime.
-        rows = self._rows
-        rows.append((sequence, run_id, step, timestamp, kind, body))
-        if len(rows) >= MAX_BATCH:
-            self.flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:
+                if run_id is not None:
+                    full["runId"] = run_id
+                full.body = body
+                self._pending.append(full)
+            texts = search.texts  # SearchIndex.note_text, inlined
+            if texts is not None:
+                group = texts.get((step, kind))
+                if group is None:
+                    texts[(step, kind)] = [sequence, sequence, [delta]]
+                else:
+                    group[1] = sequence
+                    group[2].append(delta)
+            rows.append((sequence, run_id, step, timestamp, kind, body))
+            if len(rows) >= MAX_BATCH:
                 self.flush()
+            elif not self._flush_scheduled:
+                self._schedule_flush()
+
+        return write
+
+    def _schedule_flush(self) -> None:
+        self._flush_scheduled = True
+        try:
+            asyncio.get_running_loop().call_soon(self.flush)
+        except RuntimeError:  # no loop (a sync caller): store at once
+            self.flush()
 
     def _queue(self, chunk: Chunk, row: tuple[Any, ...]) -> None:
         self._pending.append(chunk)
@@ -297,17 +328,14 @@ class DOStreamManager:
         if len(self._rows) >= MAX_BATCH:
             self.flush()
         elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            try:
-                asyncio.get_running_loop().call_soon(self.flush)
-            except RuntimeError:  # no loop (a sync caller): store at once
-                self.flush()
+            self._schedule_flush()
 
     def take_pending(self) -> list[Chunk]:
         """Store the queued chunks (inside the caller's transaction) and return them (those
         a client may need: deltas queued while nobody listened are only stored)."""
         chunks, self._pending = self._pending, []
-        rows, self._rows = self._rows, []
+        rows = self._rows.copy()
+        self._rows.clear()
         if rows:
             insert_rows(self.sql, _INSERT, rows)
             self.search.stored()
@@ -338,7 +366,8 @@ class DOStreamManager:
         """Forget queued chunks (their sequences are reused; nobody has seen them)."""
         if self._rows:
             self.sequence = self._rows[0][0] - 1
-            self._pending, self._rows = [], []
+            self._pending = []
+            self._rows.clear()
         self.search.forget()
 
     # -- reading --------------------------------------------------------------------------
@@ -411,7 +440,8 @@ class DOStreamManager:
         try:
             self.flush()
         except Exception:  # the storage is already gone: nobody has seen these chunks
-            self._pending, self._rows = [], []
+            self._pending = []
+            self._rows.clear()
         self._closed = True
         for sub in list(self._subscribers):
             sub.close()
