@@ -9,6 +9,7 @@ fails the test at teardown, whichever test provoked it.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
@@ -185,6 +186,53 @@ async def read_sse(stream: AsyncIterator[bytes]) -> list[dict[str, Any]]:
         chunks.append(data)
     assert ended, "the SSE stream stopped without its end event"
     return chunks
+
+
+def framed_chunks(body: str, *, batch: bool) -> list[dict[str, Any]]:
+    """The chunks of a whole ``/sse`` body, read literally (not with the client's decoder),
+    after checking its framing: one ``chunk`` event per chunk whose ``id`` is its
+    sequence, or (``batch``) ``chunks`` events, each a JSON array whose last sequence is
+    the event's ``id``; then the ``end`` event."""
+    assert body.endswith("\n\n"), body[-200:]
+    events = []
+    for block in body[:-2].split("\n\n"):
+        fields = dict(line.split(": ", 1) for line in block.split("\n"))
+        assert set(fields) <= {"id", "event", "data"}, block[:200]
+        events.append(fields)
+    assert events[-1] == {"event": "end", "data": '{"reason": "idle"}'}
+    chunks: list[dict[str, Any]] = []
+    for fields in events[:-1]:
+        value = json.loads(fields["data"])
+        if batch:
+            assert fields["event"] == "chunks" and isinstance(value, list) and value
+            assert fields["id"] == str(value[-1]["sequence"])
+            chunks.extend(value)
+        else:
+            assert fields["event"] == "chunk" and fields["id"] == str(value["sequence"])
+            chunks.append(value)
+    return chunks
+
+
+async def check_sse_framings(http: Any, path: str, expected: list[dict[str, Any]]) -> None:
+    """``GET path`` (an idle session's ``/sse``, on an ``httpx.AsyncClient``) in both
+    framings, from the start and resumed with ``Last-Event-ID``, gives exactly
+    ``expected``; a ``batch`` that is not a yes or a no is a 400 that names it."""
+    assert len(expected) > 4
+    for batch in (False, True):
+        params = {"batch": 1} if batch else {}
+        whole = await http.get(path, params=params)
+        assert whole.status_code == 200, whole.text
+        assert whole.headers["content-type"] == "text/event-stream"
+        assert framed_chunks(whole.text, batch=batch) == expected
+        middle = expected[len(expected) // 2 - 1]["sequence"]
+        resumed = await http.get(path, params=params, headers={"Last-Event-ID": str(middle)})
+        assert framed_chunks(resumed.text, batch=batch) == expected[len(expected) // 2:]
+    for bad in ("yes", "2", "-1"):
+        refused = await http.get(path, params={"batch": bad})
+        assert refused.status_code == 400, refused.text
+        error = refused.json()["error"]
+        assert error["code"] == "bad_request" and error["field"] == "batch"
+        assert "batch must be 1 or 0" in error["message"]
 
 
 def assert_contiguous(chunks: list[dict[str, Any]], start: int = 1) -> None:

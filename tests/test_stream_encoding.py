@@ -1,17 +1,29 @@
 """A chunk is JSON-encoded once, when it is written; its wire form splices the stamp in
-front of that stored JSON. Whatever the fields, the spliced text must decode to the chunk."""
+front of that stored JSON. Whatever the fields, the spliced text must decode to the chunk.
+SQLite builds the same text for pages of stored chunks (both SSE framings), and an SSE
+tail reads those pages in order, once each, live or not."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
+from helpers import assert_contiguous
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from helix_lab.runtime.sql import SqliteStorage
-from helix_lab.runtime.sse import SSEDecoder, encode_chunk, encode_chunks, encode_end
-from helix_lab.runtime.stream import DOStreamManager
+from helix_lab.runtime.sse import (
+    SSEDecoder,
+    encode_batch,
+    encode_chunk,
+    encode_chunks,
+    encode_end,
+)
+from helix_lab.runtime.stream import PAGE, DOStreamManager
+from helix_lab.worker_bundle.do_sql import DOSqlStorage
+from helix_lab.worker_bundle.standin.storage import DurableObjectStorage
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
@@ -144,3 +156,109 @@ def test_the_servers_own_framing_decodes_the_same_whatever_the_reads(cuts: list[
     assert [e for e, _ in events] == ["chunk", "chunk", "chunk", "message", "chunk", "end"]
     chunks = [json.loads(d) for e, d in events if e == "chunk"]
     assert chunks == [dict(c) for c in page]
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.text(min_size=1), extra=fields, session=st.text(), run=st.none() | st.text(),
+       step=st.integers(min_value=0, max_value=10**6))
+def test_a_page_sqlite_frames_is_the_python_framing(
+        kind: str, extra: dict[str, Any], session: str, run: str | None, step: int) -> None:
+    manager = DOStreamManager(SqliteStorage(":memory:"))
+    manager.agent_id, manager.agent_type = session, "agent"
+    written = [manager.write({"type": kind, **extra}, run_id=run, step=step),
+               manager.write({"type": "text_delta", "delta": "x"}, step=step)]
+    manager.flush()
+    # SQLite's json_quote leaves non-ASCII text as it is where Python escapes it: the
+    # same JSON values, so compare them decoded, and the framing around them exactly.
+    events = manager.read_text(0, 10, events=True)
+    assert (events.count, events.last) == (2, 2)
+    framed = [(e, json.loads(d)) for e, d in SSEDecoder().feed(events.text)]
+    assert framed == [(e, json.loads(d)) for e, d in
+                      SSEDecoder().feed(encode_chunks(written).decode())]
+    assert [value for _, value in framed] == [dict(c) for c in written]
+    assert events.text.startswith("id: 1\nevent: chunk\ndata: {")
+    assert "\n\nid: 2\nevent: chunk\ndata: {" in events.text
+    array = manager.read_text(0, 10, events=False)
+    assert (array.count, array.last) == (2, 2)
+    assert json.loads("[" + array.text + "]") == [dict(c) for c in written]
+    if kind.isascii() and kind.isprintable() and (run is None or run.isascii()):
+        assert array.text == ",".join(c.to_json() for c in written)
+    assert manager.read_text(2, 10, events=False) == (0, 0, "")
+
+
+def _stored(manager: DOStreamManager, count: int) -> list[dict[str, Any]]:
+    manager.agent_id, manager.agent_type = "s", "agent"
+    for i in range(count):
+        manager.write_delta("text_delta", f"w{i} é\n", run_id="r", step=1 + i // 1000)
+    manager.flush()
+    return [dict(c) for c in manager.read(0, count + 1)]
+
+
+async def _pages(tail: Any) -> list[tuple[int, int, str]]:
+    return [tuple(page) async for page in tail]
+
+
+async def _check_tails(manager: DOStreamManager, stored: list[dict[str, Any]],
+                       start: int) -> None:
+    """A tail from ``start`` reads full pages, then the rest, in both framings."""
+    pages = await _pages(manager.tail(start, events=False))
+    left = len(stored) - start
+    assert [count for count, _, _ in pages] == [min(PAGE, left - i) for i in
+                                                range(0, left, PAGE)]
+    chunks = []
+    for count, last, text in pages:
+        array = json.loads(encode_batch(last, text).decode().split("data: ", 1)[1])
+        assert len(array) == count and array[-1]["sequence"] == last
+        chunks.extend(array)
+    assert chunks == stored[start:]
+    framed = b"".join(page[2].encode() for page in
+                      await _pages(manager.tail(start, events=True)))
+    events = SSEDecoder().feed(framed.decode())
+    assert [json.loads(data) for _, data in events] == stored[start:]
+    assert manager._tails == set()  # a tail that ended is forgotten
+
+
+async def test_a_tail_reads_every_page_in_order_in_both_framings() -> None:
+    manager = DOStreamManager(SqliteStorage(":memory:"))
+    stored = _stored(manager, PAGE * 2 + 345)
+    for start in (0, 1, PAGE - 1, PAGE, PAGE + 17, len(stored)):
+        await _check_tails(manager, stored, start)
+
+
+async def test_a_following_tail_gets_each_commit_once_and_in_order() -> None:
+    manager = DOStreamManager(SqliteStorage(":memory:"))
+    manager.agent_id, manager.agent_type = "s", "agent"
+    live = True
+    manager.is_live = lambda: live
+    tail = manager.tail(0, events=False)
+    got: list[dict[str, Any]] = []
+
+    async def read() -> None:
+        async for page in tail:
+            got.extend(json.loads("[" + page.text + "]"))
+
+    reader = asyncio.ensure_future(read())
+    for burst in range(30):
+        for i in range(burst * 7):  # bursts of every size, some beyond a page
+            manager.write_delta("text_delta", f"{burst}.{i}", run_id=None, step=burst)
+        manager.write({"type": "step_started"}, step=burst)
+        manager.flush()
+        if burst % 3:
+            await asyncio.sleep(0)  # sometimes the reader runs between two commits
+    live = False
+    manager.wake_all()
+    await asyncio.wait_for(reader, 60)
+    assert got == [dict(c) for c in manager.read(0, 10_000)]
+    assert_contiguous(got)
+
+
+async def test_a_tail_on_the_durable_object_binding_reads_the_same_pages(tmp_path: Any) -> None:
+    # helix serve's binding: the stand-in's ctx.storage through DOSqlStorage.
+    storage = DurableObjectStorage(str(tmp_path / "object.sqlite3"))
+    try:
+        manager = DOStreamManager(DOSqlStorage(storage))
+        stored = _stored(manager, PAGE + 10)
+        for start in (0, 3, PAGE):
+            await _check_tails(manager, stored, start)
+    finally:
+        storage.close()

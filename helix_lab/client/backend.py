@@ -21,6 +21,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 from ..errors import BackendError, UnreachableError, UserError, backend_error
@@ -125,13 +126,16 @@ class Backend:
         failures = 0
         while True:
             try:
-                async for batch in self._open_stream(session_id, last, follow):
-                    failures = 0
-                    for chunk in batch:
-                        if chunk["sequence"] <= last:
-                            continue
-                        last = chunk["sequence"]
-                        yield chunk
+                # aclosing: a caller that stops early closes the connection there and then,
+                # not whenever the loop gets round to finalizing the generator.
+                async with aclosing(self._open_stream(session_id, last, follow)) as batches:
+                    async for batch in batches:
+                        failures = 0
+                        for chunk in batch:
+                            sequence = chunk["sequence"]
+                            if sequence > last:
+                                last = sequence
+                                yield chunk
                 return
             except BackendError:
                 raise
@@ -165,12 +169,15 @@ class Backend:
 
     async def _open_stream(self, session_id: str, after: int,
                            follow: bool) -> AsyncIterator[list[dict[str, Any]]]:
-        """Batches of chunks (one per read) from one connection; ends at the end event."""
+        """Batches of chunks (one per read) from one connection; ends at the end event.
+
+        It asks for the batched framing (``batch=1``: one event per page of chunks); a
+        server that sends one event per chunk instead is read just the same."""
         import httpx
 
-        from ..runtime.sse import END_EVENT, iter_sse_batches
+        from ..runtime.sse import BATCH_EVENT, END_EVENT, iter_sse_batches
 
-        params = {"fromSequence": after, **({"follow": 1} if follow else {})}
+        params = {"fromSequence": after, "batch": 1, **({"follow": 1} if follow else {})}
         try:
             async with self._client.stream("GET", self._url(session_id, "/sse"),
                                            params=params, timeout=None) as response:
@@ -180,11 +187,14 @@ class Backend:
                 async for events in iter_sse_batches(response.aiter_bytes()):
                     batch = []
                     for event, data in events:
-                        if event == END_EVENT:
+                        if event == BATCH_EVENT:
+                            batch.extend(data)
+                        elif event == END_EVENT:
                             if batch:
                                 yield batch
                             return
-                        batch.append(data)
+                        else:
+                            batch.append(data)
                     yield batch
         except httpx.TransportError as exc:
             raise _Dropped(str(exc)) from exc
@@ -290,8 +300,9 @@ class RemoteBackend(Backend):
     async def _open_stream(self, session_id: str, after: int,
                            follow: bool) -> AsyncIterator[list[dict[str, Any]]]:
         if self.stream_via == "sse":
-            async for batch in super()._open_stream(session_id, after, follow):
-                yield batch
+            async with aclosing(super()._open_stream(session_id, after, follow)) as batches:
+                async for batch in batches:
+                    yield batch
             return
         import websockets
 

@@ -13,7 +13,8 @@ and tested on its own and the server class keeps only what runs agents::
 ``fromSequence=N`` means "I have seen up to N": the answer starts at N + 1. On ``/sse`` a
 ``Last-Event-ID`` header (what an ``EventSource`` sends when it reconnects: the ``id`` of
 the last event it got, which is that chunk's sequence) means the same, and wins over the
-query, which still holds the first connection's value.
+query, which still holds the first connection's value. ``/sse?batch=1`` asks for the
+batched framing (see :mod:`.sse`): one event per page of chunks instead of one per chunk.
 """
 
 from __future__ import annotations
@@ -27,11 +28,13 @@ from .export import stream_rows
 from .http import Request, Response, json_response
 from .inspector import DEFAULT_MESSAGES, missing_step, step_view
 from .session_storage import SessionOwner
-from .sse import encode_chunks, encode_end
+from .sse import encode_batch, encode_end
 from .state_store import Checkpoint
+from .stream import DOStreamManager
 from .usage import UsageStore
 
-__all__ = ["READS", "ReadEndpoint", "SessionView", "int_param", "only_params", "status_body"]
+__all__ = ["READS", "ReadEndpoint", "SessionView", "int_param", "only_params", "sse_response",
+           "status_body"]
 
 CHECKPOINT_PAGE = 1000
 MAX_CHECKPOINT_PAGE = 10_000
@@ -153,27 +156,43 @@ def last_event_id(request: Request) -> int | None:
     return min(int(raw), 2**63 - 1)
 
 
-async def sse(request: Request, session: SessionView) -> Response:
+def flag_param(request: Request, name: str) -> bool:
+    """A yes/no query parameter (``1``/``true`` or ``0``/``false``), or a 400 that names it."""
+    raw = request.query.get(name)
+    if raw in (None, "", "0", "false"):
+        return False
+    if raw in ("1", "true"):
+        return True
+    raise BadRequestError(f"{name} must be 1 or 0, got {raw[:40]!r}.", field=name)
+
+
+def sse_response(request: Request, stream: DOStreamManager) -> Response:
+    """``GET /sse`` of a stream: its chunks after ``fromSequence`` (or ``Last-Event-ID``),
+    then an end event; ``follow=1`` waits for new chunks instead of ending when idle, and
+    ``batch=1`` sends one event per page. Each page's text is built by SQLite."""
     after = int_param(request, "fromSequence", 0)
     reconnect = last_event_id(request)
     if reconnect is not None:
         after = reconnect
     follow = request.query.get("follow") in ("1", "true")
-    stream = session.storage.stream
-    stream.flush()
-    subscription = stream.subscribe(after, follow=follow, wire=True)
+    batch = flag_param(request, "batch")
+    tail = stream.tail(after, follow=follow, events=not batch)
 
     async def body() -> AsyncIterator[bytes]:
         try:
-            async for batch in subscription:
-                yield encode_chunks(batch)
+            async for page in tail:
+                yield encode_batch(page.last, page.text) if batch else page.text.encode()
             yield encode_end()
         finally:
-            subscription.close()
+            tail.close()
 
     return Response(status=200, stream=body(), headers={
         "content-type": "text/event-stream", "cache-control": "no-cache",
         "x-accel-buffering": "no"})
+
+
+async def sse(request: Request, session: SessionView) -> Response:
+    return sse_response(request, session.storage.stream)
 
 
 async def history(request: Request, session: SessionView) -> Response:

@@ -3,6 +3,13 @@
 Each chunk is one event whose ``id`` is its sequence, so a client reconnects with the
 last id it saw. A clean end of stream is an explicit ``end`` event; a stream that stops
 without one was dropped, and the client reconnects.
+
+A client may ask for batched framing (``GET /sse?batch=1``; our own client does): each
+event then carries a run of consecutive chunks, ``event: chunks`` with a JSON array as its
+data and the last chunk's sequence as its ``id``. The chunks, their order and the
+reconnect rule are the same; only the framing differs, so a reader decodes one JSON array
+per page instead of scanning and decoding each chunk's event. Without the parameter every
+client gets the seed's one event per chunk.
 """
 
 from __future__ import annotations
@@ -13,10 +20,16 @@ import re
 from collections.abc import AsyncIterator
 from typing import Any
 
-__all__ = ["END_EVENT", "SSEDecoder", "encode_chunk", "encode_chunks", "encode_end",
-           "iter_sse_batches", "iter_sse_chunks"]
+__all__ = ["BATCH_EVENT", "CHUNK_EVENT", "END_EVENT", "SSEDecoder", "encode_batch",
+           "encode_chunk", "encode_chunks", "encode_end", "iter_sse_batches",
+           "iter_sse_chunks"]
 
 END_EVENT = "end"
+BATCH_EVENT = "chunks"
+"""The batched framing's event: its data is a JSON array of chunks, in sequence order."""
+CHUNK_EVENT = "id: %d\nevent: chunk\ndata: %s\n\n"
+"""One chunk's event, as a printf format of (sequence, JSON): Python's ``%`` and SQLite's
+``printf`` read it alike, so a page of stored chunks is framed by SQLite itself."""
 _FRAME = re.compile(r"(?:id: [^\n]*\n)?event: ([^\n]*)\ndata: ([^\n]*)\n\n")
 """One event as this module encodes it."""
 HEARTBEAT = b": ping\n\n"
@@ -26,13 +39,18 @@ def encode_chunk(chunk: dict[str, Any]) -> bytes:
     """One SSE event; a stored chunk brings its own JSON (``Chunk.to_json``)."""
     to_json = getattr(chunk, "to_json", None)
     data = to_json() if to_json is not None else json.dumps(chunk)
-    return f"id: {chunk['sequence']}\nevent: chunk\ndata: {data}\n\n".encode()
+    return (CHUNK_EVENT % (chunk["sequence"], data)).encode()
 
 
 def encode_chunks(chunks: list[Any]) -> bytes:
     """Several events at once (a page or a live batch), encoded in one go."""
-    return "".join([f"id: {c['sequence']}\nevent: chunk\ndata: {c.to_json()}\n\n"
-                    for c in chunks]).encode()
+    return "".join([CHUNK_EVENT % (c["sequence"], c.to_json()) for c in chunks]).encode()
+
+
+def encode_batch(last: int, joined: str) -> bytes:
+    """One batched event: ``joined`` is the chunks' JSON separated by commas (the inside
+    of the array), ``last`` the sequence of the last of them."""
+    return f"id: {last}\nevent: {BATCH_EVENT}\ndata: [{joined}]\n\n".encode()
 
 
 def encode_end(reason: str = "idle") -> bytes:
@@ -102,7 +120,12 @@ async def iter_sse_batches(lines: AsyncIterator[bytes]) -> AsyncIterator[list[tu
 
 
 async def iter_sse_chunks(lines: AsyncIterator[bytes]) -> AsyncIterator[tuple[str, Any]]:
-    """Decode a byte stream into ``("chunk", dict)`` and ``("end", dict)`` items."""
+    """Decode a byte stream into ``("chunk", dict)`` and ``("end", dict)`` items, in either
+    framing: a batched event gives one ``("chunk", dict)`` per chunk in it."""
     async for batch in iter_sse_batches(lines):
-        for item in batch:
-            yield item
+        for event, data in batch:
+            if event == BATCH_EVENT:
+                for chunk in data:
+                    yield "chunk", chunk
+            else:
+                yield event, data

@@ -11,6 +11,12 @@ Three rules keep every client's view exact:
    drops anything at or below the last sequence it sent. Replay and live traffic meet
    with no gap and no duplicate, and a subscriber that falls behind is not dropped: it
    goes back to replaying from storage.
+
+An SSE client needs no chunk objects at all, only their wire text: it follows the stream
+as a :class:`Tail`, which reads every page from storage, as text SQLite builds (one row
+per page, :meth:`DOStreamManager.read_text`), and is only woken by a commit. Rule 2 holds
+trivially (storage is the source), and so does rule 3 (each read starts after the last
+sequence sent).
 """
 
 from __future__ import annotations
@@ -22,14 +28,15 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from json.encoder import encode_basestring_ascii as _escape
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .http import WebSocketLike
 from .search import SearchIndex
 from .sql import SqlStorage, insert_rows
+from .sse import CHUNK_EVENT
 
-__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StreamStatus", "Subscription", "client_chunks",
-           "detached"]
+__all__ = ["MAX_BATCH", "Chunk", "DOStreamManager", "StoredText", "StreamStatus",
+           "Subscription", "Tail", "client_chunks", "detached"]
 
 StreamStatus = Literal["active", "paused", "ended", "failed"]
 MAX_BATCH = 1024
@@ -44,13 +51,37 @@ _BASE_KEYS = frozenset({"type", "sequence", "agentId", "agentType", "step", "tim
 
 
 _INSERT = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
-_WIRE_PAGE = """SELECT sequence, '{"type": ' || json_quote(type) || ', "sequence": ' || sequence
-    || ', "agentId": ' || ?1 || ', "agentType": ' || ?2 || ', "step": ' || coalesce(step, 'null')
-    || ', "timestamp": ' || coalesce(timestamp, 'null')
-    || CASE WHEN run_id IS NULL THEN '' ELSE ', "runId": ' || json_quote(run_id) END
-    || CASE WHEN body = '{}' THEN '}' ELSE ', ' || substr(body, 2) END AS wire
+_WIRE = ('{"type": %s, "sequence": %d, "agentId": %s, "agentType": %s, "step": %s, '
+         '"timestamp": %s%s%s')
+"""A chunk's wire JSON as a printf format: :meth:`Chunk.to_json` fills it with Python's
+``%``, and the page queries below with SQLite's ``printf``, so the two have one shape
+(SQLite's ``json_quote`` leaves non-ASCII text unescaped: the same JSON values)."""
+_WIRE_ARGS = """json_quote(type), sequence, ?1, ?2, coalesce(step, 'null'),
+    coalesce(timestamp, 'null'),
+    CASE WHEN run_id IS NULL THEN '' ELSE ', "runId": ' || json_quote(run_id) END,
+    CASE WHEN body = '{}' THEN '}' ELSE ', ' || substr(body, 2) END"""
+_WIRE_PAGE = f"""SELECT sequence, printf('{_WIRE}', {_WIRE_ARGS}) AS wire
     FROM helix_chunks WHERE sequence > ?3 ORDER BY sequence LIMIT ?4"""
 """A page of chunks in their wire form (as :meth:`Chunk.to_json` makes it), built by SQLite."""
+_TEXT_PAGE = """SELECT count(*) AS count, max(sequence) AS last, group_concat(item, ?5) AS text
+    FROM (SELECT sequence, printf('{format}', {args}) AS item FROM helix_chunks
+          WHERE sequence > ?3 ORDER BY sequence LIMIT ?4)"""
+# The aggregate sees the rows in the subquery's order: a subquery with a LIMIT is never
+# flattened into an aggregate query, so SQLite runs it first, in ORDER BY order.
+_EVENTS_PAGE = _TEXT_PAGE.format(format=CHUNK_EVENT.replace("%s", _WIRE),
+                                 args="sequence, " + _WIRE_ARGS)
+"""A page as the SSE events of its chunks, one after another (:data:`~.sse.CHUNK_EVENT`)."""
+_JSON_PAGE = _TEXT_PAGE.format(format=_WIRE, args=_WIRE_ARGS)
+"""A page as its chunks' JSON separated by commas: the inside of a JSON array."""
+
+
+class StoredText(NamedTuple):
+    """Stored chunks as one text built by SQLite (:meth:`DOStreamManager.read_text`)."""
+
+    count: int
+    last: int
+    """The sequence of the last chunk in it (0 when it is empty)."""
+    text: str
 
 
 @functools.lru_cache(maxsize=4096)
@@ -90,13 +121,11 @@ class Chunk(dict[str, Any]):
             return self._wire
         except AttributeError:
             pass
-        head = (f'{{"type": {_quoted(self["type"])}, "sequence": {self["sequence"]}, '
-                f'"agentId": {_quoted(self["agentId"])}, '
-                f'"agentType": {_quoted(self["agentType"])}, "step": {self["step"]}, '
-                f'"timestamp": {self["timestamp"]}')
-        if "runId" in self:
-            head += f', "runId": {_quoted(self["runId"])}'
-        self._wire = head + ("}" if self.body == "{}" else ", " + self.body[1:])
+        self._wire = _WIRE % (
+            _quoted(self["type"]), self["sequence"], _quoted(self["agentId"]),
+            _quoted(self["agentType"]), self["step"], self["timestamp"],
+            ', "runId": ' + _quoted(self["runId"]) if "runId" in self else "",
+            "}" if self.body == "{}" else ", " + self.body[1:])
         return self._wire
 
 
@@ -118,12 +147,10 @@ def detached(chunk: Chunk) -> dict[str, Any]:
 class Subscription:
     """One client's ordered view of the stream, from a sequence onwards."""
 
-    def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool,
-                 wire: bool = False) -> None:
+    def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool) -> None:
         self._manager = manager
         self.last = from_sequence
         self.follow = follow
-        self._read = manager.read_wire if wire else manager.read
         self._buffer: deque[dict[str, Any]] = deque()
         self._wake = asyncio.Event()
         self._lagging = True  # start by replaying from storage
@@ -162,7 +189,7 @@ class Subscription:
                     # land in the buffer, and the dedupe below trims the overlap.
                     self._lagging = False
                     self._buffer.clear()
-                    page = self._read(self.last, PAGE)
+                    page = manager.read(self.last, PAGE)
                     if len(page) == PAGE:
                         self._lagging = True
                     if page:
@@ -215,6 +242,52 @@ async def client_chunks(
         await batches.aclose()
 
 
+class Tail:
+    """One SSE client's view of the stream: pages of wire text, read from storage.
+
+    It holds no chunks: each commit only wakes it, and it reads what was stored after
+    the last sequence it sent (:meth:`DOStreamManager.read_text`), so the server builds
+    no chunk object and runs no Python per chunk for it. ``events`` chooses the text: the
+    chunks' SSE events, or their JSON joined by commas (for one batched event)."""
+
+    def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool,
+                 events: bool) -> None:
+        self._manager = manager
+        self.last = from_sequence
+        self.follow = follow
+        self.events = events
+        self._wake = asyncio.Event()
+        self.closed = False
+
+    def close(self) -> None:
+        """The client went away: no commit wakes this tail any more."""
+        self.closed = True
+        self._wake.set()
+        self._manager._tails.discard(self)
+
+    async def __aiter__(self) -> AsyncIterator[StoredText]:
+        """Yield the stored pages in order, then each commit's new chunks as they land."""
+        manager = self._manager
+        try:
+            while not self.closed:
+                # Cleared before the read: a commit during the yield below sets it again,
+                # so nothing stored after this read can be missed.
+                self._wake.clear()
+                page = manager.read_text(self.last, PAGE, events=self.events)
+                if page.count:
+                    self.last = page.last
+                    yield page
+                    if page.count == PAGE:
+                        continue
+                if self._wake.is_set():
+                    continue
+                if not self.follow and not manager.is_live():
+                    return
+                await self._wake.wait()
+        finally:
+            manager._tails.discard(self)
+
+
 class DOStreamManager:
     """Chunk numbering, batched persistence and fan-out for one session."""
 
@@ -240,6 +313,7 @@ class DOStreamManager:
         self._flush_scheduled = False
         self._closed = False
         self._subscribers: set[Subscription] = set()
+        self._tails: set[Tail] = set()
         self._sockets: dict[WebSocketLike, int] = {}
         self.search = SearchIndex(sql)
         """The full-text index of the chunks, written with them (``GET /search``)."""
@@ -348,7 +422,10 @@ class DOStreamManager:
             self.broadcast(self.sql.transaction(self.take_pending))
 
     def broadcast(self, chunks: list[Chunk]) -> None:
-        """Send stored chunks to every live subscriber and socket."""
+        """Send stored chunks to every live subscriber and socket, and wake every tail (a
+        commit of deltas that nobody held as chunks stores rows all the same)."""
+        for tail in self._tails:
+            tail._wake.set()
         if not chunks:
             return
         for sub in list(self._subscribers):
@@ -401,16 +478,28 @@ class DOStreamManager:
             page.append(chunk)
         return page
 
-    def subscribe(self, from_sequence: int = 0, *, follow: bool = False,
-                  wire: bool = False) -> Subscription:
-        """Chunks after ``from_sequence``; ``follow=False`` ends when the session is idle.
+    def read_text(self, after: int, limit: int, *, events: bool) -> StoredText:
+        """Up to ``limit`` stored chunks after ``after`` as one text, built by SQLite in one
+        row: their SSE events (``events=True``) or their JSON separated by commas."""
+        rows = self.sql.exec(_EVENTS_PAGE if events else _JSON_PAGE, _quoted(self.agent_id),
+                             _quoted(self.agent_type), after, limit, "" if events else ",")
+        row = rows[0]
+        return StoredText(row["count"], row["last"] or 0, row["text"] or "")
 
-        ``wire=True`` is for a client that only calls ``to_json()`` on what it gets (SSE,
-        WebSockets): stored chunks then come from :meth:`read_wire`."""
+    def subscribe(self, from_sequence: int = 0, *, follow: bool = False) -> Subscription:
+        """Chunks after ``from_sequence``; ``follow=False`` ends when the session is idle."""
         self.flush()  # what is queued now is read from storage, not sent to this one
-        sub = Subscription(self, from_sequence, follow=follow, wire=wire)
+        sub = Subscription(self, from_sequence, follow=follow)
         self._subscribers.add(sub)
         return sub
+
+    def tail(self, from_sequence: int = 0, *, follow: bool = False,
+             events: bool = True) -> Tail:
+        """Like :meth:`subscribe`, as pages of wire text (:class:`Tail`), for SSE."""
+        self.flush()
+        tail = Tail(self, from_sequence, follow=follow, events=events)
+        self._tails.add(tail)
+        return tail
 
     def attach_socket(self, ws: WebSocketLike, from_sequence: int = 0) -> None:
         """Replay stored chunks to a WebSocket, then keep it on the live fan-out."""
@@ -430,7 +519,7 @@ class DOStreamManager:
 
     def wake_all(self) -> None:
         """Let idle subscribers notice that the session stopped executing."""
-        for sub in list(self._subscribers):
+        for sub in [*self._subscribers, *self._tails]:
             sub._wake.set()
 
     def close_all(self) -> None:
@@ -443,7 +532,7 @@ class DOStreamManager:
             self._pending = []
             self._rows.clear()
         self._closed = True
-        for sub in list(self._subscribers):
+        for sub in [*self._subscribers, *self._tails]:
             sub.close()
         for ws in list(self._sockets):
             try:

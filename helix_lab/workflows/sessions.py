@@ -130,8 +130,9 @@ class _SessionStub:
             return await self._start(self._body(request))
         if method == "GET" and path == "/sse":
             await self._handle()
-            return await executor.stream_manager.sse(self.session_id,
-                                                     request.url.partition("?")[2])
+            return await executor.stream_manager.sse(
+                self.session_id, request.url.partition("?")[2],
+                request.headers.get("last-event-id"))
         if method == "GET" and path == "/history":
             await self._handle()
             limit = request.query.get("limit", "1000")

@@ -8,7 +8,7 @@ with the same three rules (no gap, no duplicate, stored before sent) and the sam
 
 Endpoints of a ``StreamServer``: ``POST /append`` ``{"agentId", "agentType", "chunks":
 [...]}``, ``POST /open`` and ``POST /end`` (a run starts or stops: readers without
-``follow`` end when the stream is not live), ``GET /sse?fromSequence=&follow=``,
+``follow`` end when the stream is not live), ``GET /sse?fromSequence=&follow=&batch=``,
 ``GET /history?fromSequence=&limit=``, ``GET /status``.
 """
 
@@ -20,7 +20,8 @@ from typing import Any
 
 from ..errors import BadRequestError
 from ..runtime.http import Request, Response, error_response, json_response
-from ..runtime.sse import END_EVENT, encode_chunk, encode_end, iter_sse_chunks
+from ..runtime.reads import sse_response
+from ..runtime.sse import END_EVENT, iter_sse_chunks
 from ..runtime.stream import DOStreamManager
 
 __all__ = ["DurableObjectStreamManager", "StreamServer", "stream_object_name"]
@@ -84,7 +85,7 @@ class StreamServer:
                 return json_response({"lastSequence": self.stream.sequence,
                                       "live": self._is_live()})
             if route == ("GET", "/sse"):
-                return self._sse(request)
+                return sse_response(request, self.stream)
             if route == ("GET", "/history"):
                 after = _int(request, "fromSequence", 0)
                 limit = min(_int(request, "limit", 1000), 10_000)
@@ -112,22 +113,6 @@ class StreamServer:
                               run_id=chunk.get("runId"), step=int(chunk.get("step") or 0))
         self.stream.flush()
         return json_response({"lastSequence": self.stream.sequence})
-
-    def _sse(self, request: Request) -> Response:
-        after = _int(request, "fromSequence", 0)
-        follow = request.query.get("follow") in ("1", "true")
-        subscription = self.stream.subscribe(after, follow=follow)
-
-        async def body() -> AsyncIterator[bytes]:
-            try:
-                async for batch in subscription:
-                    yield b"".join(encode_chunk(c) for c in batch)
-                yield encode_end()
-            finally:
-                subscription.close()
-
-        return Response(status=200, stream=body(), headers={
-            "content-type": "text/event-stream", "cache-control": "no-cache"})
 
 
 def _int(request: Request, name: str, default: int) -> int:
@@ -187,10 +172,13 @@ class DurableObjectStreamManager:
             Request("GET", f"/history?fromSequence={after}&limit={limit}"))
         return response.json()
 
-    async def sse(self, stream_id: str, query: str = "") -> Response:
-        """The ``/sse`` response itself, for a front door to pass on."""
-        return await self.stub(stream_id).fetch(Request("GET", "/sse" + (f"?{query}" if query
-                                                                          else "")))
+    async def sse(self, stream_id: str, query: str = "",
+                  last_event_id: str | None = None) -> Response:
+        """The ``/sse`` response itself, for a front door to pass on (with the reader's
+        ``Last-Event-ID``, when it reconnects with one)."""
+        headers = {"last-event-id": last_event_id} if last_event_id is not None else {}
+        return await self.stub(stream_id).fetch(Request(
+            "GET", "/sse" + (f"?{query}" if query else ""), headers=headers))
 
     async def subscribe(self, stream_id: str, from_sequence: int = 0, *,
                         follow: bool = False) -> AsyncIterator[dict[str, Any]]:
