@@ -199,12 +199,13 @@ def measure(ctx: Context) -> Figure:
         f"the same file (best of {REPEAT}, each run right after a replay).",
         ratios=ratios, raw=raw, todo=todo,
         notes=[
-            "A replay reads stored pages of 2,000 chunks; each page is one SSE write. SQLite "
-            "builds each stored chunk's wire JSON in the page's query (`read_wire`), so the "
-            "server decodes and re-encodes nothing in Python. The client (RemoteBackend) "
-            "matches the server's own framing with one regex scan per read, decodes a "
-            "read's events with one `json.loads`, and drops sequences it has already seen. "
-            "LocalBackend reads the subscription directly: no SSE at all.",
+            "A replay reads stored pages of 2,000 chunks; SQLite builds each page's whole "
+            "text in one row (`read_text`: printf of each chunk's wire JSON, group_concat "
+            "over the page), so the server runs no Python per chunk. RemoteBackend asks for "
+            "the batched framing (`/sse?batch=1`): a page is one SSE event whose data is a "
+            "JSON array, decoded with one `json.loads`; the client then drops sequences it "
+            "has already seen. Without `batch=1` a reader gets one event per chunk, also "
+            "built by SQLite. LocalBackend reads the subscription directly: no SSE at all.",
             "Server and client are two processes here, so on an idle machine with two cores "
             "they overlap; on a shared one they take turns, and the ratio grows with the "
             "load beside it.",

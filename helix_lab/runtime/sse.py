@@ -61,18 +61,30 @@ class SSEDecoder:
     """Incremental decoder: feed text, get ``(event, data)`` pairs for complete events."""
 
     def __init__(self) -> None:
-        self._buffer = ""
+        self._pieces: list[str] = []
+        """The reads of an event still incomplete, as they came."""
+        self._tail = ""
+        """Their last two characters: a boundary may straddle two reads."""
 
     def feed(self, text: str) -> list[tuple[str, str]]:
-        text = self._buffer + text
-        # Only whole events are parsed; the last one, if incomplete, waits in the buffer
-        # as it came. Every feed then starts at an event boundary.
-        lf, crlf = text.rfind("\n\n"), text.rfind("\n\r\n")
+        # Only whole events are parsed; the last one, if incomplete, waits as it came, and
+        # every feed starts at an event boundary. Only the new text (and the tail before
+        # it) can hold a new boundary, so an event that takes many reads (a batch of a
+        # few hundred kilobytes) is searched and joined once, not once per read.
+        probe = self._tail + text
+        lf, crlf = probe.rfind("\n\n"), probe.rfind("\n\r\n")
         if lf < 0 and crlf < 0:
-            self._buffer = text
+            if text:
+                self._pieces.append(text)
+                self._tail = probe[-2:]
             return []
-        end = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0)
-        complete, self._buffer = text[:end], text[end:]
+        cut = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0) - len(self._tail)
+        self._pieces.append(text[:cut])
+        complete = "".join(self._pieces)
+        rest = text[cut:]
+        self._pieces = [rest] if rest else []
+        self._tail = rest[-2:]
+        end = len(complete)
         events: list[tuple[str, str]] = []
         pos = 0
         # The server's own framing (an id, an event and one data line) is matched by one
