@@ -5,12 +5,14 @@ reply of the 'server' is exactly what the test says."""
 from __future__ import annotations
 
 import asyncio
+import json
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
 
 from helix_lab.client import RemoteBackend
-from helix_lab.runtime.sse import encode_chunk, encode_end
+from helix_lab.runtime.sse import encode_batch, encode_chunk, encode_end
 from helix_lab.widgets.view_state import ViewState
 
 
@@ -87,6 +89,32 @@ async def test_the_token_is_sent_and_never_shown() -> None:
     assert seen == ["Bearer s3cret-token"]
     assert "s3cret-token" not in repr(backend)
     await backend.aclose()
+
+
+async def test_the_client_asks_for_batches_and_reads_either_framing_alike() -> None:
+    # msgspec decodes the client's pages; what it refuses (Infinity, a lone surrogate) is
+    # decoded again by json.loads, so either framing gives exactly what the server sent.
+    sent = [chunk(1, "a") | {"big": 2**70 + 1}, chunk(2, "b") | {"far": float("inf")},
+            chunk(3, "é\n\ud800") | {"nested": {"list": [1, 2.5, None, True, -2**80 - 1]}}]
+    batched = [*(encode_batch(c["sequence"], json.dumps(c)) for c in sent), encode_end()]
+    asked: list[dict[str, str]] = []
+    for reads in (batched, [sse(sent, end=True)]):
+        def server(request: httpx.Request, reads: list[bytes] = reads) -> httpx.Response:
+            asked.append(dict(request.url.params))
+
+            async def body() -> AsyncIterator[bytes]:
+                for read in reads:  # one read each: each is decoded on its own
+                    yield read
+
+            return httpx.Response(200, content=body(),
+                                  headers={"content-type": "text/event-stream"})
+
+        backend = RemoteBackend("http://helix.test", "t", transport=httpx.MockTransport(server))
+        try:
+            assert [c async for c in backend.stream("s")] == sent
+        finally:
+            await backend.aclose()
+    assert asked == [{"fromSequence": "0", "batch": "1"}] * 2
 
 
 # -- the in-kernel stream ------------------------------------------------------------------

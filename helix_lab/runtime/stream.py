@@ -51,21 +51,22 @@ _BASE_KEYS = frozenset({"type", "sequence", "agentId", "agentType", "step", "tim
 
 
 _INSERT = "INSERT INTO helix_chunks VALUES (?, ?, ?, ?, ?, ?)"
-_WIRE = ('{"type": %s, "sequence": %d, "agentId": %s, "agentType": %s, "step": %s, '
-         '"timestamp": %s%s%s')
+_WIRE = '{"type": %s, "sequence": %d, %s, "step": %s, "timestamp": %s%s%s'
 """A chunk's wire JSON as a printf format: :meth:`Chunk.to_json` fills it with Python's
 ``%``, and the page queries below with SQLite's ``printf``, so the two have one shape
-(SQLite's ``json_quote`` leaves non-ASCII text unescaped: the same JSON values)."""
-_WIRE_ARGS = """json_quote(type), sequence, ?1, ?2, coalesce(step, 'null'),
+(SQLite's ``json_quote`` leaves non-ASCII text unescaped: the same JSON values). The
+third field is the session's two names at once (:func:`_names`): one argument less for
+SQLite to format per row."""
+_WIRE_ARGS = """json_quote(type), sequence, ?1, coalesce(step, 'null'),
     coalesce(timestamp, 'null'),
     CASE WHEN run_id IS NULL THEN '' ELSE ', "runId": ' || json_quote(run_id) END,
     CASE WHEN body = '{}' THEN '}' ELSE ', ' || substr(body, 2) END"""
 _WIRE_PAGE = f"""SELECT sequence, printf('{_WIRE}', {_WIRE_ARGS}) AS wire
-    FROM helix_chunks WHERE sequence > ?3 ORDER BY sequence LIMIT ?4"""
+    FROM helix_chunks WHERE sequence > ?2 ORDER BY sequence LIMIT ?3"""
 """A page of chunks in their wire form (as :meth:`Chunk.to_json` makes it), built by SQLite."""
-_TEXT_PAGE = """SELECT count(*) AS count, max(sequence) AS last, group_concat(item, ?5) AS text
+_TEXT_PAGE = """SELECT count(*) AS count, max(sequence) AS last, group_concat(item, ?4) AS text
     FROM (SELECT sequence, printf('{format}', {args}) AS item FROM helix_chunks
-          WHERE sequence > ?3 ORDER BY sequence LIMIT ?4)"""
+          WHERE sequence > ?2 ORDER BY sequence LIMIT ?3)"""
 # The aggregate sees the rows in the subquery's order: a subquery with a LIMIT is never
 # flattened into an aggregate query, so SQLite runs it first, in ORDER BY order.
 _EVENTS_PAGE = _TEXT_PAGE.format(format=CHUNK_EVENT.replace("%s", _WIRE),
@@ -87,6 +88,12 @@ class StoredText(NamedTuple):
 @functools.lru_cache(maxsize=4096)
 def _quoted(text: str) -> str:
     return json.dumps(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _names(agent_id: str, agent_type: str) -> str:
+    """The ``agentId`` and ``agentType`` fields of a chunk's wire JSON, together."""
+    return f'"agentId": {_quoted(agent_id)}, "agentType": {_quoted(agent_type)}'
 
 
 def _encode_fields(fields: dict[str, Any]) -> str:
@@ -122,8 +129,8 @@ class Chunk(dict[str, Any]):
         except AttributeError:
             pass
         self._wire = _WIRE % (
-            _quoted(self["type"]), self["sequence"], _quoted(self["agentId"]),
-            _quoted(self["agentType"]), self["step"], self["timestamp"],
+            _quoted(self["type"]), self["sequence"], _names(self["agentId"], self["agentType"]),
+            self["step"], self["timestamp"],
             ', "runId": ' + _quoted(self["runId"]) if "runId" in self else "",
             "}" if self.body == "{}" else ", " + self.body[1:])
         return self._wire
@@ -469,8 +476,7 @@ class DOStreamManager:
         """Like :meth:`read`, for a client that only sends the chunks on: each holds only its
         ``sequence`` and its wire form (:meth:`Chunk.to_json`), which SQLite builds from the
         row, so a replay decodes and re-encodes nothing in Python."""
-        rows = self.sql.exec(_WIRE_PAGE, _quoted(self.agent_id), _quoted(self.agent_type),
-                             after, limit)
+        rows = self.sql.exec(_WIRE_PAGE, _names(self.agent_id, self.agent_type), after, limit)
         page = []
         for row in rows:
             chunk = Chunk(sequence=row["sequence"])
@@ -481,8 +487,9 @@ class DOStreamManager:
     def read_text(self, after: int, limit: int, *, events: bool) -> StoredText:
         """Up to ``limit`` stored chunks after ``after`` as one text, built by SQLite in one
         row: their SSE events (``events=True``) or their JSON separated by commas."""
-        rows = self.sql.exec(_EVENTS_PAGE if events else _JSON_PAGE, _quoted(self.agent_id),
-                             _quoted(self.agent_type), after, limit, "" if events else ",")
+        rows = self.sql.exec(_EVENTS_PAGE if events else _JSON_PAGE,
+                             _names(self.agent_id, self.agent_type), after, limit,
+                             "" if events else ",")
         row = rows[0]
         return StoredText(row["count"], row["last"] or 0, row["text"] or "")
 
