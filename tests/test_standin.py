@@ -275,6 +275,9 @@ def test_cursor_api(tmp_path: Path) -> None:
     assert isinstance(rows[0]["score"], int) and rows[0].name == "a;b"  # JS numbers, JsDict
     assert [r["id"] for r in sql.exec("SELECT id FROM t")] == [1, 2]
     assert list(sql.exec("SELECT id, name FROM t").raw()) == [[1, "a;b"], [2, "c"]]
+    partly = sql.exec("SELECT id FROM t ORDER BY id")
+    assert next(partly) == {"id": 1} and partly.toArray() == [{"id": 2}]  # the rest only
+    assert sql.exec("SELECT ? AS b", bytearray(b"ab")).one() == {"b": b"ab"}
     assert sql.exec("SELECT name FROM t WHERE id = ?", 2).one() == {"name": "c"}
     with pytest.raises(SqlError, match="no results"):
         sql.exec("SELECT * FROM t WHERE id = 99").one()

@@ -95,6 +95,11 @@ def _check_binding(value: Any) -> Any:
                     "float, bytes or None.")
 
 
+def _plain(values: tuple[Any, ...]) -> bool:
+    """Whether every binding passes as it is (the common case, checked in C)."""
+    return all(map(_PLAIN.__contains__, map(type, values)))
+
+
 def _js_value(value: Any) -> Any:
     if isinstance(value, float) and value.is_integer():
         return int(value)
@@ -112,7 +117,9 @@ class SqlCursor:
         self.rowsWritten = written
 
     def _row(self, values: tuple[Any, ...]) -> JsDict:
-        return JsDict(zip(self.columnNames, (_js_value(v) for v in values), strict=True))
+        if float in map(type, values):  # rare: only a REAL column needs converting
+            values = tuple([_js_value(v) for v in values])
+        return JsDict(zip(self.columnNames, values, strict=True))
 
     def __iter__(self) -> Iterator[JsDict]:
         return self
@@ -131,7 +138,8 @@ class SqlCursor:
             return {"done": True}
 
     def toArray(self) -> list[JsDict]:
-        return list(self)
+        rest, self._next = self._rows[self._next:], len(self._rows)
+        return [self._row(values) for values in rest]
 
     def one(self) -> JsDict:
         rest = self.toArray()
@@ -157,7 +165,7 @@ class SqlStorage:
         if not isinstance(query, str):
             raise TypeError("exec() takes the SQL text as its first argument.")
         statements = _statements(query)
-        params = tuple([_check_binding(v) for v in bindings])
+        params = bindings if _plain(bindings) else tuple([_check_binding(v) for v in bindings])
         try:
             for statement in statements[:-1]:
                 self._conn.execute(statement)
