@@ -133,11 +133,13 @@ def measure(ctx: Context) -> Figure:
                "shared machine): without the index about 4.5 µs per chunk; gathering the "
                "text adds about 7% and writing the index about 17%, nearly all of it FTS5 "
                "tokenizing and writing one-word deltas (about 0.5 µs a word, measured on a "
-               "bare FTS5 table). End to end the index costs less, as the run's other work "
-               "dilutes it."],
-        plan=None if ratio >= GOAL else (
-            "Storage alone, FTS5's own tokenizing and writing is more than 10% of a bare "
-            "chunk write, so writing the index in the same place cannot meet the goal. "
+               "bare FTS5 table). End to end it is FTS5 writing the step's text, 50,000 "
+               "distinct words, at the step's end: about 0.04 s of a run that takes about "
+               "0.27 s without it, so a faster stream (the SSE path) makes its share larger."],
+        plan=None if ratio >= GOAL and e2e_ratio >= GOAL else (
+            "FTS5's own tokenizing and writing is more than 10% of a bare chunk write, and "
+            "close to 10% of a fast one-step run, so writing the index where it is written "
+            "now cannot meet the goal. "
             "Next: write it when the session goes idle (after a run's last chunk is sent), "
             "with a search catching it up first; that takes the cost off the chunk writes, "
             "it does not remove it, so the benchmark should then report it beside the "
