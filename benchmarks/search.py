@@ -131,7 +131,7 @@ def measure(ctx: Context) -> Figure:
                "that SQL.",
                "Where the time goes, storage alone (switching the parts off in turn, on the "
                "shared machine): without the index about 4.5 µs per chunk; gathering the "
-               "text adds about 7% and writing the index about 17%, nearly all of it FTS5 "
+               "text adds about 10% and writing the index about 15%, nearly all of it FTS5 "
                "tokenizing and writing one-word deltas (about 0.5 µs a word, measured on a "
                "bare FTS5 table). End to end it is FTS5 writing the step's text, 50,000 "
                "distinct words, at the step's end: about 0.04 s of a run that takes about "
