@@ -9,7 +9,7 @@ import asyncio
 import json
 from typing import Any
 
-from helpers import assert_contiguous
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -225,31 +225,55 @@ async def test_a_tail_reads_every_page_in_order_in_both_framings() -> None:
         await _check_tails(manager, stored, start)
 
 
-async def test_a_following_tail_gets_each_commit_once_and_in_order() -> None:
+@pytest.mark.parametrize("events", [False, True])
+async def test_a_following_tail_gets_each_commit_once_and_in_order(events: bool) -> None:
+    # Commits that follow on are sent from the rows they stored; a backlog beyond a page,
+    # a tail that joins late, and rows a rolled-back transaction took back send the tail
+    # to storage instead. Either way: every stored chunk once, in order, nothing else.
     manager = DOStreamManager(SqliteStorage(":memory:"))
     manager.agent_id, manager.agent_type = "s", "agent"
     live = True
     manager.is_live = lambda: live
-    tail = manager.tail(0, events=False)
-    got: list[dict[str, Any]] = []
+    got: dict[int, list[dict[str, Any]]] = {0: [], 1: []}
 
-    async def read() -> None:
-        async for page in tail:
-            got.extend(json.loads("[" + page.text + "]"))
+    async def read(key: int) -> None:
+        async for page in manager.tail(0, follow=True, events=events):
+            if events:
+                got[key].extend(json.loads(d) for _, d in SSEDecoder().feed(page.text))
+            else:
+                got[key].extend(json.loads("[" + page.text + "]"))
+            if page.last == manager.sequence and not live:
+                return
+            await asyncio.sleep(0)  # as a socket write would: commits land in between
 
-    reader = asyncio.ensure_future(read())
-    for burst in range(30):
-        for i in range(burst * 7):  # bursts of every size, some beyond a page
+    readers = [asyncio.ensure_future(read(0))]
+    for burst in range(40):
+        if burst == 31:  # a tail that starts late, pages behind, while commits go on
+            readers.append(asyncio.ensure_future(read(1)))
+        size = PAGE + 300 if burst == 30 else burst * 7  # one backlog beyond a page
+        for i in range(size):
             manager.write_delta("text_delta", f"{burst}.{i}", run_id=None, step=burst)
         manager.write({"type": "step_started"}, step=burst)
         manager.flush()
+        if burst == 25:
+            def rolled_back() -> None:
+                manager.write({"type": "taken_back"}, step=25)
+                manager.flush()  # stored and offered inside the outer transaction...
+                raise RuntimeError("...which then fails")
+
+            with pytest.raises(RuntimeError):
+                manager.sql.transaction(rolled_back)
+            manager.discard_pending()
         if burst % 3:
-            await asyncio.sleep(0)  # sometimes the reader runs between two commits
+            await asyncio.sleep(0)  # sometimes the readers run between two commits
     live = False
-    manager.wake_all()
-    await asyncio.wait_for(reader, 60)
-    assert got == [dict(c) for c in manager.read(0, 10_000)]
-    assert_contiguous(got)
+    manager.write({"type": "run_completed"})
+    manager.flush()
+    await asyncio.wait_for(asyncio.gather(*readers), 60)
+    stored = [dict(c) for c in manager.read(0, 100_000)]
+    assert "taken_back" not in {c["type"] for c in stored}
+    assert got[0] == got[1] == stored
+    assert len(stored) > 2 * PAGE
 
 
 async def test_a_tail_on_the_durable_object_binding_reads_the_same_pages(tmp_path: Any) -> None:

@@ -13,10 +13,11 @@ Three rules keep every client's view exact:
    goes back to replaying from storage.
 
 An SSE client needs no chunk objects at all, only their wire text: it follows the stream
-as a :class:`Tail`, which reads every page from storage, as text SQLite builds (one row
-per page, :meth:`DOStreamManager.read_text`), and is only woken by a commit. Rule 2 holds
-trivially (storage is the source), and so does rule 3 (each read starts after the last
-sequence sent).
+as a :class:`Tail`, which reads pages from storage as text SQLite builds (one row per page,
+:meth:`DOStreamManager.read_text`). A commit hands it the rows it stored; when they follow
+on from what the tail sent, the tail formats them in Python instead of reading them back
+(:meth:`DOStreamManager.text_of`), and otherwise it reads storage. Either way it sends
+only committed rows, after the last sequence it sent: rules 2 and 3 hold.
 """
 
 from __future__ import annotations
@@ -74,6 +75,15 @@ _EVENTS_PAGE = _TEXT_PAGE.format(format=CHUNK_EVENT.replace("%s", _WIRE),
 """A page as the SSE events of its chunks, one after another (:data:`~.sse.CHUNK_EVENT`)."""
 _JSON_PAGE = _TEXT_PAGE.format(format=_WIRE, args=_WIRE_ARGS)
 """A page as its chunks' JSON separated by commas: the inside of a JSON array."""
+
+
+def _wire_of(row: tuple[Any, ...], names: str) -> str:
+    """A stored row's wire JSON: the page queries' ``printf``, in Python."""
+    sequence, run_id, step, timestamp, kind, body = row
+    return _WIRE % (_quoted(kind), sequence, names, "null" if step is None else step,
+                    "null" if timestamp is None else timestamp,
+                    "" if run_id is None else ', "runId": ' + _quoted(run_id),
+                    "}" if body == "{}" else ", " + body[1:])
 
 
 class StoredText(NamedTuple):
@@ -250,12 +260,13 @@ async def client_chunks(
 
 
 class Tail:
-    """One SSE client's view of the stream: pages of wire text, read from storage.
+    """One SSE client's view of the stream: pages of wire text.
 
-    It holds no chunks: each commit only wakes it, and it reads what was stored after
-    the last sequence it sent (:meth:`DOStreamManager.read_text`), so the server builds
-    no chunk object and runs no Python per chunk for it. ``events`` chooses the text: the
-    chunks' SSE events, or their JSON joined by commas (for one batched event)."""
+    It holds no chunk objects. Stored pages come from SQLite as text
+    (:meth:`DOStreamManager.read_text`); a commit hands the tail the rows it stored, and
+    those that follow on from what it sent become its next page without a read. ``events``
+    chooses the text: the chunks' SSE events, or their JSON joined by commas (for one
+    batched event)."""
 
     def __init__(self, manager: DOStreamManager, from_sequence: int, *, follow: bool,
                  events: bool) -> None:
@@ -264,7 +275,20 @@ class Tail:
         self.follow = follow
         self.events = events
         self._wake = asyncio.Event()
+        self._fresh: list[tuple[Any, ...]] | None = None
+        """Rows committed right after ``last``, in order; ``None``: read storage instead."""
         self.closed = False
+
+    def _offer(self, rows: list[tuple[Any, ...]]) -> None:
+        """A commit stored ``rows``: keep them if they follow on (up to a page), and wake."""
+        fresh = self._fresh
+        if rows and fresh is not None:
+            follows = (fresh[-1][0] if fresh else self.last) + 1
+            if rows[0][0] == follows and len(fresh) + len(rows) <= PAGE:
+                fresh.extend(rows)
+            else:  # a gap, or too many: storage has them all
+                self._fresh = None
+        self._wake.set()
 
     def close(self) -> None:
         """The client went away: no commit wakes this tail any more."""
@@ -278,9 +302,14 @@ class Tail:
         try:
             while not self.closed:
                 # Cleared before the read: a commit during the yield below sets it again,
-                # so nothing stored after this read can be missed.
+                # so nothing stored after this read can be missed. From here on, commits
+                # that follow on are kept (a fresh list) to be sent without a read.
                 self._wake.clear()
-                page = manager.read_text(self.last, PAGE, events=self.events)
+                fresh, self._fresh = self._fresh, []
+                if fresh:
+                    page = manager.text_of(fresh, events=self.events)
+                else:
+                    page = manager.read_text(self.last, PAGE, events=self.events)
                 if page.count:
                     self.last = page.last
                     yield page
@@ -321,6 +350,8 @@ class DOStreamManager:
         self._closed = False
         self._subscribers: set[Subscription] = set()
         self._tails: set[Tail] = set()
+        self._committing: list[tuple[Any, ...]] = []
+        """Rows stored by :meth:`take_pending` that the next :meth:`broadcast` hands to tails."""
         self._sockets: dict[WebSocketLike, int] = {}
         self.search = SearchIndex(sql)
         """The full-text index of the chunks, written with them (``GET /search``)."""
@@ -420,6 +451,8 @@ class DOStreamManager:
         if rows:
             insert_rows(self.sql, _INSERT, rows)
             self.search.stored()
+            if self._tails:
+                self._committing.extend(rows)
         return chunks
 
     def flush(self) -> None:
@@ -431,8 +464,9 @@ class DOStreamManager:
     def broadcast(self, chunks: list[Chunk]) -> None:
         """Send stored chunks to every live subscriber and socket, and wake every tail (a
         commit of deltas that nobody held as chunks stores rows all the same)."""
+        rows, self._committing = self._committing, []
         for tail in self._tails:
-            tail._wake.set()
+            tail._offer(rows)
         if not chunks:
             return
         for sub in list(self._subscribers):
@@ -448,6 +482,9 @@ class DOStreamManager:
 
     def discard_pending(self) -> None:
         """Forget queued chunks (their sequences are reused; nobody has seen them)."""
+        self._committing = []
+        for tail in self._tails:  # rows it was offered may be rolled back: read storage
+            tail._fresh = None
         if self._rows:
             self.sequence = self._rows[0][0] - 1
             self._pending = []
@@ -492,6 +529,16 @@ class DOStreamManager:
                              "" if events else ",")
         row = rows[0]
         return StoredText(row["count"], row["last"] or 0, row["text"] or "")
+
+    def text_of(self, rows: list[tuple[Any, ...]], *, events: bool) -> StoredText:
+        """What :meth:`read_text` would read for ``rows``, formatted from the rows a commit
+        just stored instead of read back."""
+        names = _names(self.agent_id, self.agent_type)
+        if events:
+            text = "".join([CHUNK_EVENT % (row[0], _wire_of(row, names)) for row in rows])
+        else:
+            text = ",".join([_wire_of(row, names) for row in rows])
+        return StoredText(len(rows), rows[-1][0], text)
 
     def subscribe(self, from_sequence: int = 0, *, follow: bool = False) -> Subscription:
         """Chunks after ``from_sequence``; ``follow=False`` ends when the session is idle."""
