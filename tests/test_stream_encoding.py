@@ -184,6 +184,18 @@ def test_a_page_sqlite_frames_is_the_python_framing(
     if kind.isascii() and kind.isprintable() and (run is None or run.isascii()):
         assert array.text == ",".join(c.to_json() for c in written)
     assert manager.read_text(2, 10, events=False) == (0, 0, "")
+    # What a tail sends from a commit's rows, formatted in Python: the same, byte for byte
+    # where Python's JSON escapes nothing SQLite's leaves as it is.
+    rows = [tuple(r.values()) for r in manager.sql.exec(
+        "SELECT sequence, run_id, step, timestamp, type, body FROM helix_chunks")]
+    for text_events in (False, True):
+        sql_text = manager.read_text(0, 10, events=text_events)
+        py_text = manager.text_of(rows, events=text_events)
+        assert (py_text.count, py_text.last) == (2, 2)
+        if kind.isascii() and kind.isprintable() and (run is None or run.isascii()):
+            assert py_text == sql_text
+    assert json.loads("[" + manager.text_of(rows, events=False).text + "]") == [
+        dict(c) for c in written]
 
 
 def _stored(manager: DOStreamManager, count: int) -> list[dict[str, Any]]:
