@@ -58,26 +58,33 @@ def measure(ctx: Context) -> Figure:
         ],
         raw=raw,
         notes=[
-            "Most of the p99 is the start-up burst: 200 new sessions each create a sqlite file "
-            "in WAL mode on the event loop. `pytest tests/test_rel_load.py --soak` runs 400 "
-            "sessions for 60 s.",
+            "Most of the p99 is the start-up burst. The 200 `POST /start` arrive together "
+            "and `helix serve` answers them in one or two event-loop turns of 0.5 to 2 s "
+            "(about 10 ms each: a new session file and its schema, the agent server, the "
+            "tool schemas); the chunks stamped meanwhile wait for those turns to end. In "
+            "process each session's client reads its first chunks inside its own start. "
+            "`pytest tests/test_rel_load.py --soak` runs 400 sessions for 60 s.",
             "Chunk latency here is queueing: a chunk waits for its turn on an event loop that "
             "serves 200 sessions, once per hand-off between tasks. It grows with everything "
             "else on the machine, and `helix serve` (two processes on two cores) more so.",
         ],
         plan=None if p50 <= 3 else (
-            "Where the time goes (cProfile of the helix serve process and of the client, "
-            "under this load): the client process is mostly idle (waiting in epoll); the "
-            "server is the bottleneck. Per chunk of a model that awaits between deltas (the "
-            "offline model) the server commits one SQLite transaction (7.3 s of 29 s "
-            "profiled were SQLite statements, about 0.2 ms each on the loaded disk) and "
-            "sends one SSE write through five hand-offs: the body generator, the bundle's "
-            "pump into a TransformStream, the stand-in's reader, uvicorn/h11, and the "
-            "socket (4.4 s, of which send() 3.2 s). Opening 200 session files took 21 ms "
-            "each on the loop (4.3 s; the switch of a new file to WAL no longer syncs, "
-            "which was 12 ms of it), and the stand-in's SQL checks 2.2 s (now once per "
-            "query text). In process the same 200 runs cost 7.5 s of CPU for client and "
-            "server together, with none of the hops. Next: one hand-off per batch in the "
-            "stand-in's pipe (coalesce a session's SSE writes per loop turn), and commits "
-            "of a streaming model grouped over a few milliseconds."),
+            "Where the time goes (measured under this load: py-spy on the helix serve "
+            "process, and each chunk's time from its stamp to the server's send): the server "
+            "is the bottleneck, busy about 90% of a core while the 200 runs stream, in "
+            "event-loop turns of about 14 ms that run some 200 callbacks each. A chunk waits "
+            "about two of them there: the commit's (a flush runs on the turn after the "
+            "write) and the SSE pump's (woken by the commit; it writes to the socket itself, "
+            "through the stand-in's pipe, since the pipe and uvloop/httptools replaced a "
+            "reader task and h11). In a quiet run 24 ms of a 31 ms p50 passed before the "
+            "server's send(); the client's loop holds the rest. In process the same chunk "
+            "passes two turns of one loop with no HTTP, no second process and no read per "
+            "chunk. Of the server's time while the runs stream: the runs themselves (model, "
+            "tools, executor) 19%, one SQLite transaction per chunk of a model that awaits "
+            "between deltas 17%, the SSE tail reading each commit's chunks back from SQLite "
+            "16% (in process the subscription is handed the chunks), the steps' commits "
+            "10%, the other requests (status, follow-ups, start bursts) 9%, uvicorn's write "
+            "8% (mostly the send() that wakes the client), the rest of the SSE pump 8%. "
+            "Next: hand a small commit's text to the SSE tails instead of reading it back, "
+            "and run the start burst in more, shorter turns."),
     )
