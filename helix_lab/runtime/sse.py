@@ -71,12 +71,16 @@ class SSEDecoder:
         # every feed starts at an event boundary. Only the new text (and the tail before
         # it) can hold a new boundary, so an event that takes many reads (a batch of a
         # few hundred kilobytes) is searched and joined once, not once per read.
+        if "\n" not in text:  # no boundary ends in it: the common read inside a batch
+            if text:
+                self._pieces.append(text)
+                self._tail = text[-2:] if len(text) > 1 else (self._tail + text)[-2:]
+            return []
         probe = self._tail + text
         lf, crlf = probe.rfind("\n\n"), probe.rfind("\n\r\n")
         if lf < 0 and crlf < 0:
-            if text:
-                self._pieces.append(text)
-                self._tail = probe[-2:]
+            self._pieces.append(text)
+            self._tail = probe[-2:]
             return []
         cut = max(lf + 2 if lf >= 0 else 0, crlf + 3 if crlf >= 0 else 0) - len(self._tail)
         self._pieces.append(text[:cut])
