@@ -203,21 +203,26 @@ def measure(ctx: Context) -> Figure:
             "text in one row (`read_text`: printf of each chunk's wire JSON, group_concat "
             "over the page), so the server runs no Python per chunk. RemoteBackend asks for "
             "the batched framing (`/sse?batch=1`): a page is one SSE event whose data is a "
-            "JSON array, decoded with one `json.loads`; the client then drops sequences it "
+            "JSON array, decoded with one msgspec call; the client then drops sequences it "
             "has already seen. Without `batch=1` a reader gets one event per chunk, also "
             "built by SQLite. LocalBackend reads the subscription directly: no SSE at all.",
             "Server and client are two processes here, so on an idle machine with two cores "
             "they overlap; on a shared one they take turns, and the ratio grows with the "
             "load beside it.",
+            "Where the time goes (cProfile of the client over three replays, 1.0 s "
+            "profiled on the shared machine; per replay): msgspec decoding the pages "
+            "0.09 s, the stream's dedupe and yields 0.05 s and the caller's loop 0.02 s, "
+            "the SSE scan 0.03 s, httpx reading the socket most of the rest; it waits on "
+            "the server about 0.01 s. The server (py-spy) spends 81% of its time in SQLite "
+            "running the page query (printf of each chunk's wire JSON, group_concat), the "
+            "rest in the stand-in's stream pump and uvicorn's writes. Changed for issue 9 "
+            "(6.4x before, on a quiet machine): pages built by SQLite in one row, the "
+            "batched framing, msgspec, and a decoder that searches only each read's new "
+            "text.",
         ],
         plan=None if all(r.met is not False for r in ratios) else (
-            "Where the time goes (cProfile of the client during a 100,000-chunk replay, on "
-            "the shared machine: 4.9 s profiled): the SSE scan (`SSEDecoder.feed`) 1.2 s, "
-            "`json.loads` of the chunks 1.0 s (a floor for a client that hands out dicts), "
-            "waiting on the server 1.1 s, the stream's dedupe and yields 0.5 s, httpx the "
-            "rest. The server's share (SQLite building the wire text, the stand-in's stream "
-            "pump, uvicorn) runs in the other process. "
-            "Next: a page as one SQL row (group_concat with ORDER BY needs SQLite 3.44), "
-            "and a client option that yields the raw JSON text for callers that only "
-            "forward it."),
+            "The client's share is the floor of a client that hands out dicts (decoding "
+            "JSON, one yield per chunk); the server's is SQLite formatting each row. "
+            "Next: a client option that yields the raw JSON text for callers that only "
+            "forward it, and a page query that formats only the fields that vary."),
     )
