@@ -78,7 +78,8 @@ _JSON_PAGE = _TEXT_PAGE.format(format=_WIRE, args=_WIRE_ARGS)
 
 
 class StoredText(NamedTuple):
-    """Stored chunks as one text built by SQLite (:meth:`DOStreamManager.read_text`)."""
+    """Stored chunks as one text: read by SQLite (:meth:`DOStreamManager.read_text`), or
+    formatted from the rows a commit stored (:meth:`DOStreamManager.text_of`)."""
 
     count: int
     last: int
