@@ -59,11 +59,12 @@ def measure(ctx: Context) -> Figure:
         raw=raw,
         notes=[
             "Most of the p99 is the start-up burst. The 200 `POST /start` arrive together "
-            "and `helix serve` answers them in one or two event-loop turns of 0.5 to 2 s "
-            "(about 10 ms each: a new session file and its schema, the agent server, the "
-            "tool schemas); the chunks stamped meanwhile wait for those turns to end. In "
-            "process each session's client reads its first chunks inside its own start. "
-            "`pytest tests/test_rel_load.py --soak` runs 400 sessions for 60 s.",
+            "and `helix serve` answers them in one or two event-loop turns of 0.6 to 0.9 s "
+            "on a quiet machine, up to 2 s on a busy one (a few ms each: a new session file "
+            "and its schema, the agent server, the tool schemas); the chunks stamped "
+            "meanwhile wait for those turns to end. In process each session's client reads "
+            "its first chunks inside its own start. `pytest tests/test_rel_load.py --soak` "
+            "runs 400 sessions for 60 s.",
             "Chunk latency here is queueing: a chunk waits for its turn on an event loop that "
             "serves 200 sessions, once per hand-off between tasks. It grows with everything "
             "else on the machine, and `helix serve` (two processes on two cores) more so.",
@@ -71,20 +72,21 @@ def measure(ctx: Context) -> Figure:
         plan=None if p50 <= 3 else (
             "Where the time goes (measured under this load: py-spy on the helix serve "
             "process, and each chunk's time from its stamp to the server's send): the server "
-            "is the bottleneck, busy about 90% of a core while the 200 runs stream, in "
-            "event-loop turns of about 14 ms that run some 200 callbacks each. A chunk waits "
-            "about two of them there: the commit's (a flush runs on the turn after the "
-            "write) and the SSE pump's (woken by the commit; it writes to the socket itself, "
-            "through the stand-in's pipe, since the pipe and uvloop/httptools replaced a "
-            "reader task and h11). In a quiet run 24 ms of a 31 ms p50 passed before the "
+            "is the bottleneck, busy a whole core while the 200 runs stream, in event-loop "
+            "turns of about 10 ms that run some 200 callbacks each. A chunk waits about two "
+            "of them there: the commit's (a flush runs on the turn after the write) and the "
+            "SSE pump's (woken by the commit; it writes to the socket itself, through the "
+            "stand-in's pipe, since the pipe and uvloop/httptools replaced a reader task and "
+            "h11). In quiet runs 18 to 24 ms of a 27 to 31 ms p50 passed before the "
             "server's send(); the client's loop holds the rest. In process the same chunk "
-            "passes two turns of one loop with no HTTP, no second process and no read per "
-            "chunk. Of the server's time while the runs stream: the runs themselves (model, "
-            "tools, executor) 19%, one SQLite transaction per chunk of a model that awaits "
-            "between deltas 17%, the SSE tail reading each commit's chunks back from SQLite "
-            "16% (in process the subscription is handed the chunks), the steps' commits "
-            "10%, the other requests (status, follow-ups, start bursts) 9%, uvicorn's write "
-            "8% (mostly the send() that wakes the client), the rest of the SSE pump 8%. "
-            "Next: hand a small commit's text to the SSE tails instead of reading it back, "
-            "and run the start burst in more, shorter turns."),
+            "passes two turns of one loop with no HTTP and no second process. Of the "
+            "server's time while the runs stream: one SQLite transaction per chunk of a "
+            "model that awaits between deltas 23%, the runs themselves (model, tools, "
+            "executor) 23%, the steps' commits 14%, the other requests (status, follow-ups, "
+            "start bursts, each through the front door, the stub and the object) 13%, "
+            "uvicorn's write 11% (mostly the send() that wakes the client), the rest of the "
+            "SSE pump 5%. The commits and the runs are the runtime's and cost the same in "
+            "process, where they fit in the loop's spare time; here they fill the core that "
+            "the HTTP work shares. Next: run the start burst in more, shorter turns, and cheaper commits "
+            "for a model that streams slowly."),
     )
