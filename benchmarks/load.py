@@ -87,6 +87,8 @@ def measure(ctx: Context) -> Figure:
             "uvicorn's write 11% (mostly the send() that wakes the client), the rest of the "
             "SSE pump 5%. The commits and the runs are the runtime's and cost the same in "
             "process, where they fit in the loop's spare time; here they fill the core that "
-            "the HTTP work shares. Next: run the start burst in more, shorter turns, and cheaper commits "
-            "for a model that streams slowly."),
+            "the HTTP work shares. Capping the Worker calls of one loop turn (at 8) to break "
+            "up the start burst made the p50 worse in three paired runs, so it is not done. "
+            "Next: cheaper commits for a model that streams slowly (one transaction per "
+            "delta), which would relieve this server more than the in-process loop."),
     )
