@@ -93,6 +93,12 @@ def _quoted(text: str) -> str:
 
 
 @functools.lru_cache(maxsize=256)
+def _run_field(run_id: str | None) -> str:
+    """The ``runId`` field of a chunk's wire JSON, with its comma (none without a run)."""
+    return "" if run_id is None else ', "runId": ' + _quoted(run_id)
+
+
+@functools.lru_cache(maxsize=256)
 def _names(agent_id: str, agent_type: str) -> str:
     """The ``agentId`` and ``agentType`` fields of a chunk's wire JSON, together."""
     return f'"agentId": {_quoted(agent_id)}, "agentType": {_quoted(agent_type)}'
@@ -525,12 +531,13 @@ class DOStreamManager:
     def text_of(self, rows: list[tuple[Any, ...]], *, events: bool) -> StoredText:
         """What :meth:`read_text` would read for ``rows``, formatted from the rows a commit
         just stored instead of read back."""
-        names, quoted = _names(self.agent_id, self.agent_type), _quoted
-        # The page queries' printf, in Python (one comprehension: no call per row).
-        wires = [_WIRE % (quoted(kind), sequence, names, "null" if step is None else step,
-                          "null" if timestamp is None else timestamp,
-                          "" if run_id is None else ', "runId": ' + quoted(run_id),
-                          "}" if body == "{}" else ", " + body[1:])
+        names, quoted, run_field = _names(self.agent_id, self.agent_type), _quoted, _run_field
+        # _WIRE as an f-string (a quarter faster than ``%`` here, the hottest loop of an SSE
+        # client's stream; tests hold the two to the same bytes), in one comprehension.
+        wires = [f'{{"type": {quoted(kind)}, "sequence": {sequence}, {names}, "step": '
+                 f'{"null" if step is None else step}, "timestamp": '
+                 f'{"null" if timestamp is None else timestamp}{run_field(run_id)}'
+                 f'{"}" if body == "{}" else ", " + body[1:]}'
                  for sequence, run_id, step, timestamp, kind, body in rows]
         if events:
             text = "".join([CHUNK_EVENT % (row[0], wire)
