@@ -15,8 +15,10 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import httpx
 from note_taker import notes_agent
 
+from helix_lab import RemoteBackend
 from helix_lab.agent import Agent
 from helix_lab.client.backend import LocalBackend
 from helix_lab.llm.base import LLMAdapter
@@ -233,6 +235,24 @@ async def check_sse_framings(http: Any, path: str, expected: list[dict[str, Any]
         error = refused.json()["error"]
         assert error["code"] == "bad_request" and error["field"] == "batch"
         assert "batch must be 1 or 0" in error["message"]
+
+
+async def check_served_framings(url: str, token: str, *, steps: int,
+                                seed_route: bool = False) -> None:
+    """A ``stepper`` run started and streamed by RemoteBackend (which asks for ``batch=1``)
+    on a served ``url`` gives the stored chunks, once each; then both framings of its
+    ``/sse`` (and, with ``seed_route``, ``/stream/{id}?batch=1``) give them too."""
+    async with RemoteBackend(url, token=token) as backend:
+        handle = await backend.start("stepper", f"steps={steps}", session_id="framings")
+        streamed = [c async for c in handle.stream()]
+    async with httpx.AsyncClient(base_url=url, timeout=60,
+                                 headers={"authorization": f"Bearer {token}"}) as client:
+        stored = (await client.get("/sessions/framings/history?limit=10000")).json()["chunks"]
+        assert streamed == stored and stored[-1]["type"] == "run_completed"
+        await check_sse_framings(client, "/sessions/framings/sse", stored)
+        if seed_route:
+            seed = await client.get("/stream/framings", params={"batch": 1})
+            assert framed_chunks(seed.text, batch=True) == stored
 
 
 def assert_contiguous(chunks: list[dict[str, Any]], start: int = 1) -> None:

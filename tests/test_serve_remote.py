@@ -25,7 +25,7 @@ import httpx
 import pytest
 import websockets
 from fakes.anthropic_server import FakeAnthropic, Text, ToolUse, http_error, overloaded, turn
-from helpers import check_sse_framings, framed_chunks
+from helpers import check_served_framings
 from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
@@ -132,16 +132,7 @@ async def test_bad_input_is_a_clear_4xx(served: Served) -> None:
 async def test_both_sse_framings_carry_the_same_chunks(served: Served) -> None:
     """The seed's one event per chunk for any reader, one event per page for ``batch=1``
     (what RemoteBackend asks for), on both engines: the same chunks, once, resumable."""
-    async with RemoteBackend(served.url, token=TOKEN) as backend:
-        handle = await backend.start("stepper", "steps=3", session_id="framings")
-        streamed = [c async for c in handle.stream()]
-    async with httpx.AsyncClient(base_url=served.url, timeout=60,
-                                 headers={"authorization": f"Bearer {TOKEN}"}) as client:
-        stored = (await client.get("/sessions/framings/history?limit=10000")).json()["chunks"]
-        assert streamed == stored and stored[-1]["type"] == "run_completed"
-        await check_sse_framings(client, "/sessions/framings/sse", stored)
-        seed_route = await client.get("/stream/framings", params={"batch": 1})
-        assert framed_chunks(seed_route.text, batch=True) == stored
+    await check_served_framings(served.url, TOKEN, steps=3, seed_route=True)
 
 
 async def test_a_body_over_16_mb_is_a_413(served: Served) -> None:

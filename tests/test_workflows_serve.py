@@ -12,7 +12,7 @@ from typing import Any
 import e2e_scenario
 import httpx
 import pytest
-from helpers import check_sse_framings
+from helpers import check_served_framings
 from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
@@ -87,14 +87,7 @@ async def test_bad_input_is_a_clear_4xx(served: Served) -> None:
 
 
 async def test_both_sse_framings_carry_the_same_chunks(served: Served) -> None:
-    async with RemoteBackend(served.url, token=TOKEN) as backend:  # it asks for batch=1
-        handle = await backend.start("stepper", "steps=2", session_id="framings")
-        streamed = [c async for c in handle.stream()]
-    async with httpx.AsyncClient(base_url=served.url, timeout=60,
-                                 headers={"authorization": f"Bearer {TOKEN}"}) as client:
-        stored = (await client.get("/sessions/framings/history?limit=10000")).json()["chunks"]
-        assert streamed == stored and stored[-1]["type"] == "run_completed"
-        await check_sse_framings(client, "/sessions/framings/sse", stored)
+    await check_served_framings(served.url, TOKEN, steps=2)
 
 
 async def test_the_standin_workflows_binding_has_the_javascript_shape(tmp_path: Path) -> None:

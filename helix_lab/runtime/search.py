@@ -240,13 +240,8 @@ class SearchIndex:
         kind = chunk["type"]
         if kind in _TEXT_TYPES:
             delta = chunk.get("delta")
-            if type(delta) is str:  # note_text, inlined (a frame less per delta)
-                group = self._batch.texts.get((step, kind))
-                if group is None:
-                    self._batch.texts[(step, kind)] = [sequence, sequence, [delta]]
-                else:
-                    group[1] = sequence
-                    group[2].append(delta)
+            if type(delta) is str:
+                self.note_text(kind, delta, sequence, step)
             else:  # what SQL makes of it is SQL's business: index this batch from storage
                 self._batch.exact = False
         elif kind in _TOOL_TYPES:

@@ -16,33 +16,27 @@ __all__ = ["WorkflowBinding", "WorkflowInstance"]
 
 
 class WorkflowInstance:
-    """``env.AGENT_WORKFLOW.get(id)``, as a Worker sees it."""
+    """``env.AGENT_WORKFLOW.get(id)``, as a Worker sees it.
+
+    Where the JavaScript shape and the engine's agree (``status()``, ``pause()``,
+    ``resume()``, ``terminate()``, ``restart(options)``, and ``steps()``, which is not on
+    Cloudflare's binding but lets the stand-in show the engine's steps), the engine's own
+    method answers; only ``sendEvent`` is reshaped. Nothing else of the engine shows through.
+    """
+
+    _SAME_SHAPE = frozenset({"status", "pause", "resume", "terminate", "restart", "steps"})
 
     def __init__(self, instance: Any) -> None:
         self._instance = instance
         self.id = instance.id
 
-    async def status(self) -> dict[str, Any]:
-        return await self._instance.status()
-
-    async def pause(self) -> None:
-        await self._instance.pause()
-
-    async def resume(self) -> None:
-        await self._instance.resume()
-
-    async def terminate(self) -> None:
-        await self._instance.terminate()
-
-    async def restart(self, options: dict[str, Any] | None = None) -> None:
-        await self._instance.restart(options)
+    def __getattr__(self, name: str) -> Any:
+        if name in self._SAME_SHAPE:
+            return getattr(self._instance, name)
+        raise AttributeError(f"a Workflow instance has no {name!r}")
 
     async def sendEvent(self, event: dict[str, Any]) -> None:
         await self._instance.send_event(event.get("type"), event.get("payload"))
-
-    async def steps(self) -> list[dict[str, Any]]:
-        """Not on Cloudflare's binding: the stand-in shows the engine's steps."""
-        return await self._instance.steps()
 
 
 class WorkflowBinding:
