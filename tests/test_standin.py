@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from helix_lab.worker_bundle import standin
+from helix_lab.worker_bundle.do_sql import DOSqlStorage
 from helix_lab.worker_bundle.standin import (
     DurableObject,
     DurableObjectNamespace,
@@ -293,6 +294,35 @@ def test_cursor_api(tmp_path: Path) -> None:
     with pytest.raises(SqlError):
         sql.exec("SELECT * FROM missing")
     assert sql.databaseSize > 0
+    storage.close()
+
+
+def test_transaction_sync_refuses_an_awaitable_and_takes_back_what_was_written(
+        tmp_path: Path) -> None:
+    storage = standin.DurableObjectStorage(str(tmp_path / "db.sqlite"))
+    storage.sql.exec("CREATE TABLE t (x INTEGER)")
+
+    def write_then_hand_back_a_coroutine() -> Any:
+        storage.sql.exec("INSERT INTO t VALUES (1)")
+        return asyncio.sleep(0)
+
+    with pytest.raises(TypeError, match="synchronous function"):
+        storage.transactionSync(write_then_hand_back_a_coroutine)
+    assert storage.sql.exec("SELECT COUNT(*) AS n FROM t").one()["n"] == 0
+    assert storage.transactionSync(lambda: None) is None  # a None result passes as is
+    storage.close()
+
+
+def test_the_runtime_binding_stores_a_boolean_as_an_integer(tmp_path: Path) -> None:
+    # ctx.storage.sql refuses booleans; DOSqlStorage converts them (and nothing else).
+    storage = standin.DurableObjectStorage(str(tmp_path / "db.sqlite"))
+    sql = DOSqlStorage(storage)
+    sql.exec("CREATE TABLE t (a, b, c)")
+    sql.exec("INSERT INTO t VALUES (?, ?, ?)", True, False, "x")
+    sql.exec("INSERT INTO t VALUES (?, ?, ?)", 7, None, 1.5)
+    assert sql.exec("SELECT a, b, c, typeof(a) AS ta FROM t ORDER BY rowid") == [
+        {"a": 1, "b": 0, "c": "x", "ta": "integer"},
+        {"a": 7, "b": None, "c": 1.5, "ta": "integer"}]
     storage.close()
 
 

@@ -111,6 +111,28 @@ class SqliteStorage:
         """The ``sqlite3`` connection, for a binding that offers another API on top."""
         return self._conn
 
+    def _enter(self) -> int:
+        """Open one level of :meth:`atomic`; returns the depth to give :meth:`_leave`."""
+        depth = self._depth
+        if depth:
+            self._conn.execute(f"SAVEPOINT helix_txn_{depth}")
+        else:
+            self._conn.execute("BEGIN IMMEDIATE")
+        self._depth = depth + 1
+        return depth
+
+    def _leave(self, depth: int, failed: bool) -> None:
+        """Close the level :meth:`_enter` opened at ``depth``: keep its writes, or not."""
+        self._depth = depth
+        execute = self._conn.execute
+        if depth:
+            name = f"helix_txn_{depth}"
+            if failed:
+                execute(f"ROLLBACK TO {name}")
+            execute(f"RELEASE {name}")
+        else:
+            execute("ROLLBACK" if failed else "COMMIT")
+
     @contextlib.contextmanager
     def atomic(self) -> Iterator[None]:
         """Every write inside lands together, or none does; nests.
@@ -120,36 +142,25 @@ class SqliteStorage:
         savepoint, rolled back alone if its body raises. The body may await: the level
         stays open until the block ends.
         """
-        depth = self._depth
-        execute = self._conn.execute
-        if depth:
-            name = f"helix_txn_{depth}"
-            execute(f"SAVEPOINT {name}")
-            self._depth = depth + 1
-            try:
-                yield
-            except BaseException:
-                execute(f"ROLLBACK TO {name}")
-                execute(f"RELEASE {name}")
-                raise
-            finally:
-                self._depth = depth
-            execute(f"RELEASE {name}")
-            return
-        execute("BEGIN IMMEDIATE")
-        self._depth = 1
+        depth = self._enter()
         try:
             yield
         except BaseException:
-            execute("ROLLBACK")
+            self._leave(depth, True)
             raise
-        finally:
-            self._depth = 0
-        execute("COMMIT")
+        self._leave(depth, False)
 
     def transaction(self, fn: Callable[[], T]) -> T:
-        with self.atomic():
-            return fn()
+        """``fn()`` inside :meth:`atomic`, without the generator a ``with`` block costs:
+        the commit of every small flush of chunks comes through here."""
+        depth = self._enter()
+        try:
+            result = fn()
+        except BaseException:
+            self._leave(depth, True)
+            raise
+        self._leave(depth, False)
+        return result
 
     def close(self) -> None:
         self._conn.close()

@@ -40,7 +40,9 @@ class DOSqlStorage:
         self._sql = storage.sql
 
     def exec(self, sql: str, *params: Any) -> list[dict[str, Any]]:
-        cursor = self._sql.exec(sql, *[_binding(p) for p in params])
+        if bool in map(type, params):  # rare: checked in C, converted only when needed
+            params = tuple([_binding(p) for p in params])
+        cursor = self._sql.exec(sql, *params)
         rows = cursor.toArray()
         if hasattr(rows, "to_py"):  # an unwrapped storage binding gives a JS array
             rows = rows.to_py()

@@ -185,6 +185,18 @@ class SqlStorage:
                    if os.path.exists(p))
 
 
+def _synchronous(result: T) -> T:
+    """``result``, unless it is an awaitable: ``transactionSync`` takes a synchronous
+    function, and raising inside the transaction takes back what ``fn`` wrote."""
+    if result is not None and inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise TypeError("transactionSync() takes a synchronous function; use "
+                        "transaction() for an async one.")
+    return result
+
+
 class DurableObjectStorage:
     """``ctx.storage``: the SQL API and transactions (the KV API is not emulated)."""
 
@@ -195,15 +207,7 @@ class DurableObjectStorage:
 
     def transactionSync(self, fn: Callable[[], T]) -> T:
         """Run ``fn`` atomically; if it raises, none of its writes stay."""
-        with self._db.atomic():
-            result = fn()
-            if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-                raise TypeError("transactionSync() takes a synchronous function; use "
-                                "transaction() for an async one.")
-        return result
+        return self._db.transaction(lambda: _synchronous(fn()))
 
     async def transaction(self, fn: Callable[[Any], Any]) -> Any:
         """``await storage.transaction(async_fn)``; ``async_fn`` gets this storage as ``txn``."""
