@@ -16,7 +16,12 @@ __all__ = ["DOSqlStorage"]
 T = TypeVar("T")
 
 
+_PLAIN = frozenset({str, int, float, bytes, type(None)})
+
+
 def _row(row: Any) -> dict[str, Any]:
+    if isinstance(row, dict) and _PLAIN.issuperset(map(type, row.values())):
+        return dict(row)  # the common row (the stand-in's always): nothing to convert
     items = row.items() if hasattr(row, "items") else dict(row).items()
     out: dict[str, Any] = {}
     for key, value in items:
