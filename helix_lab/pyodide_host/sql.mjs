@@ -66,19 +66,19 @@ export class SqlStorage {
     if (typeof query !== "string") throw new TypeError("exec() takes the SQL text first.");
     const { _db: db, _sqlite3: sqlite3 } = this._storage;
     try {
-      const texts = splitStatements(sqlite3, query);
-      for (const text of texts) {
-        if (TRANSACTION_STATEMENT.test(stripComments(text))) throw new Error(TRANSACTION_REFUSED);
+      const statements = splitStatements(sqlite3, query);
+      for (const { text, bare } of statements) {
+        if (TRANSACTION_STATEMENT.test(bare)) throw new Error(TRANSACTION_REFUSED);
         if (/\b_cf_/i.test(text)) throw new Error("not authorized: names starting with _cf_ are reserved");
       }
-      if (!texts.length) throw new Error("SQL query did not contain a statement.");
+      if (!statements.length) throw new Error("SQL query did not contain a statement.");
       const before = db.changes(true);
       let columns = [];
       let rows = [];
-      texts.forEach((text, index) => {
+      statements.forEach(({ text }, index) => {
         const statement = db.prepare(text);
         try {
-          if (index === texts.length - 1 && bindings.length) statement.bind(bindings.map(bindable));
+          if (index === statements.length - 1 && bindings.length) statement.bind(bindings.map(bindable));
           // getColumnNames() throws for a statement without columns (CREATE, INSERT)
           columns = statement.columnCount ? statement.getColumnNames([]) : [];
           rows = [];
@@ -88,7 +88,7 @@ export class SqlStorage {
         }
       });
       const written = db.changes(true) - before;
-      const readOnly = texts.every((text) => READ_ONLY_STATEMENT.test(stripComments(text)));
+      const readOnly = statements.every(({ bare }) => READ_ONLY_STATEMENT.test(bare));
       if (written || !readOnly) this._storage._changed();
       return new SqlStorageCursor(columns, rows, rows.length, written);
     } catch (error) {
@@ -111,6 +111,7 @@ function stripComments(text) {
 }
 
 // The complete statements of `query`: a ";" inside a string or a trigger body stays put.
+// Each comes with its text and, for the checks in exec(), that text without comments.
 function splitStatements(sqlite3, query) {
   const statements = [];
   let buffer = "";
@@ -119,7 +120,8 @@ function splitStatements(sqlite3, query) {
     const last = index === pieces.length - 1;
     buffer += last ? piece : `${piece};`;
     if (!last && !sqlite3.capi.sqlite3_complete(buffer)) return;
-    if (stripComments(buffer).replace(/[\s;]/g, "")) statements.push(buffer);
+    const bare = stripComments(buffer);
+    if (bare.replace(/[\s;]/g, "")) statements.push({ text: buffer, bare });
     buffer = "";
   });
   return statements;
