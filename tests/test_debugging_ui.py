@@ -92,8 +92,9 @@ def test_a_step_renders_escaped() -> None:
 
 
 async def follow_until(view: AgentView, check: Any, timeout: float = 60.0) -> None:
+    """Wait until the view has received chunks that make ``check(view.state)`` true (the
+    deadline only catches a hang), then draw them now instead of on the coalescing timer."""
     await eventually(lambda: check(view.state), timeout=timeout)
-    await asyncio.sleep(view.min_interval * 2 + 0.02)
     view.flush()
 
 
