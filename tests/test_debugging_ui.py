@@ -4,7 +4,6 @@ costs, and ``%helix approve / deny / step / usage`` and ``--budget`` in a real s
 
 from __future__ import annotations
 
-import asyncio
 import json
 from typing import Any
 
@@ -13,7 +12,7 @@ import test_magics
 from helpers import eventually
 from notebook_agents import MAILER
 from test_debugging import SENT, counting_model, email_turn, mail_agent
-from test_magics import Kernel
+from test_magics import Kernel, wait_until
 
 from helix_lab.llm import ScriptedLLM
 from helix_lab.widgets import AgentView, ViewState, allowed_actions
@@ -179,19 +178,9 @@ script = ScriptedLLM([plan], loop=True)
 
 
 async def wait_status(kernel: Kernel, session: str, wanted: str) -> dict[str, Any]:
-    handle = kernel.magics.workbench.local.handle(session)
-    statuses: list[dict[str, Any]] = []
-
-    async def check() -> bool:
-        statuses.append(await handle.status())
-        return statuses[-1]["status"] == wanted and not statuses[-1]["isExecuting"]
-
-    deadline = asyncio.get_running_loop().time() + 60  # only a hang takes this long
-    while asyncio.get_running_loop().time() < deadline:
-        if await check():
-            return statuses[-1]
-        await asyncio.sleep(0.01)
-    raise AssertionError(statuses[-1])
+    """The session's status once it has stopped at ``wanted``."""
+    return await wait_until(kernel, session,
+                            lambda s: s["status"] == wanted and not s["isExecuting"])
 
 
 async def test_magics_approve_deny_step_and_usage(kernel: Kernel) -> None:
