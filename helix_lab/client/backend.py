@@ -182,9 +182,7 @@ class Backend:
         try:
             async with self._client.stream("GET", self._url(session_id, "/sse"),
                                            params=params, timeout=None) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise backend_error(response.status_code, response.json())
+                await _raise_for_error(response)
                 async for events in iter_sse_batches(response.aiter_bytes(), msgspec.json.decode):
                     batch = []
                     for event, data in events:
@@ -208,9 +206,7 @@ class Backend:
         try:
             async with self._client.stream("GET", self._url(session_id, "/export"),
                                            timeout=None) as response:
-                if response.status_code >= 400:
-                    await response.aread()
-                    raise backend_error(response.status_code, response.json())
+                await _raise_for_error(response)
                 async for line in response.aiter_lines():
                     if line:
                         yield json.loads(line)
@@ -230,6 +226,12 @@ class Backend:
 class _Dropped(Exception):
     """The stream broke off; reconnect from the last sequence."""
 
+
+async def _raise_for_error(response: httpx.Response) -> None:
+    """A streamed response that is an error: read its JSON body and raise it."""
+    if response.status_code >= 400:
+        await response.aread()
+        raise backend_error(response.status_code, response.json())
 
 
 class LocalBackend(Backend):
