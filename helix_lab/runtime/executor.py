@@ -57,6 +57,7 @@ from .turns import (
     limit_error,
     must_finish,
     run_tool_call,
+    tool_result_block,
 )
 
 __all__ = ["Execution", "RetryPolicy", "RunHost"]
@@ -373,8 +374,7 @@ class Execution:
                     "input": call["input"]})
         self._emit({"type": "tool_end", "toolCallId": call["id"], "toolName": call["name"],
                     "error": error, "denied": True})
-        return {"type": "tool_result", "tool_use_id": call["id"], "content": error,
-                "is_error": True}
+        return tool_result_block(call, {"error": error})
 
     def _specs(self) -> list[dict[str, Any]]:
         """The agent's tool specs; pydantic's schema generation is too slow to redo per step."""
