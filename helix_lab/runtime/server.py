@@ -433,8 +433,7 @@ class AgentServer:
         return execution
 
     def _started(self, execution: Execution, status: str) -> dict[str, Any]:
-        return {"sessionId": self.session_id, "streamId": self.session_id, "status": status,
-                "runId": execution.run_id}
+        return {**self._started_body(status), "runId": execution.run_id}
 
     async def _before(self, hook: Callable[..., Any] | None, context_type: type[Any],
                       request: Request, body: Any) -> None:
