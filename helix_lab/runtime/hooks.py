@@ -191,7 +191,7 @@ class ExecutionState:
 
     def get_handle(self) -> AgentHandle | None:
         """A handle on the running run, the kind ``after_*`` hooks get; ``None`` when idle."""
-        return self._server.current_handle() if self._server.is_executing else None
+        return self._server.current_handle()
 
     async def interrupt(self, reason: str = "interrupted") -> None:
         if self._server.execution is not None:
