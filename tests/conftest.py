@@ -14,7 +14,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from dummy_comm import CommRecorder
+    from served import Served
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -70,6 +73,17 @@ def views() -> Any:
     yield made
     for view in made:
         view.close()
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """``helix serve`` on the e2e scenario's agents (``served.Served``), one per test module
+    that asks for it; a module needing other options defines its own ``served``."""
+    from served import Served
+
+    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
+    yield server
+    server.stop()
 
 
 @pytest.fixture(scope="session")

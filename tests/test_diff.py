@@ -8,7 +8,6 @@ different start, and sessions of different agents.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import e2e_scenario
@@ -84,13 +83,6 @@ def check_branch_and_session_diffs(found: dict[str, Any]) -> None:
 async def test_branches_and_sessions_on_the_local_backend(make_runtime) -> None:
     runtime = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
     check_branch_and_session_diffs(await branch_and_session_diffs(runtime.backend, "local"))
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
-    yield server
-    server.stop()
 
 
 async def test_branches_and_sessions_on_helix_serve(served: Served) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -74,13 +73,6 @@ async def test_the_tree_hangs_each_branch_under_its_fork_point(make_runtime) -> 
                     "at step 3 · completed"
                     "branch 2 (current) · forked at step 0 of branch 0 · "
                     f"{counts[2]} checkpoints, head at step 2 · completed")
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
-    yield server
-    server.stop()
 
 
 async def test_a_page_of_a_session_on_helix_serve(served: Served, make_runtime) -> None:

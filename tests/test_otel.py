@@ -26,7 +26,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.semconv._incubating.attributes import gen_ai_attributes as g
 from opentelemetry.semconv.attributes.error_attributes import ERROR_TYPE
 from opentelemetry.trace import SpanKind, StatusCode
-from served import TOKEN, Served
+from served import TOKEN
 from test_magics import Kernel, close_workbench, kernel, shell, shown  # noqa: F401
 
 from helix_lab import Agent, RemoteBackend, ToolError, tool
@@ -254,13 +254,6 @@ async def test_live_tracing_matches_the_history_on_both_backends(make_runtime, m
     assert summary(live_remote) == summary(live_local)
     named = by_name(live_remote)
     assert len(named["execute_tool work"]) == 3 and len(named[f"chat {MODEL}"]) == 4
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
-    yield server
-    server.stop()
 
 
 # -- OTLP over HTTP, into a collector on 127.0.0.1 ------------------------------------------

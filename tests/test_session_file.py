@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -109,13 +108,6 @@ async def test_round_trip_on_the_local_backend(make_runtime, tmp_path: Path) -> 
     # The search index is not in the file: the imported session builds its own.
     assert await target.backend.handle("trip").search("did 2") == await h.search("did 2")
     assert len(await h.search("did 2")) == 2  # both branches ran step 2
-
-
-@pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    server = Served(tmp_path_factory.mktemp("serve") / "objects").start()
-    yield server
-    server.stop()
 
 
 async def test_round_trip_from_helix_serve(served: Served, make_runtime, tmp_path: Path) -> None:
