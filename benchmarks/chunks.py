@@ -124,14 +124,13 @@ def measure(ctx: Context) -> Figure:
         rig = TextRig(storage, deltas)
         try:
             for kind, client in (("persist", False), ("live", True), ("sse", "sse")):
-                session = "text-0" if (kind, r) == ("live", 0) else f"{kind}-{r}"
                 rig.transactions = 0
-                took, received = await _stream_run(rig, session, client=client)
+                took, received = await _stream_run(rig, f"{kind}-{r}", client=client)
                 tx[kind] = rig.transactions
                 if client and received != deltas:
                     raise RuntimeError(f"the {kind} client received {received} of {deltas}")
                 best[kind] = min(best[kind], took)
-            dbs.append(rig.db_path(f"live-{r}" if r else "text-0"))
+            dbs.append(rig.db_path(f"live-{r}"))
         finally:
             await rig.aclose()
 
@@ -141,7 +140,7 @@ def measure(ctx: Context) -> Figure:
         run(one_round(r))
         raw, rows = raw_sqlite_insert(dbs[r], raw_dir / f"raw-{r}.sqlite3")
         best["raw"] = min(best["raw"], raw)
-    ctx.cache["text_session"] = {"storage": storage, "session": "text-0",
+    ctx.cache["text_session"] = {"storage": storage, "session": "live-0",
                                  "db": dbs[0], "deltas": deltas}
     raw_rate = rows / best["raw"]
     rate = {kind: deltas / best[kind] for kind in kinds}
