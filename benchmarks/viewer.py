@@ -153,7 +153,6 @@ def measure(ctx: Context) -> Figure:
                 _, opened = await _open(rig.server_class, where[name], name,
                                         out["chunks"][name])
                 view = opened[0]
-                out["items"] = len(view.feed._window)
                 out["bytes"][name], _ = await _traffic(view, seconds)
                 out.setdefault("window", {})[name] = len(view.feed._window)
                 await _close(opened)
