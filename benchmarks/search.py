@@ -38,7 +38,7 @@ def _chunks(steps: int) -> list[dict[str, Any]]:
                     "toolCallId": f"t{step}", "input": {"query": f"kelp {step}"}})
         out.append({"type": "tool_end", "step": step, "toolCallId": f"t{step}",
                     "output": f"found {step} urchins"})
-        out.append({"type": "usage", "step": step, "input_tokens": 10, "output_tokens": 40})
+        out.append({"type": "usage", "step": step, "inputTokens": 10, "outputTokens": 40})
         out.append({"type": "checkpoint", "step": step, "checkpointId": f"cp{step}"})
     return out
 

@@ -59,7 +59,7 @@ def _mix(start: int) -> Any:
                  ("tool_start", {"toolName": "echo", "toolCallId": f"t{step}",
                                  "input": {"i": step}}),
                  ("tool_end", {"toolCallId": f"t{step}", "output": step}),
-                 ("usage", {"input_tokens": 1, "output_tokens": 1}),
+                 ("usage", {"inputTokens": 1, "outputTokens": 1}),
                  ("checkpoint", {"checkpointId": f"live-{step}", "branch": 0})]
         for kind, fields in kinds:
             sequence += 1
