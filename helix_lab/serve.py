@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .deploy import APPROACHES
 from .errors import ServeError
 from .runtime.http import close_code
 
@@ -53,7 +54,6 @@ PYODIDE_STORAGE = ".helix/serve-pyodide"
 """The pyodide engine's default: its database files (whole-file snapshots) are not the
 stand-in's (WAL)."""
 ENGINES = ("cpython", "pyodide")
-APPROACHES = ("durable-objects", "workflows")
 """``cpython``: the bundle on this interpreter with the stand-in runtime (the default);
 ``pyodide``: the bundle under real Pyodide in Node."""
 MAX_BODY = 16 * 1024 * 1024
