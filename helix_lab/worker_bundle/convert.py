@@ -35,7 +35,7 @@ class BadMethod(BackendError):
     default_code = "method_not_allowed"
 
     def __init__(self) -> None:
-        super().__init__("This method is not one an HTTP endpoint here takes; use GET or POST.")
+        super().__init__("Use GET or POST.")
 
 
 class _UpgradeMarker:

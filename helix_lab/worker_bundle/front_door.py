@@ -72,8 +72,8 @@ class FrontDoor(WorkerEntrypoint):
             return problem
         try:
             inner = await to_helix_request(request)
-        except BadMethod:
-            return worker_error(405, "method_not_allowed", "Use GET or POST.")
+        except BadMethod as exc:
+            return worker_error(exc.status, exc.code, exc.message)
         response = await route(inner, self._sessions(env), token=token,
                                agent_types=lambda: load_agents(env).agent_types())
 

@@ -81,8 +81,8 @@ class ServingObject(DurableObject):
             server = self._served()
             try:
                 inner = await to_helix_request(request)
-            except BadMethod:
-                return worker_error(405, "method_not_allowed", "Use GET or POST.")
+            except BadMethod as exc:
+                return worker_error(exc.status, exc.code, exc.message)
             return await self._answer(server, inner)
         except Exception as exc:
             return self._failed(exc)
