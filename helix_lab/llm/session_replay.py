@@ -23,7 +23,7 @@ from typing import Any, TypeAlias
 
 from ..difference import MISSING, first_difference
 from .base import LLMEvent, LLMRequest
-from .cassette import CassetteMismatch
+from .cassette import CassetteMismatch, request_json
 
 __all__ = ["SessionReplay"]
 
@@ -106,10 +106,10 @@ class SessionReplay:
     def _source(self) -> str:
         return f"the session recorded in {self.path}"
 
-    def _check_agent(self, number: int, request: LLMRequest) -> None:
-        """The model, system prompt and tools, against those of an agent the manifest
-        recorded (the session's, or a sub-agent's)."""
-        sent = json.loads(json.dumps(request.to_json()))
+    def _check_agent(self, number: int, sent: dict[str, Any]) -> None:
+        """The model, system prompt and tools of the request ``sent`` (as
+        :func:`~helix_lab.llm.cassette.request_json` gives it), against those of an agent the
+        manifest recorded (the session's, or a sub-agent's)."""
         first = None
         for agent in self._agents:
             recorded = {k: agent[k] for k in ("model", "system", "tools")
@@ -122,10 +122,9 @@ class SessionReplay:
             raise CassetteMismatch(self._source(), number, first.path, first.left, first.right,
                                    hint=HINT)
 
-    def _turn(self, number: int, request: LLMRequest) -> _Key:
-        """The recorded turn that answers ``request``'s conversation."""
+    def _turn(self, number: int, messages: list[Any]) -> _Key:
+        """The recorded turn that answers the conversation ``messages`` (JSON round-tripped)."""
         node: _Key | None = None
-        messages = json.loads(json.dumps(request.messages))
         for index, message in enumerate(messages):
             kids = self._children.get(node, [])
             key = _canonical(message)
@@ -154,8 +153,9 @@ class SessionReplay:
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMEvent]:
         number = len(self.requests) + 1
-        self._check_agent(number, request)
-        turn = self._turn(number, request)
+        sent = request_json(request)  # one JSON round trip of the request, messages and all
+        self._check_agent(number, sent)
+        turn = self._turn(number, sent["messages"])
         self.requests.append(request)
         events = self._events(turn)
         for index, event in enumerate(events):
