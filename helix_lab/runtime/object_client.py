@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 from ..errors import UserError, backend_error
 from .http import Request, Response
-from .stream import DOStreamManager
+from .stream import DOStreamManager, Subscription, client_chunks
 
 __all__ = ["ObjectClient"]
 
@@ -59,14 +59,14 @@ class ObjectClient:
             raise backend_error(response.status, body)
         return body
 
-    async def stream(self, session_id: str, from_sequence: int = 0, *,
-                     follow: bool = False) -> AsyncIterator[dict[str, Any]]:
-        """The object's chunks after ``from_sequence``, from its subscription."""
-        self._check(session_id)
-        # subscribe() flushes first: it starts behind everything already written.
-        chunks = self._server.stream.subscribe(from_sequence, follow=follow).client_chunks()
-        try:
-            async for chunk in chunks:
-                yield chunk
-        finally:
-            await chunks.aclose()
+    def stream(self, session_id: str, from_sequence: int = 0, *,
+               follow: bool = False) -> AsyncIterator[dict[str, Any]]:
+        """The object's chunks after ``from_sequence``, from its subscription: the
+        subscription's own client generator, as the in-kernel backend's stream is."""
+
+        async def subscribe() -> Subscription:
+            self._check(session_id)
+            # subscribe() flushes first: it starts behind everything already written.
+            return self._server.stream.subscribe(from_sequence, follow=follow)
+
+        return client_chunks(subscribe)

@@ -186,14 +186,6 @@ class Subscription:
         self.closed = True
         self._wake.set()
 
-    def client_chunks(self) -> AsyncIterator[dict[str, Any]]:
-        """:func:`client_chunks` of this subscription."""
-
-        async def itself() -> Subscription:
-            return self
-
-        return client_chunks(itself)
-
     async def __aiter__(self) -> AsyncIterator[list[dict[str, Any]]]:
         """Yield batches of chunks in sequence order: stored pages first, then live ones."""
         manager = self._manager
