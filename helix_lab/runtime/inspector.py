@@ -24,9 +24,9 @@ from typing import Any
 
 from ..errors import NotFoundError
 from .sql import SqlStorage, SqlTables
-from .state_store import Checkpoint
+from .state_store import Checkpoint, message_prefix
 
-__all__ = ["DEFAULT_MESSAGES", "StepLog", "StepRecord", "load_tail", "missing_step",
+__all__ = ["DEFAULT_MESSAGES", "StepLog", "StepRecord", "missing_step",
            "step_view", "tool_specs"]
 
 DEFAULT_MESSAGES = 50
@@ -106,22 +106,6 @@ class StepLog(SqlTables):
             branch, upto = fork[0]["branch"], fork[0]["n"]
 
 
-def load_tail(sql: SqlStorage, head: int | None, limit: int) -> list[dict[str, Any]]:
-    """The last ``limit`` messages of the prefix ending at ``head``, oldest first."""
-    if head is None or limit <= 0:
-        return []
-    rows = sql.exec(
-        """WITH RECURSIVE chain(id, parent_id, message, depth) AS (
-               SELECT id, parent_id, message, 0 FROM helix_messages WHERE id = ?
-               UNION ALL
-               SELECT m.id, m.parent_id, m.message, chain.depth + 1
-               FROM helix_messages m JOIN chain ON m.id = chain.parent_id
-               WHERE chain.depth + 1 < ?)
-           SELECT message FROM chain ORDER BY depth DESC""",
-        head, limit)
-    return [json.loads(r["message"]) for r in rows]
-
-
 _SPECS: weakref.WeakKeyDictionary[Any, list[dict[str, Any]]] = weakref.WeakKeyDictionary()
 
 
@@ -163,7 +147,7 @@ def step_view(sql: SqlStorage, row: dict[str, Any], *, system: str | None,
               tools: list[dict[str, Any]], limit: int = DEFAULT_MESSAGES) -> dict[str, Any]:
     """``GET /steps/{step}``'s body from a :meth:`StepLog.find` row."""
     own = row["message_count"] - row["request_count"]
-    tail = load_tail(sql, row["message_head"], own + limit)
+    tail = message_prefix(sql, row["message_head"], own + limit)
     sent, produced = tail[: len(tail) - own], tail[len(tail) - own:]
     answer = next((m for m in produced if m.get("role") == "assistant"), None)
     results = next((m for m in produced if m.get("role") == "user"), None)

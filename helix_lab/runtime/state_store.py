@@ -21,7 +21,7 @@ from typing import Any
 from .jsonpatch import apply_patch, make_patch
 from .sql import SqlStorage, SqlTables
 
-__all__ = ["SNAPSHOT_EVERY", "Checkpoint", "DOStateStore", "checkpoint_id"]
+__all__ = ["SNAPSHOT_EVERY", "Checkpoint", "DOStateStore", "checkpoint_id", "message_prefix"]
 
 SNAPSHOT_EVERY = 32
 SCHEMA_VERSION = "1"
@@ -102,6 +102,26 @@ _CP_COLUMNS = ("id, parent_id, run_id, step, branch, message_head, message_count
                "sequence, created_at, output")
 
 
+_CHAIN = """WITH RECURSIVE chain(id, parent_id, message, depth) AS (
+                SELECT id, parent_id, message, 0 FROM helix_messages WHERE id = ?
+                UNION ALL
+                SELECT m.id, m.parent_id, m.message, chain.depth + 1
+                FROM helix_messages m JOIN chain ON m.id = chain.parent_id{bound})
+            SELECT message FROM chain ORDER BY depth DESC"""
+_PREFIX = _CHAIN.format(bound="")
+_TAIL = _CHAIN.format(bound=" WHERE chain.depth + 1 < ?")
+
+
+def message_prefix(sql: SqlStorage, head: int | None,
+                   limit: int | None = None) -> list[dict[str, Any]]:
+    """The message prefix that ends at ``head``, oldest first: only its last ``limit``
+    messages when ``limit`` is given (the walk up the tree stops there)."""
+    if head is None or (limit is not None and limit <= 0):
+        return []
+    rows = sql.exec(_PREFIX, head) if limit is None else sql.exec(_TAIL, head, limit)
+    return [json.loads(r["message"]) for r in rows]
+
+
 class DOStateStore(SqlTables):
     """Session row, message tree and checkpoints of one Durable Object."""
 
@@ -166,18 +186,7 @@ class DOStateStore(SqlTables):
 
     def load_messages(self, head: int | None) -> list[dict[str, Any]]:
         """The message prefix that ends at ``head``, oldest first."""
-        if head is None:
-            return []
-        rows = self.sql.exec(
-            """WITH RECURSIVE chain(id, parent_id, message, depth) AS (
-                   SELECT id, parent_id, message, 0 FROM helix_messages WHERE id = ?
-                   UNION ALL
-                   SELECT m.id, m.parent_id, m.message, chain.depth + 1
-                   FROM helix_messages m JOIN chain ON m.id = chain.parent_id)
-               SELECT message FROM chain ORDER BY depth DESC""",
-            head,
-        )
-        return [json.loads(r["message"]) for r in rows]
+        return message_prefix(self.sql, head)
 
     # -- checkpoints ----------------------------------------------------------------------
 
