@@ -624,7 +624,10 @@ class AgentServer:
     def _before_pending(self, cp: Checkpoint) -> Checkpoint:
         """The checkpoint before a kept (paused) turn: where that step's model call began."""
         while cp.parent_id and self.storage.pending.get(cp.id) is not None:
-            cp = self.store.get_checkpoint(cp.parent_id) or cp
+            parent = self.store.get_checkpoint(cp.parent_id)
+            if parent is None:  # `or cp` here would spin forever on a missing parent
+                break
+            cp = parent
         return cp
 
     def _started_body(self, status: str) -> dict[str, Any]:
