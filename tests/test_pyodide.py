@@ -23,12 +23,12 @@ import httpx
 import pytest
 import websockets
 from fakes.anthropic_server import FakeAnthropic, Text, ToolUse, turn
+from helpers import read_sse
 from served import TOKEN, Served
 
 from helix_lab import RemoteBackend
 from helix_lab.errors import BackendError
 from helix_lab.pyodide_host import PyodideHost, PyodideHostError, build_bundle, home, install
-from helix_lab.runtime.sse import END_EVENT, iter_sse_chunks
 
 pytestmark = pytest.mark.timeout(600)
 
@@ -97,13 +97,9 @@ async def test_the_seed_worker_routes_and_last_event_id(host: PyodideHost) -> No
         await handle.result()
     async with httpx.AsyncClient(base_url=host.url, headers=auth, timeout=60) as client:
         stored = (await client.get("/sessions/seed-routes/history")).json()["chunks"]
-        streamed: list[dict[str, Any]] = []
         async with client.stream("GET", "/stream/seed-routes",
                                  headers={"Last-Event-ID": "2"}) as response:
-            async for event, data in iter_sse_chunks(response.aiter_bytes()):
-                if event == END_EVENT:
-                    break
-                streamed.append(data)
+            streamed = await read_sse(response.aiter_bytes())
     assert len(stored) > 4 and streamed == stored[2:]
     received: list[dict[str, Any]] = []
     url = host.url.replace("http", "ws", 1) + "/ws/seed-routes?fromSequence=0"
