@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import aclosing
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -47,13 +46,9 @@ class GatedLLM:
 
 
 @pytest.fixture
-async def gated(tmp_path: Path) -> AsyncIterator[tuple[Runtime, GatedLLM]]:
+def gated(make_runtime: Any) -> tuple[Runtime, GatedLLM]:
     llm = GatedLLM()
-    rt = Runtime(tmp_path / "objects", [Agent(name="talker", register=False)], llm)
-    try:
-        yield rt, llm
-    finally:
-        await rt.close()
+    return make_runtime([Agent(name="talker", register=False)], llm), llm
 
 
 def _http(rt: Runtime) -> httpx.AsyncClient:
