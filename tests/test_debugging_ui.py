@@ -16,6 +16,7 @@ from test_magics import Kernel, wait_until
 
 from helix_lab.llm import ScriptedLLM
 from helix_lab.widgets import AgentView, ViewState, allowed_actions
+from helix_lab.widgets.debug_panels import StepInspector
 from helix_lab.widgets.render import render_header, render_step, render_stream
 
 # The real-shell fixtures of the magics tests.
@@ -85,6 +86,46 @@ def test_a_step_renders_escaped() -> None:
     for raw in ("<sys>", "<hi>", "<b>x</b>", "<t>", "<n>", "<out>", "m<", "t<"):
         assert raw not in html
     assert "unpriced" in html and "1 earlier messages not shown" in html
+
+
+class _Clicks:
+    """A PanelHost that records what the inspector's re-run button sends."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def decide(self, tool_call_id: str, action: str) -> None: ...
+
+    def open_step(self, step: int) -> None: ...
+
+    def rerun_with_output(self, tool_call_id: str, text: str) -> None:
+        self.sent.append((tool_call_id, text))
+
+
+@pytest.mark.parametrize("output", [{"to": "bob", "sent": True, "cc": None}, [1, "two"],
+                                    "plain text", 'a "quoted" word'])
+def test_the_result_editor_shows_json_that_reads_back_to_the_output(output: Any) -> None:
+    # The re-run reads the editor's text as JSON where it parses (AgentView.rerun_with_output):
+    # a structured result shown as a Python repr would come back as a string.
+    host = _Clicks()
+    inspector = StepInspector(host)
+    inspector.show({
+        "step": 1, "branch": 0, "model": "m", "checkpointId": "cp",
+        "request": {"system": "", "tools": [], "messageCount": 0, "messages": []},
+        "response": {"text": "", "thinking": "", "toolCalls": []},
+        "toolResults": [{"toolCallId": "c1", "output": output, "isError": False}],
+        "usage": {"inputTokens": 1, "outputTokens": 1, "costUsd": None},
+        "timing": {"startedAt": 1, "firstTokenMs": None, "durationMs": 1}})
+    [editor] = [w for box in inspector.edits.children for w in box.children
+                if "helix-result-editor" in w._dom_classes]
+    if isinstance(output, str):
+        assert editor.value == output
+    else:
+        assert json.loads(editor.value) == output
+    [button] = [w for box in inspector.edits.children for w in box.children
+                if getattr(w, "description", "") == "Edit output and re-run from here"]
+    button.click()
+    assert host.sent == [("c1", editor.value)]
 
 
 # -- the widget over a real backend ----------------------------------------------------------

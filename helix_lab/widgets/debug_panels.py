@@ -21,7 +21,7 @@ import ipywidgets as widgets
 
 from .render import render_step
 
-__all__ = ["STEP_BUTTONS", "ApprovalPanel", "PanelHost", "StepInspector"]
+__all__ = ["STEP_BUTTONS", "ApprovalPanel", "PanelHost", "StepInspector", "editable_output"]
 
 STEP_BUTTONS = 60
 """Steps the timeline offers as buttons (the newest); any other is opened by number."""
@@ -42,6 +42,13 @@ def _parse_json(text: str, what: str) -> tuple[bool, Any]:
         return True, json.loads(text)
     except ValueError as exc:
         return False, f"{what} is not valid JSON ({exc}); fix it and try again."
+
+
+def editable_output(output: Any) -> str:
+    """A tool result as the text its editor shows: a string as it is, anything else as JSON,
+    which ``AgentView.rerun_with_output`` reads back to the same value (``str()`` of a dict
+    would be a Python repr, sent back as a plain string)."""
+    return output if isinstance(output, str) else json.dumps(output, indent=1)
 
 
 class ApprovalPanel(widgets.VBox):
@@ -136,7 +143,7 @@ class StepInspector(widgets.VBox):
         self.body.value = render_step(view)
         rows = []
         for result in view["toolResults"]:
-            editor = widgets.Textarea(value=str(result["output"]), rows=3,
+            editor = widgets.Textarea(value=editable_output(result["output"]), rows=3,
                                       layout=widgets.Layout(width="98%"))
             editor.add_class("helix-result-editor")
             rerun = widgets.Button(description="Edit output and re-run from here",
