@@ -546,6 +546,8 @@ class HelixMagics(Magics):
 
     async def _decide(self, handle: Any, call: str | None, verb: str, decision: Any) -> None:
         """Make a decision and say what it was about and what still waits."""
+        from .runtime.handle import describe_calls
+
         try:
             pending = await self._call(handle.pending_approvals())
         except BaseException:
@@ -555,10 +557,8 @@ class HelixMagics(Magics):
         self.shell.user_ns["_helix"] = new
         decided = [p for p in pending if call is None or p["toolCallId"] == call]
         waiting = [p for p in pending if p not in decided]
-        names = ", ".join(f"{p['toolName']} ({p['toolCallId']})" for p in decided)
-        print(f"{verb}: {names}; " + (
-            "still waiting: " + ", ".join(f"{p['toolName']} ({p['toolCallId']})"
-                                          for p in waiting)
+        print(f"{verb}: {describe_calls(decided)}; " + (
+            "still waiting: " + describe_calls(waiting)
             if waiting else f"the run goes on (session {new.session_id})"))
 
     async def _cmd_step(self, args: Any) -> None:

@@ -14,7 +14,7 @@ session and one stream, so it is the session id), and ``can_resume()`` answers
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -24,6 +24,11 @@ __all__ = ["CHECKPOINT_PAGE", "AgentHandle", "ResumeCheck", "RunInterrupted", "S
 
 CHECKPOINT_PAGE = 1000
 """Checkpoints per request when :meth:`AgentHandle.checkpoints` reads them all."""
+
+
+def describe_calls(pending: Iterable[dict[str, Any]]) -> str:
+    """``toolName (toolCallId), ...`` of tool calls waiting for approval, for messages."""
+    return ", ".join(f"{p['toolName']} ({p['toolCallId']})" for p in pending)
 
 
 @dataclass(frozen=True)
@@ -47,8 +52,7 @@ class ResumeCheck:
     def of(cls, status: dict[str, Any]) -> ResumeCheck:
         """Read the check from a ``GET /status`` body."""
         if status.get("status") == "paused":
-            calls = ", ".join(f"{p['toolName']} ({p['toolCallId']})"
-                              for p in status.get("pendingApprovals", []))
+            calls = describe_calls(status.get("pendingApprovals", []))
             return cls(True, f"paused: {calls or 'a tool call'} waits for approval; "
                        "approve() or deny() it to go on")
         if status.get("canResume"):
@@ -130,8 +134,7 @@ class AgentHandle:
         if status["status"] == "completed":
             return status.get("output")
         if status["status"] == "paused":
-            calls = ", ".join(f"{p['toolName']} ({p['toolCallId']})"
-                              for p in status.get("pendingApprovals", []))
+            calls = describe_calls(status.get("pendingApprovals", []))
             raise RunPaused(f"Session {self.session_id!r} is paused at step "
                             f"{status['stepCount']}: waiting for approval of {calls or 'a call'}."
                             " Call approve() or deny(message) to go on.")
