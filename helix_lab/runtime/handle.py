@@ -14,7 +14,7 @@ session and one stream, so it is the session id), and ``can_resume()`` answers
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
@@ -29,6 +29,20 @@ CHECKPOINT_PAGE = 1000
 def describe_calls(pending: Iterable[dict[str, Any]]) -> str:
     """``toolName (toolCallId), ...`` of tool calls waiting for approval, for messages."""
     return ", ".join(f"{p['toolName']} ({p['toolCallId']})" for p in pending)
+
+
+async def _paged(read: Callable[[int], Awaitable[dict[str, Any]]], key: str,
+                 after: int = 0) -> AsyncIterator[dict[str, Any]]:
+    """The ``key`` items of the pages ``read(after)`` answers, in order: each next page
+    starts after the last item's ``sequence``, until one is empty or has no ``hasMore``."""
+    while True:
+        body = await read(after)
+        items = body[key]
+        for item in items:
+            yield item
+        if not items or not body.get("hasMore"):
+            return
+        after = items[-1]["sequence"]
 
 
 @dataclass(frozen=True)
@@ -157,14 +171,9 @@ class AgentHandle:
 
     async def checkpoints(self) -> list[dict[str, Any]]:
         """Every checkpoint of every branch, oldest first (read page by page)."""
-        found: list[dict[str, Any]] = []
-        after = 0
-        while True:
-            page = await self.checkpoints_page(after=after, limit=CHECKPOINT_PAGE)
-            found += page["checkpoints"]
-            if not page.get("hasMore") or not page["checkpoints"]:
-                return found
-            after = page["checkpoints"][-1]["sequence"]
+        return [c async for c in _paged(
+            lambda after: self.checkpoints_page(after=after, limit=CHECKPOINT_PAGE),
+            "checkpoints")]
 
     async def checkpoints_page(self, *, branch: int | None = None, after: int | None = None,
                                before: int | None = None, limit: int = 100) -> dict[str, Any]:
@@ -196,18 +205,11 @@ class AgentHandle:
         return await self._call("GET", "/history",
                                 params={"fromSequence": from_sequence, "limit": limit})
 
-    async def history_chunks(self, from_sequence: int = 0, *, page: int = 1000
-                             ) -> AsyncIterator[dict[str, Any]]:
+    def history_chunks(self, from_sequence: int = 0, *, page: int = 1000
+                       ) -> AsyncIterator[dict[str, Any]]:
         """Every stored chunk after ``from_sequence``, in order, read ``page`` at a time
         (unlike :meth:`stream`, it ends at the last stored chunk and never waits)."""
-        after = from_sequence
-        while True:
-            body = await self.history(after, page)
-            for chunk in body["chunks"]:
-                yield chunk
-            if not body["chunks"] or not body.get("hasMore"):
-                return
-            after = body["chunks"][-1]["sequence"]
+        return _paged(lambda after: self.history(after, page), "chunks", from_sequence)
 
     def export_lines(self) -> AsyncIterator[dict[str, Any]]:
         """The session's stored rows, streamed (what ``.helix`` files are written from)."""
