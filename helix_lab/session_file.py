@@ -104,6 +104,12 @@ def _children_prefix(session_id: str) -> str:
     return f"children/{session_id}/"
 
 
+def _sessions(manifest: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """``(prefix, manifest)`` of the session a manifest describes, then of its children."""
+    return [("", manifest), *((_children_prefix(c["sessionId"]), c)
+                              for c in manifest.get("children") or [])]
+
+
 async def _write_session(archive: zipfile.ZipFile, handle: AgentHandle,
                          prefix: str) -> tuple[dict[str, Any], list[tuple[str, str]]]:
     """One session's rows as entries under ``prefix``; its manifest, and the sub-agent
@@ -180,8 +186,7 @@ class SessionFile:
     def sessions(self) -> list[tuple[str, dict[str, Any]]]:
         """``(prefix, manifest)`` of every session in the file: this one, then its
         sub-agents'. ``prefix`` goes to :meth:`rows`."""
-        return [("", self.manifest), *((_children_prefix(c["sessionId"]), c)
-                                       for c in self.manifest.get("children") or [])]
+        return _sessions(self.manifest)
 
     def _fail(self, problem: str) -> SessionFileError:
         return SessionFileError(f"{self.path} is not a usable .helix file: {problem}")
@@ -196,8 +201,7 @@ class SessionFile:
         try:
             with zipfile.ZipFile(self.path) as archive:
                 manifest = self._manifest(archive)
-                for prefix, part in [("", manifest), *(
-                        (_children_prefix(c["sessionId"]), c) for c in manifest["children"])]:
+                for prefix, part in _sessions(manifest):
                     for table, info in part["tables"].items():
                         self._check_table(archive, table, info, prefix)
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
