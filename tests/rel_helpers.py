@@ -10,14 +10,6 @@ from typing import Any
 from helix_lab.runtime import Request
 
 
-def soak_enabled(config: Any) -> bool:
-    """Whether pytest was run with ``--soak`` (the long variants)."""
-    try:
-        return bool(config.getoption("--soak"))
-    except ValueError:
-        return False
-
-
 def assert_contiguous(sequences: list[int], start: int = 1, what: str = "") -> None:
     expected = list(range(start, start + len(sequences)))
     assert sequences == expected, f"{what}: sequences are not {start}..: {sequences}"
