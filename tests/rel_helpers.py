@@ -17,14 +17,7 @@ def assert_contiguous(sequences: list[int], start: int = 1, what: str = "") -> N
 
 async def history(handle: Any) -> list[dict[str, Any]]:
     """Every stored chunk of a session, paging through ``GET /history``."""
-    chunks: list[dict[str, Any]] = []
-    after = 0
-    while True:
-        page = await handle.history(after, 500)
-        chunks.extend(page["chunks"])
-        if not page["hasMore"]:
-            return chunks
-        after = chunks[-1]["sequence"]
+    return [chunk async for chunk in handle.history_chunks(page=500)]
 
 
 async def stub_json(stub: Any, method: str, path: str, body: Any = None) -> tuple[int, Any]:
