@@ -284,7 +284,9 @@ class AgentSteps:
             at_limit = input.steps_this_run >= agent.max_steps
             force = agent.output_schema is not None and (at_limit or must_finish(messages))
             emit({"type": "step_started"})
-            specs = self._specs.setdefault(agent.name, agent.tool_specs())
+            specs = self._specs.get(agent.name)
+            if specs is None:  # setdefault would build the specs on every call to drop them
+                specs = self._specs[agent.name] = agent.tool_specs()
             request = build_request(agent, messages, specs, force_finish=force)
             try:
                 turn = await consume_turn(self._llm(input), request,
