@@ -11,6 +11,7 @@ import e2e_scenario
 import pytest
 from dummy_comm import from_front_end, front_end_state
 from helpers import eventually
+from test_viewer_endpoints import forked_twice
 
 from helix_lab.widgets import AgentView
 from helix_lab.widgets.branch_tree import PAGE_SIZE
@@ -22,19 +23,12 @@ pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from confte
 async def forked(make_runtime: Any) -> Any:
     """A session forked twice, and an AgentView on it that has loaded its checkpoints."""
     backend = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter).backend
-    handle = await backend.start("stepper", "steps=3", session_id="t")
-    await handle.result()
-    by = {(c["branch"], c["step"]): c["checkpointId"] for c in await handle.checkpoints()}
-    one = await handle.resume(mode="from_checkpoint", checkpoint_id=by[0, 1])
-    await one.result()
-    by = {(c["branch"], c["step"]): c["checkpointId"] for c in await handle.checkpoints()}
-    two = await one.resume(mode="from_checkpoint", checkpoint_id=by[1, 2])
-    await two.result()
+    two, by = await forked_twice(backend, "t")
     view = AgentView(two, min_interval=0.01)
     view.follow()
     await eventually(lambda: view.state.status == "completed")
     await view.refresh_checkpoints()
-    yield view, {(c["branch"], c["step"]): c for c in await handle.checkpoints()}
+    yield view, by
     view.close()
 
 
