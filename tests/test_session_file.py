@@ -22,6 +22,7 @@ from typing import Any
 import e2e_scenario
 import pytest
 from served import TOKEN, Served
+from test_html_page import forked  # a stepper run of 3 steps, forked at step 1
 from test_magics import Kernel, kernel, shell, shown  # noqa: F401
 
 import helix_lab
@@ -42,17 +43,6 @@ class NoNetwork:
     async def stream(self, request: LLMRequest) -> Any:
         raise AssertionError("the model was called")
         yield  # pragma: no cover
-
-
-async def branched_session(backend: Any, session: str) -> Any:
-    """A stepper run of three steps, forked at step 1 with a state edit."""
-    h = await backend.start("stepper", "steps=3", session_id=session)
-    assert await h.result() == "finished 3 steps"
-    first = next(c for c in await h.checkpoints() if c["step"] == 1)
-    fork = await h.resume("from_checkpoint", checkpoint_id=first["checkpointId"],
-                          modify_state={"label": "forked"})
-    assert await fork.result() == "finished 3 steps"
-    return h
 
 
 async def exported_run(make_runtime: Any, tmp_path: Path, session: str,
@@ -84,7 +74,7 @@ def storage_files(path: Path) -> dict[str, str]:
 
 async def test_round_trip_on_the_local_backend(make_runtime, tmp_path: Path) -> None:
     source = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
-    h = await branched_session(source.backend, "trip")
+    h = await forked(source.backend, "trip", 3)
     path = tmp_path / "out" / "trip.helix"
 
     manifest = await export_session(h, path)
@@ -113,7 +103,7 @@ async def test_round_trip_on_the_local_backend(make_runtime, tmp_path: Path) -> 
 async def test_round_trip_from_helix_serve(served: Served, make_runtime, tmp_path: Path) -> None:
     path = tmp_path / "remote.helix"
     async with RemoteBackend(served.url, token=TOKEN) as remote:
-        h = await branched_session(remote, "served-trip")
+        h = await forked(remote, "served-trip", 3)
         await export_session(h, path)
         original = await everything(h)
         with pytest.raises(NotFoundError, match="POST /start first"):
@@ -127,7 +117,7 @@ async def test_round_trip_from_helix_serve(served: Served, make_runtime, tmp_pat
 
 async def test_replay_from_session_forks_offline(make_runtime, tmp_path: Path) -> None:
     source = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
-    h = await branched_session(source.backend, "replayed")
+    h = await forked(source.backend, "replayed", 3)
     path = tmp_path / "replayed.helix"
     await export_session(h, path)
 
@@ -200,7 +190,7 @@ async def test_a_mismatch_names_the_field(make_runtime, tmp_path: Path) -> None:
 
 async def test_export_import_replay_in_a_fresh_process(make_runtime, tmp_path: Path) -> None:
     source = make_runtime(e2e_scenario.registry, e2e_scenario.llm_adapter)
-    h = await branched_session(source.backend, "fresh")
+    h = await forked(source.backend, "fresh", 3)
     path = tmp_path / "fresh.helix"
     await export_session(h, path)
     script = """
