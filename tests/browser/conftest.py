@@ -31,15 +31,20 @@ import sys
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import expect
 
 from . import lab
-from .lab import CHROMIUM_ARGS, LabServer, start_lab_server
+from .lab import CHROMIUM_ARGS, DEFAULT_TIMEOUT_MS, LabServer, start_lab_server
 
 CHROMIUM = os.environ.get("HELIX_CHROMIUM", "/usr/bin/chromium")
 HEADED = os.environ.get("HELIX_HEADED", "") not in ("", "0", "false")
 VIEWPORT = {"width": 1440, "height": 900}
 
 _startup_times: list[float] = []
+
+# An ``expect`` without its own timeout waits this long, not Playwright's 5 s: its deadline
+# only catches a hang, never a slow redraw on a busy machine.
+expect.set_options(timeout=DEFAULT_TIMEOUT_MS)
 
 
 # --------------------------------------------------------------------------- reporting hooks
