@@ -226,7 +226,7 @@ async def test_a_model_that_never_awaits_does_not_hold_the_loop(make_runtime: An
                            ScriptedLLM([Turn(text="".join(words))]))
     seen_mid_stream: list[int] = []
     handle = await runtime.backend.start("talker", "talk", session_id="hog")
-    server = runtime.ns.instance(runtime.ns.id_from_name("session:hog"))
+    server = runtime.server("hog")
 
     async def ticker() -> None:  # another session's work, or another client
         while server.is_executing:
