@@ -354,8 +354,13 @@ async def run_kill_scenario(backend: Any, kill: Callable[[], Any], restart: Call
                             deadline: float = 60) -> None:
     """A host killed mid-run and ``restart``-ed on the same storage: the open stream
     reconnects and ends with ``host_restarted``, nothing committed is lost, and the run
-    resumes to its end. ``deadline`` only catches a hang of the reconnected stream."""
-    handle = await backend.start("stepper", "steps=30", session_id="survivor")
+    resumes to its end. ``deadline`` only catches a hang of the reconnected stream.
+
+    The run is held before step 6 until after the kill, so the kill lands mid-run however
+    slowly the test reads the stream."""
+    gate = Gate()
+    handle = await backend.start("stepper", f"steps=30 hold=6 gate={gate.path}",
+                                 session_id="survivor")
     seen: list[dict[str, Any]] = []
     reached = asyncio.Event()
 
@@ -368,6 +373,7 @@ async def run_kill_scenario(backend: Any, kill: Callable[[], Any], restart: Call
     watcher = asyncio.create_task(watch())
     await asyncio.wait_for(reached.wait(), 60)
     kill()
+    gate.open()  # the restarted host holds nothing back
     at_kill = list(seen)
     committed = [c["checkpointId"] for c in at_kill if c["type"] == "checkpoint"]
     restarted = restart()  # same port, same storage
