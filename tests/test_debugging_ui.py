@@ -11,7 +11,13 @@ import pytest
 import test_magics
 from helpers import eventually
 from notebook_agents import MAILER
-from test_debugging import SENT, counting_model, email_turn, mail_agent
+from test_debugging import (  # _clear_outbox: the autouse fixture that empties SENT
+    SENT,
+    _clear_outbox,  # noqa: F401
+    counting_model,
+    email_turn,
+    mail_agent,
+)
 from test_magics import Kernel, wait_until
 
 from helix_lab.llm import ScriptedLLM
@@ -24,11 +30,6 @@ shell, shown, kernel = test_magics.shell, test_magics.shown, test_magics.kernel
 
 
 pytestmark = pytest.mark.usefixtures("comms")  # the recording comm, from conftest.py
-
-
-@pytest.fixture(autouse=True)
-def _clear_outbox() -> None:
-    SENT.clear()
 
 
 def chunk(kind: str, sequence: int, step: int = 1, **fields: Any) -> dict[str, Any]:
